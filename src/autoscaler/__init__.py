@@ -1,0 +1,1 @@
+"""node-fleet: the autoscaler for K3s workers on EC2."""

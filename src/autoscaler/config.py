@@ -1,0 +1,122 @@
+"""Settings: every tunable of the scaling core, with defaults and validation.
+
+The sustained windows: CPU above `cpu_high` for `cpu_high_window_s` adds nodes; a node must
+stay unneeded (requests below `scale_down_utilization_threshold`, CPU usage below `cpu_low` or
+within what its pods request, pods movable) for `scale_down_unneeded_time_s` before it is removed.
+
+Each field is read from the environment variable of the same name in upper case
+(`min_nodes` <- `MIN_NODES`). A value out of range fails with a message naming the variable
+and what it allows, and nothing is done with the rest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+
+class ConfigError(ValueError):
+    """A setting is missing, malformed or out of range; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    cluster_name: str = "node-fleet"
+    min_nodes: int = 2
+    max_nodes: int = 10
+    # CPU usage (Prometheus) is a secondary signal: requests drive capacity, as in Cluster Autoscaler.
+    cpu_high: float = 0.70
+    cpu_low: float = 0.30
+    cpu_high_window_s: int = 180
+    scale_down_utilization_threshold: float = 0.5
+    scale_down_unneeded_time_s: int = 600
+    scale_down_delay_after_add_s: int = 600
+    scale_down_delay_after_failure_s: int = 180
+    max_node_provision_time_s: int = 900
+    provision_backoff_s: int = 300
+    new_pod_scale_up_delay_s: int = 0
+    drain_timeout_s: int = 300
+    drain_force: bool = False
+    max_nodes_per_scale_up: int = 10
+    max_drains_in_parallel: int = 1
+    max_empty_bulk_delete: int = 10
+    node_cpu_m: int = 2000
+    node_mem_mib: int = 7680
+    dry_run: bool = False
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            bounds = _RANGES.get(f.name)
+            value = getattr(self, f.name)
+            if bounds is not None and not (bounds[0] <= value <= bounds[1]):
+                raise ConfigError(f"{_env(f.name)}={value!r} is out of range: allowed {bounds[0]}..{bounds[1]}")
+        if not self.cluster_name or len(self.cluster_name) > 63:
+            raise ConfigError("CLUSTER_NAME must be 1..63 characters")
+        if self.min_nodes > self.max_nodes:
+            raise ConfigError(f"MIN_NODES={self.min_nodes} must be <= MAX_NODES={self.max_nodes}")
+        if self.cpu_low >= self.cpu_high:
+            raise ConfigError(f"CPU_LOW={self.cpu_low} must be below CPU_HIGH={self.cpu_high}")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Build Settings from the variables present in `environ`; absent ones keep their default."""
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = environ.get(_env(f.name))
+            if raw is not None:
+                values[f.name] = _parse(f, raw.strip())
+        return cls(**values)
+
+    def replace(self, **changes: object) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _env(name: str) -> str:
+    return name.upper()
+
+
+def _parse(f: dataclasses.Field, raw: str) -> object:
+    kind = f.type if isinstance(f.type, str) else f.type.__name__
+    try:
+        if kind == "bool":
+            lowered = raw.lower()
+            if lowered in ("true", "1", "yes"):
+                return True
+            if lowered in ("false", "0", "no"):
+                return False
+            raise ValueError
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            value = float(raw)
+            if not math.isfinite(value):
+                raise ValueError
+            return value
+        return raw
+    except ValueError:
+        raise ConfigError(f"{_env(f.name)}={raw!r} is not a valid {kind}") from None
+
+
+DAY = 86_400
+_RANGES: dict[str, tuple[float, float]] = {
+    "min_nodes": (0, 1000),
+    "max_nodes": (1, 1000),
+    "cpu_high": (0.05, 1.0),
+    "cpu_low": (0.0, 0.95),
+    "cpu_high_window_s": (0, 3600),
+    "scale_down_utilization_threshold": (0.0, 1.0),
+    "scale_down_unneeded_time_s": (0, DAY),
+    "scale_down_delay_after_add_s": (0, DAY),
+    "scale_down_delay_after_failure_s": (0, DAY),
+    "max_node_provision_time_s": (60, 7200),
+    "provision_backoff_s": (0, 7200),
+    "new_pod_scale_up_delay_s": (0, 3600),
+    "drain_timeout_s": (30, 3600),
+    "max_nodes_per_scale_up": (1, 1000),
+    "max_drains_in_parallel": (1, 100),
+    "max_empty_bulk_delete": (1, 1000),
+    "node_cpu_m": (100, 1_000_000),
+    "node_mem_mib": (128, 10_000_000),
+}

@@ -1,0 +1,220 @@
+"""The values the scaling core reads and returns.
+
+Plain frozen dataclasses with no I/O: adapters build them from EC2, the Kubernetes API and
+Prometheus; the simulator builds them from its virtual cluster. Times are epoch seconds
+(floats), so `now` is always passed in and tests can fix it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+# Annotations that take a node out of scale-down (ours and Cluster Autoscaler's).
+SCALE_DOWN_DISABLED_ANNOTATIONS = (
+    "node-fleet.io/scale-down-disabled",
+    "cluster-autoscaler.kubernetes.io/scale-down-disabled",
+)
+SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
+DO_NOT_DISRUPT = "karpenter.sh/do-not-disrupt"
+
+
+@dataclass(frozen=True, slots=True)
+class Pod:
+    name: str
+    namespace: str
+    cpu_m: int
+    mem_mib: int
+    node: str | None = None
+    """Name of the node the pod is bound to; None while it is not scheduled."""
+    owner_kind: str | None = "ReplicaSet"
+    """Kind of the controlling owner (ReplicaSet, StatefulSet, Job, DaemonSet...); None = bare pod."""
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    has_pdb: bool = False
+    local_storage: bool = False
+    """The pod mounts emptyDir or hostPath volumes."""
+    unschedulable_since: float | None = None
+    """When the scheduler marked it PodScheduled=False/Unschedulable; None if it never did."""
+    grace_period_s: int = 30
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def is_daemonset(self) -> bool:
+        return self.owner_kind == "DaemonSet"
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    name: str
+    alloc_cpu_m: int
+    alloc_mem_mib: int
+    instance_id: str | None = None
+    """From spec.providerID (aws:///<az>/<instance-id>); never guessed from a DNS name."""
+    az: str | None = None
+    ready: bool = True
+    cordoned: bool = False
+    control_plane: bool = False
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    created_at: float = 0.0
+
+    @property
+    def scale_down_disabled(self) -> bool:
+        return any(self.annotations.get(a) == "true" for a in SCALE_DOWN_DISABLED_ANNOTATIONS)
+
+
+class InstanceState(enum.StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SHUTTING_DOWN = "shutting-down"
+    TERMINATED = "terminated"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """A worker EC2 instance of this cluster (the Fleet port only returns tagged workers)."""
+
+    id: str
+    state: InstanceState
+    az: str
+    instance_type: str
+    launched_at: float
+    lifecycle: str = "on-demand"  # or "spot"
+
+    @property
+    def alive(self) -> bool:
+        """Pending or running: it bills (or soon will) and counts against max_nodes."""
+        return self.state in (InstanceState.PENDING, InstanceState.RUNNING)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsView:
+    """What Prometheus says, with unknown kept apart from zero.
+
+    A value of None means unknown (error, empty, NaN or stale answer); `unknown_reason` says why.
+    """
+
+    cluster_cpu: float | None = None
+    """Mean CPU usage ratio of the Ready workers, 0..1."""
+    node_cpu: Mapping[str, float] = field(default_factory=dict)
+    unknown_reason: str | None = None
+
+    @property
+    def known(self) -> bool:
+        return self.cluster_cpu is not None
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSnapshot:
+    nodes: tuple[Node, ...]
+    pods: tuple[Pod, ...]
+    instances: tuple[Instance, ...]
+    metrics: MetricsView = MetricsView(unknown_reason="not queried")
+    zones: tuple[str, ...] = ()
+    """Availability zones the fleet can launch into."""
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """A launch the autoscaler made and is waiting on to become a Ready node."""
+
+    instance_id: str
+    az: str
+    launched_at: float
+    deadline: float
+
+
+class DrainPhase(enum.StrEnum):
+    CORDONED = "cordoned"
+    EVICTING = "evicting"
+
+
+@dataclass(frozen=True, slots=True)
+class Drain:
+    node: str
+    instance_id: str | None
+    started_at: float
+    deadline: float
+    phase: DrainPhase = DrainPhase.CORDONED
+
+
+@dataclass(frozen=True, slots=True)
+class ScalingState:
+    """What one cycle hands to the next (the state item of the state table)."""
+
+    version: int = 0
+    last_scale_up: float | None = None
+    last_scale_down: float | None = None
+    last_failure: float | None = None
+    cpu_high_since: float | None = None
+    unneeded_since: Mapping[str, float] = field(default_factory=dict)
+    launches: tuple[Launch, ...] = ()
+    drains: tuple[Drain, ...] = ()
+    backoff_until: float | None = None
+    paused: bool = False
+
+
+class ReasonCode(enum.StrEnum):
+    """Machine-readable reasons; every Decision carries at least one."""
+
+    UNSCHEDULABLE_PODS = "unschedulable_pods"
+    CPU_HIGH = "cpu_high"
+    BELOW_MIN = "below_min"
+    ABOVE_MAX = "above_max"
+    AT_MAX = "at_max"
+    CAPACITY_IN_FLIGHT = "capacity_in_flight"
+    POD_TOO_LARGE = "pod_too_large"
+    BACKING_OFF = "backing_off"
+    UNJOINED_INSTANCE = "unjoined_instance"
+    NODE_UNNEEDED = "node_unneeded"
+    EMPTY_NODE = "empty_node"
+    PENDING_PODS = "pending_pods"
+    LAUNCH_IN_FLIGHT = "launch_in_flight"
+    DRAIN_IN_PROGRESS = "drain_in_progress"
+    COOLDOWN_AFTER_ADD = "cooldown_after_add"
+    COOLDOWN_AFTER_FAILURE = "cooldown_after_failure"
+    METRICS_UNKNOWN = "metrics_unknown"
+    AT_MIN = "at_min"
+    NO_CANDIDATE = "no_candidate"
+    PAUSED = "paused"
+    STEADY = "steady"
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    code: ReasonCode
+    detail: str = ""
+
+
+class Action(enum.StrEnum):
+    SCALE_UP = "scale_up"
+    SCALE_DOWN = "scale_down"
+    NONE = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    action: Action
+    launches: Mapping[str, int] = field(default_factory=dict)
+    """AZ -> number of instances to launch there (instance types and spot fallback are the
+    Fleet's business, in the order Settings gives)."""
+    remove: tuple[str, ...] = ()
+    """Names of the nodes to drain and remove, in order."""
+    terminate_unjoined: tuple[str, ...] = ()
+    """Instance ids launched too long ago that never became Ready nodes."""
+    reasons: tuple[Reason, ...] = ()
+    state: ScalingState = field(default_factory=ScalingState)
+    """The state to persist after acting (unneeded-since times, sustained-CPU clocks...)."""
+
+    @property
+    def launch_count(self) -> int:
+        return sum(self.launches.values())
+
+    @property
+    def codes(self) -> tuple[ReasonCode, ...]:
+        return tuple(r.code for r in self.reasons)

@@ -1,0 +1,422 @@
+"""The decision core: `plan(snapshot, state, settings, now) -> Decision`.
+
+Pure: it reads only its arguments (no clock, no I/O, no boto3/requests/kubernetes), so the
+Lambda, the simulator and the tests all run the same rules. Requests drive capacity (pods the
+scheduler could not place); CPU usage is a secondary signal that counts only when it is known.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from autoscaler.binpack import Bin, estimate_new_nodes, place_all
+from autoscaler.config import Settings
+from autoscaler.model import (
+    DO_NOT_DISRUPT,
+    SAFE_TO_EVICT,
+    Action,
+    ClusterSnapshot,
+    Decision,
+    Instance,
+    Node,
+    Pod,
+    Reason,
+    ReasonCode,
+    ScalingState,
+)
+
+# A launch EC2 accepted may take a few seconds to show in DescribeInstances; until then the
+# state's record of it counts, so a retry does not launch the same capacity twice.
+LAUNCH_VISIBILITY_GRACE_S = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Fleet:
+    """The worker fleet as the rules see it, derived once per plan."""
+
+    alive: tuple[Instance, ...]
+    unseen_launches: int
+    ready_by_instance: Mapping[str, Node]
+    in_flight: tuple[Instance, ...]
+    unjoined: tuple[Instance, ...]
+    draining: frozenset[str]
+
+    @property
+    def count(self) -> int:
+        """Workers that bill or soon will: what max_nodes is counted against."""
+        return len(self.alive) + self.unseen_launches
+
+
+def plan(snapshot: ClusterSnapshot, state: ScalingState, settings: Settings, now: float) -> Decision:
+    fleet = _fleet(snapshot, state, settings, now)
+    reasons: list[Reason] = []
+    new_state = _prune(state, snapshot, fleet, now)
+
+    terminate = tuple(i.id for i in fleet.unjoined)
+    if terminate:
+        reasons.append(
+            Reason(
+                ReasonCode.UNJOINED_INSTANCE,
+                f"{', '.join(terminate)} not a Ready node {settings.max_node_provision_time_s}s after launch",
+            )
+        )
+        new_state = replace(
+            new_state,
+            last_failure=now,
+            backoff_until=now + settings.provision_backoff_s,
+            launches=tuple(x for x in new_state.launches if x.instance_id not in terminate),
+        )
+
+    if state.paused:
+        return Decision(
+            Action.NONE,
+            terminate_unjoined=terminate,
+            reasons=(*reasons, Reason(ReasonCode.PAUSED, "scaling paused by an operator")),
+            state=new_state,
+        )
+
+    unschedulable = [p for p in snapshot.pods if p.node is None and p.unschedulable_since is not None]
+    cpu_high_since = _cpu_high_since(snapshot, state, settings, now)
+    new_state = replace(new_state, cpu_high_since=cpu_high_since)
+
+    launches = _scale_up(snapshot, fleet, unschedulable, cpu_high_since, new_state, settings, now, reasons)
+    if launches:
+        return Decision(
+            Action.SCALE_UP,
+            launches=launches,
+            terminate_unjoined=terminate,
+            reasons=tuple(reasons),
+            state=replace(new_state, last_scale_up=now, cpu_high_since=None, unneeded_since={}),
+        )
+
+    remove, unneeded = _scale_down(snapshot, fleet, unschedulable, new_state, settings, now, reasons)
+    new_state = replace(new_state, unneeded_since=unneeded)
+    if remove:
+        return Decision(
+            Action.SCALE_DOWN,
+            remove=remove,
+            terminate_unjoined=terminate,
+            reasons=tuple(reasons),
+            state=replace(new_state, last_scale_down=now),
+        )
+    if not reasons:
+        reasons.append(Reason(ReasonCode.STEADY, f"{fleet.count} workers, nothing to change"))
+    return Decision(Action.NONE, terminate_unjoined=terminate, reasons=tuple(reasons), state=new_state)
+
+
+def _fleet(snapshot: ClusterSnapshot, state: ScalingState, settings: Settings, now: float) -> _Fleet:
+    alive = tuple(i for i in snapshot.instances if i.alive)
+    seen = {i.id for i in snapshot.instances}
+    unseen = sum(
+        1
+        for launch in state.launches
+        if launch.instance_id not in seen and now - launch.launched_at < LAUNCH_VISIBILITY_GRACE_S
+    )
+    ours = {i.id for i in alive}
+    # Only nodes backed by this cluster's tagged workers: anything else is never counted or removed.
+    ready = {n.instance_id: n for n in snapshot.nodes if n.ready and n.instance_id in ours and not n.control_plane}
+    waiting = [i for i in alive if i.id not in ready]
+    deadline = settings.max_node_provision_time_s
+    return _Fleet(
+        alive=alive,
+        unseen_launches=unseen,
+        ready_by_instance=ready,
+        in_flight=tuple(i for i in waiting if now - i.launched_at <= deadline),
+        unjoined=tuple(i for i in waiting if now - i.launched_at > deadline),
+        draining=frozenset(d.node for d in state.drains),
+    )
+
+
+def _prune(state: ScalingState, snapshot: ClusterSnapshot, fleet: _Fleet, now: float) -> ScalingState:
+    """Forget launches that became nodes, vanished, or are long past visibility."""
+    alive = {i.id for i in fleet.alive}
+    launches = tuple(
+        x
+        for x in state.launches
+        if x.instance_id not in fleet.ready_by_instance
+        and (x.instance_id in alive or now - x.launched_at < LAUNCH_VISIBILITY_GRACE_S)
+    )
+    return replace(state, launches=launches)
+
+
+def _cpu_high_since(snapshot: ClusterSnapshot, state: ScalingState, settings: Settings, now: float) -> float | None:
+    """When mean CPU went above cpu_high and stayed there; an unknown reading breaks the run."""
+    cpu = snapshot.metrics.cluster_cpu
+    if cpu is None or cpu < settings.cpu_high:
+        return None
+    return state.cpu_high_since if state.cpu_high_since is not None else now
+
+
+def _scale_up(
+    snapshot: ClusterSnapshot,
+    fleet: _Fleet,
+    unschedulable: Sequence[Pod],
+    cpu_high_since: float | None,
+    state: ScalingState,
+    settings: Settings,
+    now: float,
+    reasons: list[Reason],
+) -> dict[str, int]:
+    wanted = 0
+    if fleet.count < settings.min_nodes:
+        wanted = settings.min_nodes - fleet.count
+        reasons.append(Reason(ReasonCode.BELOW_MIN, f"{fleet.count} workers < min_nodes {settings.min_nodes}"))
+
+    waited = [
+        p
+        for p in unschedulable
+        if not p.is_daemonset and now - (p.unschedulable_since or now) >= settings.new_pod_scale_up_delay_s
+    ]
+    if waited:
+        upcoming = [Bin(settings.node_cpu_m, settings.node_mem_mib)] * (len(fleet.in_flight) + fleet.unseen_launches)
+        estimate = estimate_new_nodes(
+            ((p.cpu_m, p.mem_mib) for p in waited), settings.node_cpu_m, settings.node_mem_mib, upcoming
+        )
+        if estimate.too_large:
+            reasons.append(
+                Reason(
+                    ReasonCode.POD_TOO_LARGE,
+                    f"{estimate.too_large} pods request more than one worker "
+                    f"({settings.node_cpu_m}m/{settings.node_mem_mib}Mi)",
+                )
+            )
+        if estimate.new_nodes:
+            reasons.append(
+                Reason(
+                    ReasonCode.UNSCHEDULABLE_PODS,
+                    f"{len(waited)} unschedulable pods need {estimate.new_nodes} more workers",
+                )
+            )
+        elif len(waited) > estimate.too_large:
+            reasons.append(
+                Reason(
+                    ReasonCode.CAPACITY_IN_FLIGHT,
+                    f"{len(waited)} unschedulable pods fit on {len(fleet.in_flight) + fleet.unseen_launches} "
+                    "workers already launching",
+                )
+            )
+        wanted = max(wanted, estimate.new_nodes)
+
+    if cpu_high_since is not None and now - cpu_high_since >= settings.cpu_high_window_s:
+        cpu = snapshot.metrics.cluster_cpu or 0.0
+        ready = len(fleet.ready_by_instance)
+        if fleet.in_flight or fleet.unseen_launches:
+            reasons.append(Reason(ReasonCode.CAPACITY_IN_FLIGHT, f"CPU {cpu:.0%} high; workers already launching"))
+        elif ready:
+            extra = max(1, math.ceil(ready * cpu / settings.cpu_high) - ready)
+            reasons.append(
+                Reason(
+                    ReasonCode.CPU_HIGH,
+                    f"CPU {cpu:.0%} >= {settings.cpu_high:.0%} for {now - cpu_high_since:.0f}s: {extra} more",
+                )
+            )
+            wanted = max(wanted, extra)
+
+    if not wanted:
+        return {}
+    if state.backoff_until is not None and now < state.backoff_until and fleet.count >= settings.min_nodes:
+        reasons.append(
+            Reason(ReasonCode.BACKING_OFF, f"launches back off for {state.backoff_until - now:.0f}s after a failure")
+        )
+        return {}
+    headroom = settings.max_nodes - fleet.count
+    if headroom <= 0:
+        reasons.append(Reason(ReasonCode.AT_MAX, f"{fleet.count} workers = max_nodes {settings.max_nodes}"))
+        return {}
+    count = min(wanted, headroom, settings.max_nodes_per_scale_up)
+    if count < wanted:
+        reasons.append(
+            Reason(
+                ReasonCode.AT_MAX if headroom < wanted else ReasonCode.CAPACITY_IN_FLIGHT,
+                f"{wanted} wanted, {count} launched this cycle "
+                f"(max_nodes {settings.max_nodes}, max_nodes_per_scale_up {settings.max_nodes_per_scale_up})",
+            )
+        )
+    return spread(count, fleet.alive, snapshot.zones)
+
+
+def spread(count: int, alive: Iterable[Instance], zones: Sequence[str]) -> dict[str, int]:
+    """Each launch goes to the zone with the fewest workers (ties: the order zones are given)."""
+    if not zones:
+        return {"": count}
+    per_zone = Counter({z: 0 for z in zones})
+    per_zone.update(i.az for i in alive if i.az in per_zone)
+    plan: dict[str, int] = defaultdict(int)
+    for _ in range(count):
+        zone = min(zones, key=lambda z: per_zone[z])
+        per_zone[zone] += 1
+        plan[zone] += 1
+    return dict(plan)
+
+
+def pod_blocker(pod: Pod) -> str | None:
+    """Why this pod cannot be moved off its node, or None if it can."""
+    ann = pod.annotations
+    if ann.get(SAFE_TO_EVICT) == "false":
+        return f"{pod.key} is annotated {SAFE_TO_EVICT}=false"
+    if ann.get(DO_NOT_DISRUPT) == "true":
+        return f"{pod.key} is annotated {DO_NOT_DISRUPT}=true"
+    if ann.get(SAFE_TO_EVICT) == "true":
+        return None
+    if pod.owner_kind is None:
+        return f"{pod.key} has no controller"
+    if pod.namespace == "kube-system" and not pod.has_pdb:
+        return f"{pod.key} is a kube-system pod without a PodDisruptionBudget"
+    if pod.local_storage:
+        return f"{pod.key} uses local storage"
+    return None
+
+
+def _scale_down(
+    snapshot: ClusterSnapshot,
+    fleet: _Fleet,
+    unschedulable: Sequence[Pod],
+    state: ScalingState,
+    settings: Settings,
+    now: float,
+    reasons: list[Reason],
+) -> tuple[tuple[str, ...], dict[str, float]]:
+    """Nodes to remove now, and the unneeded-since clock of every node that qualifies."""
+    if unschedulable:
+        reasons.append(Reason(ReasonCode.PENDING_PODS, f"{len(unschedulable)} pods wait for capacity"))
+        return (), {}
+    if not snapshot.metrics.known:
+        reasons.append(
+            Reason(ReasonCode.METRICS_UNKNOWN, f"no scale-down on unknown metrics: {snapshot.metrics.unknown_reason}")
+        )
+        return (), {}
+
+    pods_by_node: dict[str, list[Pod]] = defaultdict(list)
+    for p in snapshot.pods:
+        if p.node is not None and not p.is_daemonset:
+            pods_by_node[p.node].append(p)
+    workers = [n for n in fleet.ready_by_instance.values() if not n.cordoned and n.name not in fleet.draining]
+    free = {n.name: _free(n, pods_by_node[n.name]) for n in workers}
+
+    # Cheap per-node checks first; the packing check (all pods fit elsewhere) runs on survivors.
+    eligible: list[tuple[Node, float]] = []
+    for node in workers:
+        pods = pods_by_node[node.name]
+        utilization = _requested_utilization(node, pods)
+        if (
+            node.scale_down_disabled
+            or utilization >= settings.scale_down_utilization_threshold
+            or any(pod_blocker(p) for p in pods)
+        ):
+            continue
+        eligible.append((node, utilization))
+
+    per_zone = Counter(n.az for n in workers)
+    # Empty first, then from the zone with most workers, then the least used.
+    eligible.sort(key=lambda e: (bool(pods_by_node[e[0].name]), -per_zone[e[0].az], e[1], e[0].name))
+    unneeded: dict[str, float] = {}
+    for node, _ in eligible:
+        others = [free[n.name] for n in workers if n.name != node.name]
+        requests = [(p.cpu_m, p.mem_mib) for p in pods_by_node[node.name]]
+        if _fits_without_consuming(requests, others, settings):
+            unneeded[node.name] = state.unneeded_since.get(node.name, now)
+
+    ripe = [
+        n
+        for n, _ in eligible
+        if n.name in unneeded
+        and now - unneeded[n.name] >= settings.scale_down_unneeded_time_s
+        and _usage_low(n, pods_by_node[n.name], snapshot.metrics.node_cpu.get(n.name), settings)
+    ]
+    blocked = _global_blocker(fleet, state, settings, now)
+    if blocked:
+        reasons.append(blocked)
+        return (), unneeded
+    if not ripe:
+        reasons.append(
+            Reason(
+                ReasonCode.NO_CANDIDATE,
+                f"{len(unneeded)} nodes unneeded, none for {settings.scale_down_unneeded_time_s}s yet",
+            )
+        )
+        return (), unneeded
+
+    removable_count = len(fleet.alive) - len(fleet.draining) - settings.min_nodes
+    if removable_count <= 0:
+        reasons.append(Reason(ReasonCode.AT_MIN, f"{len(fleet.alive)} workers, min_nodes {settings.min_nodes}"))
+        return (), unneeded
+
+    empty_budget = settings.max_empty_bulk_delete
+    drain_budget = settings.max_drains_in_parallel - len(fleet.draining)
+    remove: list[str] = []
+    kept = {n.name: free[n.name] for n in workers}
+    for node in ripe:
+        if len(remove) >= removable_count:
+            break
+        pods = pods_by_node[node.name]
+        if (drain_budget if pods else empty_budget) <= 0:
+            continue
+        room = kept.pop(node.name)
+        # Capacity is consumed here, so two removals never count on the same free room.
+        if not place_all([(p.cpu_m, p.mem_mib) for p in pods], list(kept.values()), *_shape(settings)):
+            kept[node.name] = room
+            continue
+        remove.append(node.name)
+        if pods:
+            drain_budget -= 1
+        else:
+            empty_budget -= 1
+    for name in remove:
+        reasons.append(
+            Reason(
+                ReasonCode.NODE_UNNEEDED if pods_by_node[name] else ReasonCode.EMPTY_NODE,
+                f"{name} unneeded for {now - unneeded[name]:.0f}s, {len(pods_by_node[name])} pods to move",
+            )
+        )
+    if not remove:
+        reasons.append(Reason(ReasonCode.NO_CANDIDATE, "no unneeded node can be removed within the budgets"))
+    return tuple(remove), unneeded
+
+
+def _global_blocker(fleet: _Fleet, state: ScalingState, settings: Settings, now: float) -> Reason | None:
+    if fleet.in_flight or fleet.unseen_launches:
+        return Reason(ReasonCode.LAUNCH_IN_FLIGHT, f"{len(fleet.in_flight) + fleet.unseen_launches} workers launching")
+    if state.last_scale_up is not None and now - state.last_scale_up < settings.scale_down_delay_after_add_s:
+        return Reason(
+            ReasonCode.COOLDOWN_AFTER_ADD,
+            f"{now - state.last_scale_up:.0f}s since the last scale-up < {settings.scale_down_delay_after_add_s}s",
+        )
+    if state.last_failure is not None and now - state.last_failure < settings.scale_down_delay_after_failure_s:
+        return Reason(
+            ReasonCode.COOLDOWN_AFTER_FAILURE,
+            f"{now - state.last_failure:.0f}s since the last failure < {settings.scale_down_delay_after_failure_s}s",
+        )
+    if len(fleet.draining) >= settings.max_drains_in_parallel:
+        return Reason(ReasonCode.DRAIN_IN_PROGRESS, f"draining {', '.join(sorted(fleet.draining))}")
+    return None
+
+
+def _usage_low(node: Node, pods: Sequence[Pod], usage: float | None, settings: Settings) -> bool:
+    """Under cpu_low, or no more than the pods request: pods that use more than they request
+    would overload the nodes they are packed onto. An empty node moves nothing. Checked when
+    removing rather than on the unneeded clock, so a lagging reading delays, never resets it."""
+    if not pods:
+        return True
+    requested_cpu = sum(p.cpu_m for p in pods) / node.alloc_cpu_m if node.alloc_cpu_m else 1.0
+    return usage is not None and usage < max(settings.cpu_low, requested_cpu)
+
+
+def _free(node: Node, pods: Sequence[Pod]) -> Bin:
+    return Bin(node.alloc_cpu_m - sum(p.cpu_m for p in pods), node.alloc_mem_mib - sum(p.mem_mib for p in pods))
+
+
+def _requested_utilization(node: Node, pods: Sequence[Pod]) -> float:
+    cpu = sum(p.cpu_m for p in pods) / node.alloc_cpu_m if node.alloc_cpu_m else 1.0
+    mem = sum(p.mem_mib for p in pods) / node.alloc_mem_mib if node.alloc_mem_mib else 1.0
+    return max(cpu, mem)
+
+
+def _fits_without_consuming(requests: list[tuple[int, int]], bins: Sequence[Bin], settings: Settings) -> bool:
+    return place_all(requests, [Bin(b.cpu_m, b.mem_mib) for b in bins], *_shape(settings))
+
+
+def _shape(settings: Settings) -> tuple[int, int]:
+    return settings.node_cpu_m, settings.node_mem_mib

@@ -1,0 +1,97 @@
+"""The ports: the only ways the core reaches the outside.
+
+The Lambda implements them over EC2, the Kubernetes API, Prometheus and DynamoDB
+(`adapters/`); the simulator implements them over its virtual cluster (`sim/`). Each method
+says what it promises; the same contract tests run against every implementation.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from autoscaler.model import Instance, MetricsView, Node, Pod, ScalingState
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchResult:
+    instance_ids: tuple[str, ...]
+    """Instances actually started (may be fewer than asked)."""
+    failures: tuple[str, ...] = ()
+    """One line per fallback or failure (e.g. "t3.large/eu-west-1a: InsufficientInstanceCapacity")."""
+
+
+class EvictionOutcome(enum.StrEnum):
+    EVICTED = "evicted"
+    BLOCKED = "blocked"  # a PDB answered 429: try again later
+    GONE = "gone"  # 404: the pod is already gone
+
+
+class Fleet(Protocol):
+    def zones(self) -> Sequence[str]:
+        """Availability zones this fleet launches into."""
+
+    def list_workers(self) -> Sequence[Instance]:
+        """Every pending or running worker instance of this cluster, and no other instance."""
+
+    def launch(self, az: str, count: int, token: str) -> LaunchResult:
+        """Start up to `count` workers in `az`. Calling again with the same token starts nothing new."""
+
+    def terminate(self, instance_id: str) -> None:
+        """Terminate one worker; refuses an instance that is not this cluster's worker."""
+
+
+class Cluster(Protocol):
+    def list_nodes(self) -> Sequence[Node]:
+        """Every Node object."""
+
+    def list_pods(self) -> Sequence[Pod]:
+        """Every pod that is bound, or pending, and not finished."""
+
+    def cordon(self, node: str) -> None:
+        """Mark the node unschedulable (and taint it as draining)."""
+
+    def uncordon(self, node: str) -> None:
+        """Undo cordon."""
+
+    def evict(self, pod: Pod) -> EvictionOutcome:
+        """Ask the Eviction API to evict one pod."""
+
+    def delete_node(self, node: str) -> None:
+        """Delete the Node object; a node already gone is not an error."""
+
+
+class Metrics(Protocol):
+    def sample(self, now: float) -> MetricsView:
+        """Current usage; a value that cannot be trusted comes back unknown (None), never zero."""
+
+
+class StaleStateError(Exception):
+    """The state changed since it was loaded (optimistic concurrency): do nothing this cycle."""
+
+
+class StateStore(Protocol):
+    def load(self) -> ScalingState:
+        """The cluster's state; a fresh ScalingState when none is stored yet."""
+
+    def save(self, state: ScalingState) -> ScalingState:
+        """Store `state` if the stored version still equals `state.version`; returns it with the
+        version incremented. Raises StaleStateError otherwise."""
+
+
+class Lease(Protocol):
+    def acquire(self, owner: str, now: float, duration_s: float) -> bool:
+        """Take the lease if it is free or expired; False if someone else holds it."""
+
+    def release(self, owner: str) -> None:
+        """Release the lease if `owner` still holds it; otherwise leave it alone."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ports:
+    fleet: Fleet
+    cluster: Cluster
+    metrics: Metrics
+    state: StateStore

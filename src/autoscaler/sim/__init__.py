@@ -1,0 +1,1 @@
+"""Replay simulator: the same core, over a virtual cluster."""
