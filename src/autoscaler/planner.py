@@ -118,6 +118,7 @@ def _fleet(snapshot: ClusterSnapshot, state: ScalingState, settings: Settings, n
     ours = {i.id for i in alive}
     # Only nodes backed by this cluster's tagged workers: anything else is never counted or removed.
     ready = {n.instance_id: n for n in snapshot.nodes if n.ready and n.instance_id in ours and not n.control_plane}
+    registered = {n.instance_id for n in snapshot.nodes}
     waiting = [i for i in alive if i.id not in ready]
     deadline = settings.max_node_provision_time_s
     return _Fleet(
@@ -125,7 +126,9 @@ def _fleet(snapshot: ClusterSnapshot, state: ScalingState, settings: Settings, n
         unseen_launches=unseen,
         ready_by_instance=ready,
         in_flight=tuple(i for i in waiting if now - i.launched_at <= deadline),
-        unjoined=tuple(i for i in waiting if now - i.launched_at > deadline),
+        # Only an instance with no Node object at all never joined; a registered node that is not
+        # Ready (or is the control plane) is never terminated from here.
+        unjoined=tuple(i for i in waiting if now - i.launched_at > deadline and i.id not in registered),
         draining=frozenset(d.node for d in state.drains),
     )
 
@@ -319,24 +322,24 @@ def _scale_down(
         if _fits_without_consuming(requests, others, settings):
             unneeded[node.name] = state.unneeded_since.get(node.name, now)
 
+    timed_out = [
+        n for n, _ in eligible if n.name in unneeded and now - unneeded[n.name] >= settings.scale_down_unneeded_time_s
+    ]
     ripe = [
-        n
-        for n, _ in eligible
-        if n.name in unneeded
-        and now - unneeded[n.name] >= settings.scale_down_unneeded_time_s
-        and _usage_low(n, pods_by_node[n.name], snapshot.metrics.node_cpu.get(n.name), settings)
+        n for n in timed_out if _usage_low(n, pods_by_node[n.name], snapshot.metrics.node_cpu.get(n.name), settings)
     ]
     blocked = _global_blocker(fleet, state, settings, now)
     if blocked:
         reasons.append(blocked)
         return (), unneeded
     if not ripe:
-        reasons.append(
-            Reason(
-                ReasonCode.NO_CANDIDATE,
-                f"{len(unneeded)} nodes unneeded, none for {settings.scale_down_unneeded_time_s}s yet",
-            )
+        hot = sorted(n.name for n in timed_out)
+        detail = (
+            f"{', '.join(hot)} unneeded, but CPU usage is unknown or above what its pods request"
+            if hot
+            else f"{len(unneeded)} nodes unneeded, none for {settings.scale_down_unneeded_time_s}s yet"
         )
+        reasons.append(Reason(ReasonCode.NO_CANDIDATE, detail))
         return (), unneeded
 
     removable_count = len(fleet.alive) - len(fleet.draining) - settings.min_nodes

@@ -52,7 +52,8 @@ class GateMemory:
         """Read what to_dict() wrote (numbers may come back from DynamoDB as Decimal). ValueError if garbled."""
         if not isinstance(data, Mapping):
             raise ValueError(f"gate memory must be an object, got {type(data).__name__}")
-        holds = data.get("object_held_since") or {}
+        holds = data.get("object_held_since")
+        holds = {} if holds is None else holds
         if not isinstance(holds, Mapping) or not all(isinstance(k, str) for k in holds):
             raise ValueError("gate memory: object_held_since must map object keys to times")
         return cls(

@@ -437,7 +437,9 @@ HELM_RELEASE_CASES = [
         "upgrade failed, remediation retries later",
         helm_release(
             [
-                cond("Ready", "False", "UpgradeFailed", "Helm upgrade failed: timed out waiting for the condition", gen=4),
+                cond(
+                    "Ready", "False", "UpgradeFailed", "Helm upgrade failed: timed out waiting for the condition", gen=4
+                ),
                 cond("Released", "False", "UpgradeFailed", "Helm upgrade failed", gen=4),
                 cond("Reconciling", "True", "ProgressingWithRetry", "Detecting drift", gen=4),
             ],
@@ -594,7 +596,12 @@ def test_every_phase_flagger_declares_is_covered():
         ("missing status", canary(None), State.UNKNOWN, "no status"),
         ("suspended", canary("Progressing", spec__suspend=True), State.SUSPENDED, "spec.suspend"),
         ("phase Flagger never sets", canary("Dancing"), State.UNKNOWN, "'Dancing' is not one Flagger sets"),
-        ("progress fields absent", canary("Progressing", status={"phase": "Progressing"}), State.IN_PROGRESS, "Progressing"),
+        (
+            "progress fields absent",
+            canary("Progressing", status={"phase": "Progressing"}),
+            State.IN_PROGRESS,
+            "Progressing",
+        ),
     ],
     ids=lambda x: x if isinstance(x, str) else "",
 )

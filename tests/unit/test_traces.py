@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import tarfile
 from pathlib import Path
 
@@ -109,13 +110,13 @@ def test_pods_csv_bad_row_names_file_line_field(tmp_path, row, line_field, expec
 )
 def test_pods_csv_bad_file(tmp_path, text, expected):
     path = write(tmp_path, "pods.csv", text)
-    with pytest.raises(TraceError, match="pods.csv") as err:
+    with pytest.raises(TraceError, match=re.escape("pods.csv")) as err:
         load_pods_csv(path)
     assert expected in str(err.value)
 
 
 def test_missing_file_is_a_trace_error(tmp_path):
-    with pytest.raises(TraceError, match="nope.csv: cannot open"):
+    with pytest.raises(TraceError, match=re.escape("nope.csv: cannot open")):
         load_pods_csv(tmp_path / "nope.csv")
 
 
@@ -221,7 +222,7 @@ def test_rates_to_workload_one_podspec_per_replica_life():
     [
         pytest.param(0, [1, 3, 3, 1, 1, 1, 1, 2, 2], id="no stabilization: drops at once"),
         pytest.param(120, [1, 3, 3, 3, 3, 1, 1, 2, 2], id="120 s: drops after 2 lower minutes"),
-        pytest.param(300, [1, 3, 3, 3, 3, 3, 3, 3, 3], id="300 s: never lower for long enough"),
+        pytest.param(300, [1, 3, 3, 3, 3, 3, 3, 3, 2], id="300 s: drops once lower for 300 s"),
     ],
 )
 def test_rates_to_workload_scale_down_stabilization(window_s, expected):
@@ -322,7 +323,7 @@ def test_nasa_window_past_the_end(tmp_path):
 )
 def test_nasa_bad_value(tmp_path, text, expected):
     path = make_tbz2(tmp_path / "nasa.tbz2", text)
-    with pytest.raises(TraceError, match="nasa.tbz2") as err:
+    with pytest.raises(TraceError, match=re.escape("nasa.tbz2")) as err:
         from_nasa(path, unit_model())
     assert expected in str(err.value)
 
@@ -333,10 +334,10 @@ def test_nasa_checks_only_the_window(tmp_path):
 
 
 def test_nasa_archive_problems(tmp_path):
-    with pytest.raises(TraceError, match="no workload.txt"):
+    with pytest.raises(TraceError, match=re.escape("no workload.txt")):
         from_nasa(make_tbz2(tmp_path / "other.tbz2", "1 2", member="other.txt"), unit_model())
     bogus = write(tmp_path, "bogus.tbz2", "not an archive")
-    with pytest.raises(TraceError, match="bogus.tbz2: cannot read as a bzip2 tar archive"):
+    with pytest.raises(TraceError, match=re.escape("bogus.tbz2: cannot read as a bzip2 tar archive")):
         from_nasa(bogus, unit_model())
 
 
@@ -500,6 +501,9 @@ def test_alibaba_window_is_relative_and_clips(tmp_path):
         ("forever", 0.0, None),
     ]
     assert w.horizon_s == 1000.0
+    late = from_alibaba(path, scale=1, start_s=5000, duration_s=10)
+    assert [(p.name, p.start_s, p.end_s) for p in late.pods] == [("forever", 0.0, None)]
+    path = write(tmp_path, "ali.csv", ALI_HEADER + "\n" + "\n".join(rows[:4]) + "\n")
     with pytest.raises(TraceError, match="no pods in the window"):
         from_alibaba(path, scale=1, start_s=5000, duration_s=10)
 
@@ -524,14 +528,14 @@ def test_alibaba_window_is_relative_and_clips(tmp_path):
 )
 def test_alibaba_bad_row(tmp_path, row, expected):
     path = write(tmp_path, "ali.csv", ALI_HEADER + "\n" + ali_row("a", 1, 1, 0, 1) + "\n" + row + "\n")
-    with pytest.raises(TraceError, match="ali.csv") as err:
+    with pytest.raises(TraceError, match=re.escape("ali.csv")) as err:
         from_alibaba(path)
     assert expected in str(err.value)
 
 
 def test_alibaba_header_must_have_the_columns(tmp_path):
     path = write(tmp_path, "ali.csv", "name,cpu_milli,memory_mib\na,1,1\n")
-    with pytest.raises(TraceError, match="ali.csv line 1: expected a header with the columns") as err:
+    with pytest.raises(TraceError, match=re.escape("ali.csv line 1: expected a header with the columns")) as err:
         from_alibaba(path)
     assert "creation_time" in str(err.value)
 

@@ -11,7 +11,7 @@ Traces are read where they lie, by path: nothing here copies a trace, or anythin
 anywhere. Every converter takes a window (`start_s`, `duration_s`, in seconds from the start of the
 trace) so a replay can take, say, two days of a two-month trace; times in the resulting workload
 are relative to the window start. `load(path, fmt)` applies `TRACE_DEFAULTS`, a window of at most
-two days and a service model per trace, so each default replay peaks at about 10–25 workers of
+two days and a service model per trace, so each default replay peaks at about 15–25 workers of
 2000 m CPU / 7680 MiB and never drops below about 1.5 of them.
 
 A malformed file raises `TraceError` naming the file, the line, the field and what was expected.
@@ -60,10 +60,10 @@ DEFAULT_NODE_CPU_M = 2000
 DEFAULT_NODE_MEM_MIB = 7680
 
 ALIBABA_SCALE = 20
-"""Default divisor of the Alibaba pods' CPU and memory requests. The trace's pods are sized for
-96-core GPU machines (median 11.3 cores / 40.6 GiB); divided by 20 the median becomes 565 m / 2078 MiB
-and all but about 0.6 % of the pods fit a 2000 m / 7680 MiB worker (the rest are dropped and
-counted in the workload's description)."""
+"""Default divisor of the Alibaba pods' CPU and memory requests. The trace's pods are sized for big
+GPU machines (median 11.3 cores / 40.6 GiB); divided by 20 the median becomes 565 m / 2078 MiB and
+all but about 0.6 % of the pods fit a 2000 m / 7680 MiB worker (the rest are dropped and counted in
+the workload's description)."""
 
 _DAY_S = 86_400
 _CHUNK_BYTES = 1 << 20
@@ -176,7 +176,7 @@ class ServiceModel:
     The defaults (40 m per request/s, 500 m / 1024 MiB pods, 70 % target, at least 6 replicas,
     60 s steps, 300 s stabilization) are those used for the Azure Functions trace. The per-trace
     models in TRACE_DEFAULTS differ in cost only, chosen so each trace's default window peaks at
-    about 10–25 workers of 2000 m / 7680 MiB; the minimum of 6 replicas (3000 m, 1.5 workers)
+    about 22–25 workers of 2000 m / 7680 MiB; the minimum of 6 replicas (3000 m, 1.5 workers)
     keeps every replay above one worker. A model is a scale, not a measurement: say it in reports.
     """
 
@@ -311,7 +311,8 @@ def from_nasa(
     trace (58.6 days: use a window, see TRACE_DEFAULTS). `model=None` uses TRACE_DEFAULTS["nasa"].
     """
     path = Path(path)
-    model = model or TRACE_DEFAULTS["nasa"]["model"]
+    if model is None:
+        model = TRACE_DEFAULTS["nasa"]["model"]
     start, stop = _window_ints(start_s, duration_s)
     values = _read_nasa(path, start, stop)
     if not values:
@@ -350,7 +351,8 @@ def from_elb(
     `model.step_s` by time-weighted mean. `model=None` uses TRACE_DEFAULTS["elb"].
     """
     path = Path(path)
-    model = model or TRACE_DEFAULTS["elb"]["model"]
+    if model is None:
+        model = TRACE_DEFAULTS["elb"]["model"]
     if not (math.isfinite(period_s) and period_s > 0):
         raise ValueError(f"period_s must be a positive number, got {period_s!r}")
     times: list[float] = []
@@ -400,7 +402,8 @@ def from_azure(
     `model=None` uses TRACE_DEFAULTS["azure"].
     """
     path = Path(path)
-    model = model or TRACE_DEFAULTS["azure"]["model"]
+    if model is None:
+        model = TRACE_DEFAULTS["azure"]["model"]
     with _open_text(path) as f:
         reader = csv.reader(f)
         header = _read_header(path, reader, ("HashFunction", "HashApp", "HashOwner", "minute_1"))
