@@ -23,6 +23,7 @@ test: lint
 	$(BIN)/pytest
 
 bench: $(STAMP)
+	$(BIN)/python bench/speed.py
 	$(BIN)/python bench/replay.py
 
 clean:

@@ -39,7 +39,7 @@ class Settings:
     new_pod_scale_up_delay_s: int = 0
     drain_timeout_s: int = 300
     drain_force: bool = False
-    max_nodes_per_scale_up: int = 10
+    max_nodes_per_scale_up: int = 20
     max_drains_in_parallel: int = 1
     max_empty_bulk_delete: int = 10
     node_cpu_m: int = 2000

@@ -63,10 +63,14 @@ def plan(snapshot: ClusterSnapshot, state: ScalingState, settings: Settings, now
                 f"{', '.join(terminate)} not a Ready node {settings.max_node_provision_time_s}s after launch",
             )
         )
+        # Back off only when the pool looks broken: no worker launched since then has joined either.
+        # A lone straggler among healthy launches is replaced at once.
+        since = min(i.launched_at for i in fleet.unjoined)
+        healthy = any(i.launched_at >= since and i.id in fleet.ready_by_instance for i in fleet.alive)
         new_state = replace(
             new_state,
             last_failure=now,
-            backoff_until=now + settings.provision_backoff_s,
+            backoff_until=new_state.backoff_until if healthy else now + settings.provision_backoff_s,
             launches=tuple(x for x in new_state.launches if x.instance_id not in terminate),
         )
 

@@ -478,3 +478,16 @@ def test_never_launches_past_max_nodes(ready, launching, pending_pods, max_nodes
 def test_metrics_view_unknown_is_not_zero():
     assert not MetricsView(unknown_reason="x").known
     assert MetricsView(cluster_cpu=0.0).known
+
+
+def test_a_lone_straggler_among_joined_launches_is_replaced_without_backoff():
+    launched_together = [
+        worker(7, launched_ago=1000),
+        worker(8, launched_ago=1000),
+        worker(9, ready=None, launched_ago=1000),
+    ]
+    snap = snapshot([*WS, *launched_together], [*BUSY, pending("p", cpu=1500)])
+    decision = plan(snap, ScalingState(), Settings(), NOW)
+    assert decision.terminate_unjoined == ("i-0009",)
+    assert decision.state.backoff_until is None and decision.state.last_failure == NOW
+    assert decision.launch_count == 1

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Ask Flux to reconcile now instead of at the next interval, fetching the source first.
+set -euo pipefail
+
+usage() {
+  cat <<'USAGE'
+Usage: gitops/scripts/reconcile.sh [--context NAME] [KUSTOMIZATION...]
+
+Runs `flux reconcile kustomization NAME --with-source` for each name, in dependency order by default:
+flux-system infrastructure monitoring apps. The gate holds scale-down until each request is handled.
+USAGE
+}
+
+fluxcli=(flux)
+names=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --context)
+      [[ $# -ge 2 ]] || { usage >&2; exit 2; }
+      fluxcli+=(--context "$2")
+      shift 2
+      ;;
+    -h | --help)
+      usage
+      exit 0
+      ;;
+    -*)
+      usage >&2
+      exit 2
+      ;;
+    *)
+      names+=("$1")
+      shift
+      ;;
+  esac
+done
+if [[ ${#names[@]} -eq 0 ]]; then
+  names=(flux-system infrastructure monitoring apps)
+fi
+
+command -v flux >/dev/null 2>&1 || { echo "reconcile.sh: flux is not on PATH" >&2; exit 1; }
+
+for name in "${names[@]}"; do
+  echo "==> $name"
+  "${fluxcli[@]}" reconcile kustomization "$name" --namespace flux-system --with-source
+done

@@ -1,0 +1,110 @@
+"""The `node-fleet` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from autoscaler.config import ConfigError, Settings
+from autoscaler.sim.workload import TraceError
+
+DEMO_PLOT = Path("out/demo.png")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except (ConfigError, TraceError, ValueError, OSError) as exc:
+        print(f"node-fleet: {exc}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    from autoscaler.sim.policies import POLICY_NAMES
+    from autoscaler.sim.scenarios import SCENARIOS
+    from autoscaler.sim.traces import FORMATS
+
+    parser = argparse.ArgumentParser(prog="node-fleet", description="Autoscaler for K3s workers on EC2.")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    sim = sub.add_parser("simulate", help="replay a workload under every policy and score them")
+    source = sim.add_mutually_exclusive_group(required=True)
+    source.add_argument("--scenario", choices=sorted(SCENARIOS), help="a built-in workload")
+    source.add_argument("--trace", type=Path, help="a trace file (see --format)")
+    sim.add_argument("--format", choices=FORMATS, default="pods", help="format of --trace (default: pods)")
+    sim.add_argument("--policy", default="all", choices=("all", *POLICY_NAMES))
+    sim.add_argument("--tick", type=float, default=60.0, help="seconds between cycles (ca-10s/ca-60s keep theirs)")
+    sim.add_argument("--seed", type=int, default=1, help="seed of the scenario generator")
+    sim.add_argument(
+        "--max-nodes",
+        type=int,
+        help="cap on workers (default: MAX_NODES, or 1.25 x the workload's peak N* if that is larger)",
+    )
+    sim.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    sim.add_argument("--plot", type=Path, help="write a PNG of the run")
+    sim.set_defaults(run=_simulate)
+
+    demo = sub.add_parser("demo", help="the main job on an embedded default: simulate the flash-sale scenario")
+    demo.add_argument("--plot", type=Path, default=DEMO_PLOT)
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from autoscaler.sim import traces
+    from autoscaler.sim.policies import POLICY_NAMES
+    from autoscaler.sim.runner import compare, settings_for
+    from autoscaler.sim.scenarios import scenario
+
+    if args.tick <= 0:
+        raise ValueError(f"--tick must be > 0 seconds, got {args.tick}")
+    if args.max_nodes is not None and args.max_nodes < 1:
+        raise ValueError(f"--max-nodes must be >= 1, got {args.max_nodes}")
+    workload = scenario(args.scenario, args.seed) if args.scenario else traces.load(args.trace, args.format)
+    settings = settings_for(workload, Settings.from_env(os.environ), args.max_nodes)
+    policies = POLICY_NAMES if args.policy == "all" else (args.policy,)
+    result = compare(workload, settings, policies, args.tick, progress=sys.stderr.isatty())
+    if args.json:
+        print(json.dumps(result.to_json(), allow_nan=False))
+    else:
+        _print_table(result)
+    if args.plot:
+        _plot(result, args.plot)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from autoscaler.sim.runner import compare, settings_for
+    from autoscaler.sim.scenarios import scenario
+
+    workload = scenario("flash-sale")
+    result = compare(workload, settings_for(workload, Settings.from_env(os.environ), None))
+    _print_table(result)
+    _plot(result, args.plot)
+    return 0
+
+
+def _print_table(result) -> None:
+    from autoscaler.sim.report import format_table
+
+    s = result.settings
+    print(f"{result.workload.name}: {result.workload.description}")
+    print(f"workers {s.node_cpu_m}m/{s.node_mem_mib}Mi, min {s.min_nodes}, max {s.max_nodes}, tick {result.tick_s:g}s")
+    print(format_table(result.scores, result.workload.name))
+
+
+def _plot(result, path: Path) -> None:
+    from autoscaler.sim.plot import plot_runs
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    plot_runs(result.records, result.scores, path)
+    print(f"plot written to {path}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

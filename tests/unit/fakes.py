@@ -1,0 +1,89 @@
+"""Small fakes of the ports that record every call (Cluster Autoscaler's test provider habit)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from builders import NOW
+
+from autoscaler.model import Instance, InstanceState, MetricsView, Node, Pod
+from autoscaler.ports import EvictionOutcome, LaunchResult, Ports
+from autoscaler.sim.cluster import MemoryStateStore
+
+
+@dataclass
+class FakeFleet:
+    instances: list[Instance] = field(default_factory=list)
+    fail_launches: bool = False
+    calls: list[tuple] = field(default_factory=list)
+    _tokens: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def zones(self):
+        return ("eu-west-1a", "eu-west-1b")
+
+    def list_workers(self):
+        return [i for i in self.instances if i.alive]
+
+    def launch(self, az, count, token):
+        self.calls.append(("launch", az, count, token))
+        if self.fail_launches:
+            return LaunchResult((), (f"t3.large/{az}: InsufficientInstanceCapacity",))
+        if token not in self._tokens:
+            ids = tuple(f"i-new{len(self.instances) + k}" for k in range(count))
+            self.instances += [Instance(i, InstanceState.PENDING, az, "t3.large", NOW) for i in ids]
+            self._tokens[token] = ids
+        return LaunchResult(self._tokens[token])
+
+    def terminate(self, instance_id):
+        self.calls.append(("terminate", instance_id))
+        self.instances = [
+            replace(i, state=InstanceState.TERMINATED) if i.id == instance_id else i for i in self.instances
+        ]
+
+
+@dataclass
+class FakeCluster:
+    nodes: list[Node] = field(default_factory=list)
+    pods: list[Pod] = field(default_factory=list)
+    blocked: set[str] = field(default_factory=set)
+    """Pods whose eviction a PDB refuses (429)."""
+    calls: list[tuple] = field(default_factory=list)
+
+    def list_nodes(self):
+        return list(self.nodes)
+
+    def list_pods(self):
+        return list(self.pods)
+
+    def cordon(self, node):
+        self.calls.append(("cordon", node))
+        self.nodes = [replace(n, cordoned=True) if n.name == node else n for n in self.nodes]
+
+    def uncordon(self, node):
+        self.calls.append(("uncordon", node))
+        self.nodes = [replace(n, cordoned=False) if n.name == node else n for n in self.nodes]
+
+    def evict(self, pod):
+        self.calls.append(("evict", pod.name))
+        if pod.name in self.blocked:
+            return EvictionOutcome.BLOCKED
+        if pod not in self.pods:
+            return EvictionOutcome.GONE
+        self.pods.remove(pod)
+        return EvictionOutcome.EVICTED
+
+    def delete_node(self, node):
+        self.calls.append(("delete_node", node))
+        self.nodes = [n for n in self.nodes if n.name != node]
+
+
+@dataclass
+class FakeMetrics:
+    view: MetricsView = field(default_factory=lambda: MetricsView(cluster_cpu=0.4))
+
+    def sample(self, now):
+        return self.view
+
+
+def ports(fleet=None, cluster=None, metrics=None, state=None) -> Ports:
+    return Ports(fleet or FakeFleet(), cluster or FakeCluster(), metrics or FakeMetrics(), state or MemoryStateStore())
