@@ -1,6 +1,7 @@
 """Settings: every tunable of the scaling core, with defaults and validation.
 
-The sustained windows: CPU above `cpu_high` for `cpu_high_window_s` adds nodes; a node must
+The sustained windows: CPU above `cpu_high` (or the custom metric above its threshold) for
+`cpu_high_window_s` adds nodes; a node must
 stay unneeded (requests below `scale_down_utilization_threshold`, CPU usage below `cpu_low` or
 within what its pods request, pods movable) for `scale_down_unneeded_time_s` before it is removed.
 
@@ -30,6 +31,8 @@ class Settings:
     cpu_high: float = 0.70
     cpu_low: float = 0.30
     cpu_high_window_s: int = 180
+    custom_metric_threshold: float = 1.0
+    """Scale-up signal from the operator's own metric (queue depth, latency...), when one is queried."""
     scale_down_utilization_threshold: float = 0.5
     scale_down_unneeded_time_s: int = 600
     scale_down_delay_after_add_s: int = 600
@@ -106,6 +109,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "cpu_high": (0.05, 1.0),
     "cpu_low": (0.0, 0.95),
     "cpu_high_window_s": (0, 3600),
+    "custom_metric_threshold": (-1e12, 1e12),
     "scale_down_utilization_threshold": (0.0, 1.0),
     "scale_down_unneeded_time_s": (0, DAY),
     "scale_down_delay_after_add_s": (0, DAY),

@@ -102,6 +102,12 @@ class MetricsView:
     cluster_cpu: float | None = None
     """Mean CPU usage ratio of the Ready workers, 0..1."""
     node_cpu: Mapping[str, float] = field(default_factory=dict)
+    """Node name -> CPU usage ratio; a node missing here is unknown."""
+    cluster_mem: float | None = None
+    """Mean memory usage ratio of the Ready workers, 0..1."""
+    node_mem: Mapping[str, float] = field(default_factory=dict)
+    custom: float | None = None
+    """The operator's own scale-up metric (CUSTOM_METRIC_QUERY), when one is configured."""
     unknown_reason: str | None = None
 
     @property
@@ -151,7 +157,8 @@ class ScalingState:
     last_scale_up: float | None = None
     last_scale_down: float | None = None
     last_failure: float | None = None
-    cpu_high_since: float | None = None
+    pressure_since: float | None = None
+    """Since when CPU (or the custom metric) has been at or above its threshold."""
     unneeded_since: Mapping[str, float] = field(default_factory=dict)
     launches: tuple[Launch, ...] = ()
     drains: tuple[Drain, ...] = ()
@@ -164,6 +171,7 @@ class ReasonCode(enum.StrEnum):
 
     UNSCHEDULABLE_PODS = "unschedulable_pods"
     CPU_HIGH = "cpu_high"
+    CUSTOM_METRIC_HIGH = "custom_metric_high"
     BELOW_MIN = "below_min"
     ABOVE_MAX = "above_max"
     AT_MAX = "at_max"

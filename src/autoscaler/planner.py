@@ -83,17 +83,17 @@ def plan(snapshot: ClusterSnapshot, state: ScalingState, settings: Settings, now
         )
 
     unschedulable = [p for p in snapshot.pods if p.node is None and p.unschedulable_since is not None]
-    cpu_high_since = _cpu_high_since(snapshot, state, settings, now)
-    new_state = replace(new_state, cpu_high_since=cpu_high_since)
+    pressure_since = _pressure_since(snapshot, state, settings, now)
+    new_state = replace(new_state, pressure_since=pressure_since)
 
-    launches = _scale_up(snapshot, fleet, unschedulable, cpu_high_since, new_state, settings, now, reasons)
+    launches = _scale_up(snapshot, fleet, unschedulable, pressure_since, new_state, settings, now, reasons)
     if launches:
         return Decision(
             Action.SCALE_UP,
             launches=launches,
             terminate_unjoined=terminate,
             reasons=tuple(reasons),
-            state=replace(new_state, last_scale_up=now, cpu_high_since=None, unneeded_since={}),
+            state=replace(new_state, last_scale_up=now, pressure_since=None, unneeded_since={}),
         )
 
     remove, unneeded = _scale_down(snapshot, fleet, unschedulable, new_state, settings, now, reasons)
@@ -149,19 +149,29 @@ def _prune(state: ScalingState, snapshot: ClusterSnapshot, fleet: _Fleet, now: f
     return replace(state, launches=launches)
 
 
-def _cpu_high_since(snapshot: ClusterSnapshot, state: ScalingState, settings: Settings, now: float) -> float | None:
-    """When mean CPU went above cpu_high and stayed there; an unknown reading breaks the run."""
-    cpu = snapshot.metrics.cluster_cpu
-    if cpu is None or cpu < settings.cpu_high:
+def _pressures(snapshot: ClusterSnapshot, settings: Settings) -> list[tuple[ReasonCode, str, float, float]]:
+    """The usage signals at or above their threshold: (code, name, value, threshold)."""
+    m = snapshot.metrics
+    found = []
+    if m.cluster_cpu is not None and m.cluster_cpu >= settings.cpu_high:
+        found.append((ReasonCode.CPU_HIGH, "CPU", m.cluster_cpu, settings.cpu_high))
+    if m.custom is not None and m.custom >= settings.custom_metric_threshold:
+        found.append((ReasonCode.CUSTOM_METRIC_HIGH, "custom metric", m.custom, settings.custom_metric_threshold))
+    return found
+
+
+def _pressure_since(snapshot: ClusterSnapshot, state: ScalingState, settings: Settings, now: float) -> float | None:
+    """When usage went above a threshold and stayed there; an unknown reading breaks the run."""
+    if not _pressures(snapshot, settings):
         return None
-    return state.cpu_high_since if state.cpu_high_since is not None else now
+    return state.pressure_since if state.pressure_since is not None else now
 
 
 def _scale_up(
     snapshot: ClusterSnapshot,
     fleet: _Fleet,
     unschedulable: Sequence[Pod],
-    cpu_high_since: float | None,
+    pressure_since: float | None,
     state: ScalingState,
     settings: Settings,
     now: float,
@@ -207,20 +217,17 @@ def _scale_up(
             )
         wanted = max(wanted, estimate.new_nodes)
 
-    if cpu_high_since is not None and now - cpu_high_since >= settings.cpu_high_window_s:
-        cpu = snapshot.metrics.cluster_cpu or 0.0
+    if pressure_since is not None and now - pressure_since >= settings.cpu_high_window_s:
         ready = len(fleet.ready_by_instance)
-        if fleet.in_flight or fleet.unseen_launches:
-            reasons.append(Reason(ReasonCode.CAPACITY_IN_FLIGHT, f"CPU {cpu:.0%} high; workers already launching"))
-        elif ready:
-            extra = max(1, math.ceil(ready * cpu / settings.cpu_high) - ready)
-            reasons.append(
-                Reason(
-                    ReasonCode.CPU_HIGH,
-                    f"CPU {cpu:.0%} >= {settings.cpu_high:.0%} for {now - cpu_high_since:.0f}s: {extra} more",
-                )
-            )
-            wanted = max(wanted, extra)
+        for code, name, value, threshold in _pressures(snapshot, settings):
+            if fleet.in_flight or fleet.unseen_launches:
+                reasons.append(Reason(ReasonCode.CAPACITY_IN_FLIGHT, f"{name} {value:.3g} high; workers launching"))
+            elif ready:
+                # Enough workers to bring the signal back under its threshold, if load spreads evenly.
+                extra = max(1, math.ceil(ready * value / threshold) - ready) if threshold > 0 else 1
+                detail = f"{name} {value:.3g} >= {threshold:.3g} for {now - pressure_since:.0f}s: {extra} more"
+                reasons.append(Reason(code, detail))
+                wanted = max(wanted, extra)
 
     if not wanted:
         return {}

@@ -26,7 +26,13 @@ def pending(name: str, cpu: int = 500, mem: int = 512, since: float = 60.0, **kw
 
 
 def snapshot(
-    workers, pods=(), *, cpu: float | None = 0.4, node_cpu: dict | None = None, extra_nodes=()
+    workers,
+    pods=(),
+    *,
+    cpu: float | None = 0.4,
+    node_cpu: dict | None = None,
+    custom: float | None = None,
+    extra_nodes=(),
 ) -> ClusterSnapshot:
     instances = tuple(w[0] for w in workers)
     nodes = tuple(w[1] for w in workers if w[1] is not None) + tuple(extra_nodes)
@@ -34,7 +40,7 @@ def snapshot(
         metrics = MetricsView(unknown_reason="prometheus down")
     else:
         per_node = {n.name: 0.1 for n in nodes} if node_cpu is None else node_cpu
-        metrics = MetricsView(cluster_cpu=cpu, node_cpu=per_node)
+        metrics = MetricsView(cluster_cpu=cpu, node_cpu=per_node, custom=custom)
     return ClusterSnapshot(nodes, tuple(pods), instances, metrics, ZONES)
 
 

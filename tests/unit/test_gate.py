@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -387,3 +389,14 @@ class TestGateObjects:
     def test_unreadable_input(self, data, message):
         with pytest.raises(ValueError, match=message):
             gate_objects(data)
+
+
+def test_gate_and_flux_import_no_outside_library():
+    code = (
+        "import sys, gitops_hooks.gate, gitops_hooks.flux\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('boto3', 'botocore', 'requests', 'kubernetes', 'urllib3', 'aws_lambda_powertools'))\n"
+        "print(','.join(bad))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == ""

@@ -151,28 +151,37 @@ CASES = [
     case(
         "CPU above cpu_high for cpu_high_window_s adds workers",
         snapshot(WS, BUSY, cpu=0.9),
-        state=ScalingState(cpu_high_since=NOW - 200),
+        state=ScalingState(pressure_since=NOW - 200),
         action=Action.SCALE_UP,
         launches={B: 1},
         codes=(R.CPU_HIGH,),
     ),
     case(
+        "the operator's custom metric above its threshold adds workers the same way",
+        snapshot(WS, BUSY, cpu=0.4, custom=150.0),
+        state=ScalingState(pressure_since=NOW - 200),
+        settings={"custom_metric_threshold": 100.0},
+        action=Action.SCALE_UP,
+        launches={B: 1, A: 1},
+        codes=(R.CUSTOM_METRIC_HIGH,),
+    ),
+    case(
         "CPU high but not yet for the window: wait",
         snapshot(WS, BUSY, cpu=0.9),
-        state=ScalingState(cpu_high_since=NOW - 60),
+        state=ScalingState(pressure_since=NOW - 60),
         action=Action.NONE,
     ),
     case(
         "CPU high while workers are launching: wait for them",
         snapshot([*WS, worker(9, ready=None, launched_ago=30)], BUSY, cpu=0.9),
-        state=ScalingState(cpu_high_since=NOW - 600),
+        state=ScalingState(pressure_since=NOW - 600),
         action=Action.NONE,
         codes=(R.CAPACITY_IN_FLIGHT,),
     ),
     case(
         "a Prometheus outage is unknown, never zero: nothing happens (original brief launched every minute)",
         snapshot(WS, [], cpu=None),
-        state=ScalingState(cpu_high_since=NOW - 600),
+        state=ScalingState(pressure_since=NOW - 600),
         action=Action.NONE,
         codes=(R.METRICS_UNKNOWN,),
     ),
@@ -440,9 +449,9 @@ def test_unneeded_clock_resets_when_the_node_is_needed_again():
 
 def test_cpu_high_clock_starts_and_breaks_on_unknown():
     started = plan(snapshot(*full(), cpu=0.9), ScalingState(), Settings(), NOW)
-    assert started.state.cpu_high_since == NOW
+    assert started.state.pressure_since == NOW
     broken = plan(snapshot(*full(), cpu=None), started.state, Settings(), NOW + 60)
-    assert broken.state.cpu_high_since is None
+    assert broken.state.pressure_since is None
 
 
 def test_scale_up_records_time_for_the_cool_down():
