@@ -190,6 +190,7 @@ class ReasonCode(enum.StrEnum):
     AT_MIN = "at_min"
     NO_CANDIDATE = "no_candidate"
     PAUSED = "paused"
+    REQUESTED = "requested"
     STEADY = "steady"
 
 
@@ -197,6 +198,26 @@ class ReasonCode(enum.StrEnum):
 class Reason:
     code: ReasonCode
     detail: str = ""
+
+
+class IntentKind(enum.StrEnum):
+    SCALE_UP = "scale_up"
+    SCALE_DOWN = "scale_down"
+    SET = "set"
+    PAUSE = "pause"
+    RESUME = "resume"
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    """An explicit request (an operator's manual event, or an alarm mapped to an action). It skips
+    cool-downs and waiting times, never the safety rules or the bounds."""
+
+    kind: IntentKind
+    count: int = 0
+    """Workers to add or remove; for SET, the desired total."""
+    source: str = ""
+    """Who asked and why, repeated in the decision's reasons."""
 
 
 class Action(enum.StrEnum):

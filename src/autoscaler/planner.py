@@ -21,6 +21,8 @@ from autoscaler.model import (
     ClusterSnapshot,
     Decision,
     Instance,
+    Intent,
+    IntentKind,
     Node,
     Pod,
     Reason,
@@ -50,7 +52,9 @@ class _Fleet:
         return len(self.alive) + self.unseen_launches
 
 
-def plan(snapshot: ClusterSnapshot, state: ScalingState, settings: Settings, now: float) -> Decision:
+def plan(
+    snapshot: ClusterSnapshot, state: ScalingState, settings: Settings, now: float, intent: Intent | None = None
+) -> Decision:
     fleet = _fleet(snapshot, state, settings, now)
     reasons: list[Reason] = []
     new_state = _prune(state, snapshot, fleet, now)
@@ -74,15 +78,18 @@ def plan(snapshot: ClusterSnapshot, state: ScalingState, settings: Settings, now
             launches=tuple(x for x in new_state.launches if x.instance_id not in terminate),
         )
 
-    if state.paused:
-        return Decision(
-            Action.NONE,
-            terminate_unjoined=terminate,
-            reasons=(*reasons, Reason(ReasonCode.PAUSED, "scaling paused by an operator")),
-            state=new_state,
-        )
+    kind = intent.kind if intent else None
+    if kind in (IntentKind.PAUSE, IntentKind.RESUME):
+        new_state = replace(new_state, paused=kind is IntentKind.PAUSE)
+        reasons.append(Reason(ReasonCode.REQUESTED, f"{kind} by {intent.source}"))
+    if new_state.paused:
+        detail = f"{kind} ignored: scaling is paused" if kind and kind is not IntentKind.PAUSE else "scaling is paused"
+        reasons.append(Reason(ReasonCode.PAUSED, detail))
+        return Decision(Action.NONE, terminate_unjoined=terminate, reasons=tuple(reasons), state=new_state)
 
     unschedulable = [p for p in snapshot.pods if p.node is None and p.unschedulable_since is not None]
+    if kind in (IntentKind.SCALE_UP, IntentKind.SCALE_DOWN, IntentKind.SET):
+        return _requested(intent, snapshot, fleet, unschedulable, new_state, settings, now, terminate, reasons)
     pressure_since = _pressure_since(snapshot, state, settings, now)
     new_state = replace(new_state, pressure_since=pressure_since)
 
@@ -109,6 +116,58 @@ def plan(snapshot: ClusterSnapshot, state: ScalingState, settings: Settings, now
     if not reasons:
         reasons.append(Reason(ReasonCode.STEADY, f"{fleet.count} workers, nothing to change"))
     return Decision(Action.NONE, terminate_unjoined=terminate, reasons=tuple(reasons), state=new_state)
+
+
+def _requested(
+    intent: Intent,
+    snapshot: ClusterSnapshot,
+    fleet: _Fleet,
+    unschedulable: Sequence[Pod],
+    state: ScalingState,
+    settings: Settings,
+    now: float,
+    terminate: tuple[str, ...],
+    reasons: list[Reason],
+) -> Decision:
+    reasons.append(Reason(ReasonCode.REQUESTED, f"{intent.kind} {intent.count} by {intent.source}"))
+    if intent.kind is IntentKind.SET:
+        desired = min(max(intent.count, settings.min_nodes), settings.max_nodes)
+        if desired != intent.count:
+            reasons.append(
+                Reason(
+                    ReasonCode.AT_MAX if desired < intent.count else ReasonCode.AT_MIN,
+                    f"{intent.count} clamped to {desired}",
+                )
+            )
+        delta = desired - fleet.count
+    else:
+        delta = intent.count if intent.kind is IntentKind.SCALE_UP else -intent.count
+    if delta > 0:
+        count = min(delta, settings.max_nodes - fleet.count)
+        if count < delta:
+            reasons.append(Reason(ReasonCode.AT_MAX, f"{delta} asked, room for {max(count, 0)} under max_nodes"))
+        if count > 0:
+            launches = spread(count, fleet.alive, snapshot.zones)
+            return Decision(
+                Action.SCALE_UP,
+                launches=launches,
+                terminate_unjoined=terminate,
+                reasons=tuple(reasons),
+                state=replace(state, last_scale_up=now, unneeded_since={}),
+            )
+    elif delta < 0:
+        remove = _requested_scale_down(snapshot, fleet, unschedulable, -delta, settings, reasons)
+        if remove:
+            return Decision(
+                Action.SCALE_DOWN,
+                remove=remove,
+                terminate_unjoined=terminate,
+                reasons=tuple(reasons),
+                state=replace(state, last_scale_down=now),
+            )
+    else:
+        reasons.append(Reason(ReasonCode.STEADY, f"already {fleet.count} workers"))
+    return Decision(Action.NONE, terminate_unjoined=terminate, reasons=tuple(reasons), state=state)
 
 
 def _fleet(snapshot: ClusterSnapshot, state: ScalingState, settings: Settings, now: float) -> _Fleet:
@@ -284,6 +343,60 @@ def pod_blocker(pod: Pod) -> str | None:
     return None
 
 
+@dataclass(slots=True)
+class _Candidates:
+    """The workers scale-down may look at, their pods and free room, in removal order."""
+
+    workers: list[Node]
+    pods_by_node: dict[str, list[Pod]]
+    free: dict[str, Bin]
+    movable: list[Node]
+    """Workers that are not protected and whose pods may all move, best to remove first."""
+    utilization: dict[str, float]
+
+
+def _candidates(snapshot: ClusterSnapshot, fleet: _Fleet) -> _Candidates:
+    pods_by_node: dict[str, list[Pod]] = defaultdict(list)
+    for p in snapshot.pods:
+        if p.node is not None and not p.is_daemonset:
+            pods_by_node[p.node].append(p)
+    workers = [n for n in fleet.ready_by_instance.values() if not n.cordoned and n.name not in fleet.draining]
+    free = {n.name: _free(n, pods_by_node[n.name]) for n in workers}
+    utilization = {n.name: _requested_utilization(n, pods_by_node[n.name]) for n in workers}
+    movable = [
+        n for n in workers if not n.scale_down_disabled and not any(pod_blocker(p) for p in pods_by_node[n.name])
+    ]
+    per_zone = Counter(n.az for n in workers)
+    # Empty first, then from the zone with most workers, then the least used.
+    movable.sort(key=lambda n: (bool(pods_by_node[n.name]), -per_zone[n.az], utilization[n.name], n.name))
+    return _Candidates(workers, pods_by_node, free, movable, utilization)
+
+
+def _select(
+    c: _Candidates, ripe: Sequence[Node], limit: int, empty_budget: int, drain_budget: int, settings: Settings
+) -> list[str]:
+    """Up to `limit` of `ripe`, within the budgets, each only if its pods fit on the workers kept."""
+    remove: list[str] = []
+    kept = {n.name: c.free[n.name] for n in c.workers}
+    for node in ripe:
+        if len(remove) >= limit:
+            break
+        pods = c.pods_by_node[node.name]
+        if (drain_budget if pods else empty_budget) <= 0:
+            continue
+        room = kept.pop(node.name)
+        # Capacity is consumed here, so two removals never count on the same free room.
+        if not place_all([(p.cpu_m, p.mem_mib) for p in pods], list(kept.values()), *_shape(settings)):
+            kept[node.name] = room
+            continue
+        remove.append(node.name)
+        if pods:
+            drain_budget -= 1
+        else:
+            empty_budget -= 1
+    return remove
+
+
 def _scale_down(
     snapshot: ClusterSnapshot,
     fleet: _Fleet,
@@ -303,41 +416,21 @@ def _scale_down(
         )
         return (), {}
 
-    pods_by_node: dict[str, list[Pod]] = defaultdict(list)
-    for p in snapshot.pods:
-        if p.node is not None and not p.is_daemonset:
-            pods_by_node[p.node].append(p)
-    workers = [n for n in fleet.ready_by_instance.values() if not n.cordoned and n.name not in fleet.draining]
-    free = {n.name: _free(n, pods_by_node[n.name]) for n in workers}
-
-    # Cheap per-node checks first; the packing check (all pods fit elsewhere) runs on survivors.
-    eligible: list[tuple[Node, float]] = []
-    for node in workers:
-        pods = pods_by_node[node.name]
-        utilization = _requested_utilization(node, pods)
-        if (
-            node.scale_down_disabled
-            or utilization >= settings.scale_down_utilization_threshold
-            or any(pod_blocker(p) for p in pods)
-        ):
-            continue
-        eligible.append((node, utilization))
-
-    per_zone = Counter(n.az for n in workers)
-    # Empty first, then from the zone with most workers, then the least used.
-    eligible.sort(key=lambda e: (bool(pods_by_node[e[0].name]), -per_zone[e[0].az], e[1], e[0].name))
+    c = _candidates(snapshot, fleet)
     unneeded: dict[str, float] = {}
-    for node, _ in eligible:
-        others = [free[n.name] for n in workers if n.name != node.name]
-        requests = [(p.cpu_m, p.mem_mib) for p in pods_by_node[node.name]]
+    for node in c.movable:
+        if c.utilization[node.name] >= settings.scale_down_utilization_threshold:
+            continue
+        others = [c.free[n.name] for n in c.workers if n.name != node.name]
+        requests = [(p.cpu_m, p.mem_mib) for p in c.pods_by_node[node.name]]
         if _fits_without_consuming(requests, others, settings):
             unneeded[node.name] = state.unneeded_since.get(node.name, now)
 
     timed_out = [
-        n for n, _ in eligible if n.name in unneeded and now - unneeded[n.name] >= settings.scale_down_unneeded_time_s
+        n for n in c.movable if n.name in unneeded and now - unneeded[n.name] >= settings.scale_down_unneeded_time_s
     ]
     ripe = [
-        n for n in timed_out if _usage_low(n, pods_by_node[n.name], snapshot.metrics.node_cpu.get(n.name), settings)
+        n for n in timed_out if _usage_low(n, c.pods_by_node[n.name], snapshot.metrics.node_cpu.get(n.name), settings)
     ]
     blocked = _global_blocker(fleet, state, settings, now)
     if blocked:
@@ -353,41 +446,47 @@ def _scale_down(
         reasons.append(Reason(ReasonCode.NO_CANDIDATE, detail))
         return (), unneeded
 
-    removable_count = len(fleet.alive) - len(fleet.draining) - settings.min_nodes
-    if removable_count <= 0:
-        reasons.append(Reason(ReasonCode.AT_MIN, f"{len(fleet.alive)} workers, min_nodes {settings.min_nodes}"))
-        return (), unneeded
-
-    empty_budget = settings.max_empty_bulk_delete
+    limit = _room_above_min(fleet, settings, reasons)
     drain_budget = settings.max_drains_in_parallel - len(fleet.draining)
-    remove: list[str] = []
-    kept = {n.name: free[n.name] for n in workers}
-    for node in ripe:
-        if len(remove) >= removable_count:
-            break
-        pods = pods_by_node[node.name]
-        if (drain_budget if pods else empty_budget) <= 0:
-            continue
-        room = kept.pop(node.name)
-        # Capacity is consumed here, so two removals never count on the same free room.
-        if not place_all([(p.cpu_m, p.mem_mib) for p in pods], list(kept.values()), *_shape(settings)):
-            kept[node.name] = room
-            continue
-        remove.append(node.name)
-        if pods:
-            drain_budget -= 1
-        else:
-            empty_budget -= 1
+    remove = _select(c, ripe, limit, settings.max_empty_bulk_delete, drain_budget, settings) if limit > 0 else []
     for name in remove:
         reasons.append(
             Reason(
-                ReasonCode.NODE_UNNEEDED if pods_by_node[name] else ReasonCode.EMPTY_NODE,
-                f"{name} unneeded for {now - unneeded[name]:.0f}s, {len(pods_by_node[name])} pods to move",
+                ReasonCode.NODE_UNNEEDED if c.pods_by_node[name] else ReasonCode.EMPTY_NODE,
+                f"{name} unneeded for {now - unneeded[name]:.0f}s, {len(c.pods_by_node[name])} pods to move",
             )
         )
-    if not remove:
+    if not remove and limit > 0:
         reasons.append(Reason(ReasonCode.NO_CANDIDATE, "no unneeded node can be removed within the budgets"))
     return tuple(remove), unneeded
+
+
+def _requested_scale_down(
+    snapshot: ClusterSnapshot,
+    fleet: _Fleet,
+    unschedulable: Sequence[Pod],
+    count: int,
+    settings: Settings,
+    reasons: list[Reason],
+) -> tuple[str, ...]:
+    """An explicit request to remove `count` workers: no cool-down, unneeded time or utilization
+    threshold, but every safety rule (movable pods, room elsewhere, protected nodes, min_nodes)."""
+    if unschedulable:
+        reasons.append(Reason(ReasonCode.PENDING_PODS, f"{len(unschedulable)} pods wait for capacity"))
+        return ()
+    c = _candidates(snapshot, fleet)
+    limit = min(count, _room_above_min(fleet, settings, reasons))
+    remove = _select(c, c.movable, limit, count, count, settings) if limit > 0 else []
+    if len(remove) < limit:
+        reasons.append(Reason(ReasonCode.NO_CANDIDATE, f"{count} asked, {len(remove)} can go without stranding pods"))
+    return tuple(remove)
+
+
+def _room_above_min(fleet: _Fleet, settings: Settings, reasons: list[Reason]) -> int:
+    room = len(fleet.alive) - len(fleet.draining) - settings.min_nodes
+    if room <= 0:
+        reasons.append(Reason(ReasonCode.AT_MIN, f"{len(fleet.alive)} workers, min_nodes {settings.min_nodes}"))
+    return room
 
 
 def _global_blocker(fleet: _Fleet, state: ScalingState, settings: Settings, now: float) -> Reason | None:

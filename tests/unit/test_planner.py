@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autoscaler.config import Settings
-from autoscaler.model import Action, Drain, Launch, MetricsView, Node, ReasonCode, ScalingState
+from autoscaler.model import Action, Drain, Intent, IntentKind, Launch, MetricsView, Node, ReasonCode, ScalingState
 from autoscaler.planner import plan
 
 A, B = ZONES
@@ -500,3 +500,122 @@ def test_a_lone_straggler_among_joined_launches_is_replaced_without_backoff():
     assert decision.terminate_unjoined == ("i-0009",)
     assert decision.state.backoff_until is None and decision.state.last_failure == NOW
     assert decision.launch_count == 1
+
+
+def intent_case(desc, snap, intent, *, state=FRESH, action, launches=None, remove=(), codes=(), paused=None):
+    return pytest.param(snap, state, intent, action, launches, remove, codes, paused, id=desc)
+
+
+def ask(kind, count=0):
+    return Intent(IntentKind(kind), count, "test")
+
+
+QUIET = snapshot(w(4), busy("n0", 1) + busy("n1", 1) + busy("n2", 1))
+
+INTENTS = [
+    intent_case(
+        "scale_up ignores the cool-down and the back-off",
+        snapshot(*full()),
+        ask("scale_up", 2),
+        state=ScalingState(last_scale_up=NOW - 10, backoff_until=NOW + 100),
+        action=Action.SCALE_UP,
+        launches={B: 1, A: 1},
+        codes=(R.REQUESTED,),
+    ),
+    intent_case(
+        "scale_up stays within max_nodes",
+        snapshot(w(9)),
+        ask("scale_up", 5),
+        action=Action.SCALE_UP,
+        launches={B: 1},
+        codes=(R.AT_MAX,),
+    ),
+    intent_case(
+        "scale_up at max does nothing", snapshot(w(10)), ask("scale_up", 1), action=Action.NONE, codes=(R.AT_MAX,)
+    ),
+    intent_case(
+        "scale_down skips the unneeded time but keeps the safety rules",
+        QUIET,
+        ask("scale_down", 2),
+        state=ScalingState(last_scale_up=NOW - 10),
+        action=Action.SCALE_DOWN,
+        remove=("n3", "n0"),
+    ),
+    intent_case(
+        "scale_down never goes below min_nodes",
+        QUIET,
+        ask("scale_down", 4),
+        action=Action.SCALE_DOWN,
+        remove=("n3", "n0"),
+        codes=(R.NO_CANDIDATE,),
+    ),
+    intent_case(
+        "scale_down never strands pods",
+        snapshot(w(3), busy("n0", 3) + busy("n1", 3) + busy("n2", 3)),
+        ask("scale_down", 1),
+        action=Action.NONE,
+        codes=(R.NO_CANDIDATE,),
+    ),
+    intent_case(
+        "scale_down refuses while pods wait for capacity",
+        snapshot(w(4), [pending("p", cpu=3000)]),
+        ask("scale_down", 1),
+        action=Action.NONE,
+        codes=(R.PENDING_PODS,),
+    ),
+    intent_case(
+        "scale_down keeps a node holding an unmovable pod",
+        snapshot(w(3), [pod("bare", "n2", owner_kind=None), *busy("n0", 1)]),
+        ask("scale_down", 1),
+        action=Action.SCALE_DOWN,
+        remove=("n1",),
+    ),
+    intent_case(
+        "set above the count launches", snapshot(w(3)), ask("set", 5), action=Action.SCALE_UP, launches={B: 1, A: 1}
+    ),
+    intent_case("set below the count removes", QUIET, ask("set", 3), action=Action.SCALE_DOWN, remove=("n3",)),
+    intent_case(
+        "set is clamped to max_nodes",
+        snapshot(w(9)),
+        ask("set", 50),
+        action=Action.SCALE_UP,
+        launches={B: 1},
+        codes=(R.AT_MAX,),
+    ),
+    intent_case(
+        "set is clamped to min_nodes", snapshot(w(2)), ask("set", 0), action=Action.NONE, codes=(R.AT_MIN, R.STEADY)
+    ),
+    intent_case(
+        "pause stops scaling", snapshot(*full()[:1], [pending("p")]), ask("pause"), action=Action.NONE, paused=True
+    ),
+    intent_case(
+        "while paused, requests are refused",
+        snapshot(w(3)),
+        ask("scale_up", 1),
+        state=ScalingState(paused=True),
+        action=Action.NONE,
+        codes=(R.PAUSED,),
+        paused=True,
+    ),
+    intent_case(
+        "resume scales at once",
+        snapshot(*full()[:1], [pending("p", cpu=1500)]),
+        ask("resume"),
+        state=ScalingState(paused=True),
+        action=Action.SCALE_UP,
+        paused=False,
+    ),
+]
+
+
+@pytest.mark.parametrize(("snap", "state", "intent", "action", "launches", "remove", "codes", "paused"), INTENTS)
+def test_requested(snap, state, intent, action, launches, remove, codes, paused):
+    decision = plan(snap, state, Settings(), NOW, intent)
+    assert decision.action is action, decision.reasons
+    if launches is not None:
+        assert dict(decision.launches) == launches
+    assert decision.remove == remove
+    for code in codes:
+        assert code in decision.codes, decision.reasons
+    if paused is not None:
+        assert decision.state.paused is paused
