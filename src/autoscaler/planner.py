@@ -475,7 +475,10 @@ def _requested_scale_down(
         reasons.append(Reason(ReasonCode.PENDING_PODS, f"{len(unschedulable)} pods wait for capacity"))
         return ()
     c = _candidates(snapshot, fleet)
-    limit = min(count, _room_above_min(fleet, settings, reasons))
+    room = _room_above_min(fleet, settings, reasons)
+    if 0 < room < count:
+        reasons.append(Reason(ReasonCode.AT_MIN, f"{count} asked, {room} above min_nodes {settings.min_nodes}"))
+    limit = min(count, room)
     remove = _select(c, c.movable, limit, count, count, settings) if limit > 0 else []
     if len(remove) < limit:
         reasons.append(Reason(ReasonCode.NO_CANDIDATE, f"{count} asked, {len(remove)} can go without stranding pods"))

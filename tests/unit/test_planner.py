@@ -547,7 +547,7 @@ INTENTS = [
         ask("scale_down", 4),
         action=Action.SCALE_DOWN,
         remove=("n3", "n0"),
-        codes=(R.NO_CANDIDATE,),
+        codes=(R.AT_MIN,),
     ),
     intent_case(
         "scale_down never strands pods",
