@@ -138,6 +138,8 @@ class Launch:
 class DrainPhase(enum.StrEnum):
     CORDONED = "cordoned"
     EVICTING = "evicting"
+    TERMINATING = "terminating"
+    DELETING = "deleting"
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +181,7 @@ class ReasonCode(enum.StrEnum):
     POD_TOO_LARGE = "pod_too_large"
     BACKING_OFF = "backing_off"
     UNJOINED_INSTANCE = "unjoined_instance"
+    ORPHAN_NODE = "orphan_node"
     NODE_UNNEEDED = "node_unneeded"
     EMPTY_NODE = "empty_node"
     PENDING_PODS = "pending_pods"
@@ -236,6 +239,8 @@ class Decision:
     """Names of the nodes to drain and remove, in order."""
     terminate_unjoined: tuple[str, ...] = ()
     """Instance ids launched too long ago that never became Ready nodes."""
+    delete_nodes: tuple[str, ...] = ()
+    """Node objects left behind by a worker instance that is terminated."""
     reasons: tuple[Reason, ...] = ()
     state: ScalingState = field(default_factory=ScalingState)
     """The state to persist after acting (unneeded-since times, sustained-CPU clocks...)."""

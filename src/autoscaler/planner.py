@@ -21,6 +21,7 @@ from autoscaler.model import (
     ClusterSnapshot,
     Decision,
     Instance,
+    InstanceState,
     Intent,
     IntentKind,
     Node,
@@ -54,6 +55,26 @@ class _Fleet:
 
 def plan(
     snapshot: ClusterSnapshot, state: ScalingState, settings: Settings, now: float, intent: Intent | None = None
+) -> Decision:
+    decision = _plan(snapshot, state, settings, now, intent)
+    orphans = _orphan_nodes(snapshot, decision.state)
+    if not orphans:
+        return decision
+    reason = Reason(ReasonCode.ORPHAN_NODE, f"{', '.join(orphans)}: instance terminated, Node object left")
+    return replace(decision, delete_nodes=orphans, reasons=(*decision.reasons, reason))
+
+
+def _orphan_nodes(snapshot: ClusterSnapshot, state: ScalingState) -> tuple[str, ...]:
+    """Nodes whose worker instance is shutting down or gone; a drain deletes its own node."""
+    gone = {i.id for i in snapshot.instances if i.state in (InstanceState.SHUTTING_DOWN, InstanceState.TERMINATED)}
+    draining = {d.node for d in state.drains}
+    return tuple(
+        n.name for n in snapshot.nodes if n.instance_id in gone and n.name not in draining and not n.control_plane
+    )
+
+
+def _plan(
+    snapshot: ClusterSnapshot, state: ScalingState, settings: Settings, now: float, intent: Intent | None
 ) -> Decision:
     fleet = _fleet(snapshot, state, settings, now)
     reasons: list[Reason] = []

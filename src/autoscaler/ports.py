@@ -34,7 +34,9 @@ class Fleet(Protocol):
         """Availability zones this fleet launches into."""
 
     def list_workers(self) -> Sequence[Instance]:
-        """Every pending or running worker instance of this cluster, and no other instance."""
+        """Every worker instance of this cluster, and no other instance: pending and running ones,
+        and those shutting down or terminated that EC2 still lists (their Node objects get cleaned
+        up)."""
 
     def launch(self, az: str, count: int, token: str) -> LaunchResult:
         """Start up to `count` workers in `az`. Calling again with the same token starts nothing new."""

@@ -35,8 +35,6 @@ def run_cycle(ports: Ports, settings: Settings, now: float, token: str) -> Cycle
     snapshot = observe(ports, now)
     decision = plan(snapshot, state, settings, now)
     if settings.dry_run:
-        new_state, outcome = decision.state, Outcome()
-    else:
-        new_state, outcome = act(decision, ports, settings, now, token)
-    saved = ports.state.save(new_state)
-    return CycleResult(snapshot, decision, outcome, saved)
+        return CycleResult(snapshot, decision, Outcome(), ports.state.save(decision.state))
+    new_state, outcome = act(decision, snapshot, ports, settings, now, token, ports.state.save)
+    return CycleResult(snapshot, decision, outcome, new_state)

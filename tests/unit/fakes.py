@@ -22,7 +22,7 @@ class FakeFleet:
         return ("eu-west-1a", "eu-west-1b")
 
     def list_workers(self):
-        return [i for i in self.instances if i.alive]
+        return list(self.instances)
 
     def launch(self, az, count, token):
         self.calls.append(("launch", az, count, token))

@@ -1,14 +1,16 @@
-"""Acting on decisions, and drains that span cycles."""
+"""Acting on decisions, drains that span cycles, and cycles that die part-way."""
 
 from __future__ import annotations
 
+import pytest
 from builders import NOW, busy, pending, pod, worker
 from fakes import FakeCluster, FakeFleet, FakeMetrics, ports
 
 from autoscaler.actuator import act
 from autoscaler.config import Settings
-from autoscaler.model import Action, Decision, Drain, DrainPhase, ScalingState
-from autoscaler.service import run_cycle
+from autoscaler.model import Action, Decision, Drain, DrainPhase, InstanceState, ScalingState
+from autoscaler.service import observe, run_cycle
+from autoscaler.sim.cluster import MemoryStateStore
 
 S = Settings()
 
@@ -18,92 +20,171 @@ def world(n=3, pods=()):
     return FakeFleet([w[0] for w in ws]), FakeCluster([w[1] for w in ws], list(pods))
 
 
+def step(p, decision, now=NOW, settings=S, may_remove=True, checkpoint=None):
+    """One act() on a fresh snapshot, saving through the port like the service does."""
+    snap = observe(p, now)
+    return act(decision, snap, p, settings, now, "tok", checkpoint or p.state.save, may_remove)
+
+
+def carry(p, **kw):
+    """A no-op decision carrying the stored state, as the planner hands it on."""
+    return Decision(Action.NONE, state=p.state.load(), **kw)
+
+
 def test_launches_are_recorded_with_their_deadline_and_the_cycle_token():
     fleet, cluster = world()
-    decision = Decision(Action.SCALE_UP, launches={"eu-west-1b": 2})
-    state, outcome = act(decision, ports(fleet, cluster), S, NOW, token="cycle-1")
-    assert fleet.calls == [("launch", "eu-west-1b", 2, "cycle-1:eu-west-1b")]
+    p = ports(fleet, cluster)
+    state, outcome = step(p, Decision(Action.SCALE_UP, launches={"eu-west-1b": 2}))
+    assert fleet.calls == [("launch", "eu-west-1b", 2, "tok:eu-west-1b")]
     assert [(x.instance_id, x.deadline) for x in state.launches] == [
         ("i-new3", NOW + S.max_node_provision_time_s),
         ("i-new4", NOW + S.max_node_provision_time_s),
     ]
     assert outcome.launched == ["i-new3", "i-new4"]
+    assert p.state.load() == state
 
 
 def test_a_retried_cycle_launches_nothing_twice():
     fleet, cluster = world()
     decision = Decision(Action.SCALE_UP, launches={"eu-west-1a": 1})
-    act(decision, ports(fleet, cluster), S, NOW, token="cycle-1")
-    act(decision, ports(fleet, cluster), S, NOW, token="cycle-1")
-    assert len(fleet.list_workers()) == 4
+    step(ports(fleet, cluster), decision)
+    step(ports(fleet, cluster), decision)
+    assert len([i for i in fleet.list_workers() if i.alive]) == 4
 
 
 def test_a_launch_that_starts_nothing_backs_off():
     fleet, cluster = world()
     fleet.fail_launches = True
-    state, outcome = act(Decision(Action.SCALE_UP, launches={"eu-west-1a": 1}), ports(fleet, cluster), S, NOW, "t")
+    state, outcome = step(ports(fleet, cluster), Decision(Action.SCALE_UP, launches={"eu-west-1a": 1}))
     assert state.backoff_until == NOW + S.provision_backoff_s
     assert state.last_failure == NOW
     assert outcome.launch_failures == ["t3.large/eu-west-1a: InsufficientInstanceCapacity"]
 
 
-def test_unjoined_instances_are_terminated():
+def test_unjoined_instances_are_terminated_and_orphan_nodes_deleted():
     fleet, cluster = world()
-    act(Decision(Action.NONE, terminate_unjoined=("i-0001",)), ports(fleet, cluster), S, NOW, "t")
+    step(ports(fleet, cluster), Decision(Action.NONE, terminate_unjoined=("i-0001",), delete_nodes=("n1",)))
     assert ("terminate", "i-0001") in fleet.calls
+    assert ("delete_node", "n1") in cluster.calls
+
+
+def test_drain_is_recorded_before_the_cordon():
+    fleet, cluster = world(pods=busy("n2", 1))
+    p = ports(fleet, cluster)
+    seen = []
+
+    def checkpoint(state):
+        seen.append((tuple((d.node, d.phase) for d in state.drains), list(cluster.calls)))
+        return p.state.save(state)
+
+    step(p, Decision(Action.SCALE_DOWN, remove=("n2",)), checkpoint=checkpoint)
+    recorded_first = next(calls for drains, calls in seen if drains)
+    assert recorded_first == [], "the drain is saved before anything touches the node"
 
 
 def test_drain_cordons_then_evicts_then_terminates_and_deletes_across_cycles():
     fleet, cluster = world(pods=busy("n2", 2))
     p = ports(fleet, cluster)
-    state, _ = act(Decision(Action.SCALE_DOWN, remove=("n2",)), p, S, NOW, "t1")
-    assert cluster.calls[:1] == [("cordon", "n2")]
+    state, _ = step(p, Decision(Action.SCALE_DOWN, remove=("n2",)))
+    assert cluster.calls[0] == ("cordon", "n2")
     assert [c[0] for c in cluster.calls[1:]] == ["evict", "evict"]
     assert state.drains[0].phase is DrainPhase.EVICTING
     assert not [c for c in fleet.calls if c[0] == "terminate"]
     # Next cycle: the pods are gone, so the instance goes and then the Node object.
-    state, outcome = act(Decision(Action.NONE, state=state), p, S, NOW + 60, "t2")
+    state, outcome = step(p, carry(p), now=NOW + 60)
     assert ("terminate", "i-0002") in fleet.calls
     assert cluster.calls[-1] == ("delete_node", "n2")
-    assert state.drains == ()
+    assert state.drains == () and p.state.load().drains == ()
     assert outcome.terminated == ["i-0002"]
+
+
+def test_an_empty_node_goes_in_one_cycle():
+    fleet, cluster = world()
+    p = ports(fleet, cluster)
+    state, outcome = step(p, Decision(Action.SCALE_DOWN, remove=("n2",)))
+    assert outcome.terminated == ["i-0002"] and outcome.nodes_deleted == ["n2"]
+    assert state.drains == ()
+
+
+class Died(Exception):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("deaths_after", "removed"),
+    [
+        pytest.param(1, False, id="dies before the drain is recorded: nothing was touched"),
+        pytest.param(2, True, id="dies after recording the drain, before the cordon"),
+        pytest.param(3, True, id="dies after recording terminating"),
+        pytest.param(4, True, id="dies after terminating, before deleting the node"),
+    ],
+)
+def test_a_cycle_that_dies_between_any_two_steps_is_resumed_by_the_next(deaths_after, removed):
+    fleet, cluster = world()
+    p = ports(fleet, cluster)
+    saves = 0
+
+    def dying(state):
+        nonlocal saves
+        saves += 1
+        stored = p.state.save(state)
+        if saves == deaths_after:
+            raise Died
+        return stored
+
+    with pytest.raises(Died):
+        step(p, Decision(Action.SCALE_DOWN, remove=("n2",)), checkpoint=dying)
+    # The next cycle starts from what was stored and finishes (or never started) the job.
+    step(p, carry(p), now=NOW + 60)
+    assert p.state.load().drains == ()
+    alive = [i.id for i in fleet.list_workers() if i.alive]
+    assert alive == (["i-0000", "i-0001"] if removed else ["i-0000", "i-0001", "i-0002"])
+    assert ("n2" in [n.name for n in cluster.list_nodes()]) is not removed
+    assert not [n for n in cluster.list_nodes() if n.cordoned], "nothing is left cordoned"
 
 
 def test_a_pdb_that_refuses_eviction_is_retried_then_the_drain_is_undone_at_the_deadline():
     fleet, cluster = world(pods=busy("n2", 1))
     cluster.blocked = {"b-n2-0"}
     p = ports(fleet, cluster)
-    state, outcome = act(Decision(Action.SCALE_DOWN, remove=("n2",)), p, S, NOW, "t1")
+    _, outcome = step(p, Decision(Action.SCALE_DOWN, remove=("n2",)))
     assert outcome.eviction_blocked == 1
-    state, outcome = act(Decision(Action.NONE, state=state), p, S, NOW + 120, "t2")
-    assert outcome.eviction_blocked == 1 and state.drains
-    state, outcome = act(Decision(Action.NONE, state=state), p, S, NOW + S.drain_timeout_s + 1, "t3")
+    _, outcome = step(p, carry(p), now=NOW + 120)
+    assert outcome.eviction_blocked == 1 and p.state.load().drains
+    later = NOW + S.drain_timeout_s + 1
+    state, outcome = step(p, carry(p), now=later)
     assert outcome.drains_timed_out == ["n2"]
     assert cluster.calls[-1] == ("uncordon", "n2")
-    assert state.drains == () and state.last_failure == NOW + S.drain_timeout_s + 1
+    assert state.drains == () and state.last_failure == later
     assert not [c for c in fleet.calls if c[0] == "terminate"]
 
 
 def test_force_terminates_after_the_deadline_when_the_operator_asked_for_it():
     fleet, cluster = world(pods=busy("n2", 1))
     cluster.blocked = {"b-n2-0"}
+    p = ports(fleet, cluster)
     drain = Drain("n2", "i-0002", NOW - 400, NOW - 100, DrainPhase.EVICTING)
-    act(
-        Decision(Action.NONE, state=ScalingState(drains=(drain,))),
-        ports(fleet, cluster),
-        S.replace(drain_force=True),
-        NOW,
-        "t",
-    )
+    step(p, Decision(Action.NONE, state=ScalingState(drains=(drain,))), settings=S.replace(drain_force=True))
     assert ("terminate", "i-0002") in fleet.calls
 
 
 def test_a_pod_that_became_unmovable_stops_the_drain():
     fleet, cluster = world(pods=[*busy("n2", 1), pod("bare", "n2", owner_kind=None)])
     drain = Drain("n2", "i-0002", NOW - 30, NOW + 270, DrainPhase.EVICTING)
-    _, outcome = act(Decision(Action.NONE, state=ScalingState(drains=(drain,))), ports(fleet, cluster), S, NOW, "t")
+    _, outcome = step(ports(fleet, cluster), Decision(Action.NONE, state=ScalingState(drains=(drain,))))
     assert outcome.drains_timed_out == ["n2"] and ("uncordon", "n2") in cluster.calls
     assert not [c for c in cluster.calls if c[0] == "evict"]
+
+
+def test_under_a_gitops_hold_drains_wait_but_still_time_out():
+    fleet, cluster = world(pods=busy("n2", 1))
+    p = ports(fleet, cluster)
+    drain = Drain("n2", "i-0002", NOW - 30, NOW + 270, DrainPhase.EVICTING)
+    p.state.save(ScalingState(drains=(drain,)))
+    step(p, carry(p), may_remove=False)
+    assert not [c for c in cluster.calls if c[0] == "evict"] and not fleet.calls
+    step(p, carry(p), now=NOW + 300, may_remove=False)
+    assert ("uncordon", "n2") in cluster.calls and p.state.load().drains == ()
 
 
 def test_run_cycle_scales_up_and_saves_the_state():
@@ -111,12 +192,22 @@ def test_run_cycle_scales_up_and_saves_the_state():
     p = ports(fleet, cluster)
     result = run_cycle(p, S, NOW, "cycle-1")
     assert result.decision.action is Action.SCALE_UP
-    assert result.state.version == 1 and result.state.last_scale_up == NOW
+    assert result.state.last_scale_up == NOW
     assert p.state.load().launches[0].instance_id == "i-new3"
+
+
+def test_run_cycle_deletes_the_node_of_a_terminated_worker():
+    fleet, cluster = world()
+    fleet.terminate("i-0001")
+    assert fleet.instances[1].state is InstanceState.TERMINATED
+    result = run_cycle(ports(fleet, cluster), S, NOW, "cycle-1")
+    assert result.decision.delete_nodes == ("n1",)
+    assert ("delete_node", "n1") in cluster.calls
 
 
 def test_dry_run_decides_but_changes_nothing():
     fleet, cluster = world(pods=[pending("p", cpu=1500)])
-    result = run_cycle(ports(fleet, cluster, FakeMetrics()), S.replace(dry_run=True), NOW, "cycle-1")
+    store = MemoryStateStore()
+    result = run_cycle(ports(fleet, cluster, FakeMetrics(), store), S.replace(dry_run=True), NOW, "cycle-1")
     assert result.decision.action is Action.SCALE_UP
     assert fleet.calls == [] and cluster.calls == []
