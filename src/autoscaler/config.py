@@ -47,6 +47,12 @@ class Settings:
     max_empty_bulk_delete: int = 10
     node_cpu_m: int = 2000
     node_mem_mib: int = 7680
+    lease_duration_s: int = 180
+    """Longer than the function's timeout, so a lease never expires under a live cycle."""
+    gate_settle_s: int = 120
+    """Scale-down waits this long after a GitOps reconcile or rollout finished."""
+    gate_max_hold_s: int = 1800
+    """One continuous GitOps hold (including an unreadable gate) lasts at most this long."""
     dry_run: bool = False
 
     def __post_init__(self) -> None:
@@ -123,4 +129,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "max_empty_bulk_delete": (1, 1000),
     "node_cpu_m": (100, 1_000_000),
     "node_mem_mib": (128, 10_000_000),
+    "lease_duration_s": (30, 3600),
+    "gate_settle_s": (0, 3600),
+    "gate_max_hold_s": (60, DAY),
 }

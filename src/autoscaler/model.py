@@ -166,6 +166,8 @@ class ScalingState:
     drains: tuple[Drain, ...] = ()
     backoff_until: float | None = None
     paused: bool = False
+    gate_held_since: float | None = None
+    """Since when the GitOps gate has held scale-down without a break (for its cap)."""
 
 
 class ReasonCode(enum.StrEnum):
@@ -194,6 +196,8 @@ class ReasonCode(enum.StrEnum):
     NO_CANDIDATE = "no_candidate"
     PAUSED = "paused"
     REQUESTED = "requested"
+    GITOPS_HOLD = "gitops_hold"
+    GITOPS_HOLD_CAPPED = "gitops_hold_capped"
     STEADY = "steady"
 
 

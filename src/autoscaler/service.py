@@ -1,14 +1,28 @@
-"""One scaling cycle: observe -> plan -> act -> record, over whatever ports it is given."""
+"""One scaling cycle over whatever ports it is given: lease -> observe -> plan -> gate -> act.
+
+The Lambda handler and the simulator both come here; neither knows how the other gets its ports.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 from autoscaler.actuator import Outcome, act
 from autoscaler.config import Settings
-from autoscaler.model import ClusterSnapshot, Decision, ScalingState
+from autoscaler.events import AlarmChange, Manual, Request, Tick
+from autoscaler.model import Action, ClusterSnapshot, Decision, Intent, Reason, ReasonCode, ScalingState
 from autoscaler.planner import plan
-from autoscaler.ports import Ports
+from autoscaler.ports import Lease, Ports
+from gitops_hooks.reader import GateAnswer, reasons_text
+
+Gate = Callable[[float], GateAnswer]
+"""May capacity be removed at `now`? Asked only when a removal or a drain is on the table."""
+
+
+class LeaseBusy(RuntimeError):
+    """Another invocation holds the lease; an alarm or manual event must be delivered again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,6 +31,15 @@ class CycleResult:
     decision: Decision
     outcome: Outcome
     state: ScalingState
+    gate: GateAnswer | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    status: str
+    """'acted' (a cycle ran; dry run included), 'lease_taken' or 'ignored'."""
+    detail: str = ""
+    cycle: CycleResult | None = None
 
 
 def observe(ports: Ports, now: float) -> ClusterSnapshot:
@@ -29,12 +52,80 @@ def observe(ports: Ports, now: float) -> ClusterSnapshot:
     )
 
 
-def run_cycle(ports: Ports, settings: Settings, now: float, token: str) -> CycleResult:
+def run_cycle(
+    ports: Ports, settings: Settings, now: float, token: str, intent: Intent | None = None, gate: Gate | None = None
+) -> CycleResult:
     """`token` names this cycle; a retried cycle with the same token launches nothing twice."""
     state = ports.state.load()
     snapshot = observe(ports, now)
-    decision = plan(snapshot, state, settings, now)
+    decision = plan(snapshot, state, settings, now, intent)
+    answer, may_remove = None, True
+    if gate is not None and (decision.remove or decision.state.drains):
+        answer = gate(now)
+        decision, may_remove = _apply_gate(decision, answer, settings, now)
+    elif decision.state.gate_held_since is not None:
+        decision = replace(decision, state=replace(decision.state, gate_held_since=None))
     if settings.dry_run:
-        return CycleResult(snapshot, decision, Outcome(), ports.state.save(decision.state))
-    new_state, outcome = act(decision, snapshot, ports, settings, now, token, ports.state.save)
-    return CycleResult(snapshot, decision, outcome, new_state)
+        return CycleResult(snapshot, decision, Outcome(), ports.state.save(decision.state), answer)
+    new_state, outcome = act(decision, snapshot, ports, settings, now, token, ports.state.save, may_remove)
+    return CycleResult(snapshot, decision, outcome, new_state, answer)
+
+
+def _apply_gate(decision: Decision, answer: GateAnswer, settings: Settings, now: float) -> tuple[Decision, bool]:
+    """Hold removals while the gate is blocked, for at most gate_max_hold_s without a break."""
+    state = decision.state
+    if not answer.blocked:
+        return replace(decision, state=replace(state, gate_held_since=None)), True
+    since = state.gate_held_since if state.gate_held_since is not None else now
+    why = answer.unknown or reasons_text(answer.reasons)
+    if now - since >= settings.gate_max_hold_s:
+        capped = Reason(ReasonCode.GITOPS_HOLD_CAPPED, f"held {now - since:.0f}s, past gate_max_hold_s: {why}")
+        return replace(decision, reasons=(*decision.reasons, capped), state=replace(state, gate_held_since=since)), True
+    hold = Reason(ReasonCode.GITOPS_HOLD, why)
+    held = replace(
+        decision,
+        action=Action.NONE if decision.action is Action.SCALE_DOWN else decision.action,
+        remove=(),
+        reasons=(*decision.reasons, hold),
+        state=replace(state, gate_held_since=since),
+    )
+    return held, False
+
+
+@dataclass
+class Wiring:
+    """What one Lambda container builds once and reuses across invocations."""
+
+    ports: Ports
+    lease: Lease
+    gate: Gate | None = None
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.time
+
+
+LEASE_WAIT_S = 10.0
+
+
+def handle(request: Request, wiring: Wiring, settings: Settings, token: str) -> Report:
+    """Serve one request under the lease. A tick that finds the lease taken does nothing and
+    says so; an alarm or manual event waits briefly, then raises LeaseBusy to be retried."""
+    if isinstance(request, AlarmChange) and request.state != "ALARM":
+        return Report("ignored", f"alarm {request.alarm_name} is {request.state}: only ALARM acts")
+    intent = request.intent if isinstance(request, (AlarmChange, Manual)) else None
+    now = wiring.clock()
+    acquired = wiring.lease.acquire(token, now, settings.lease_duration_s)
+    if not acquired and isinstance(request, Tick):
+        return Report("lease_taken", "another invocation holds the lease; this tick does nothing")
+    waited = 0.0
+    while not acquired and waited < LEASE_WAIT_S:
+        wiring.sleep(1.0)
+        waited += 1.0
+        now = wiring.clock()
+        acquired = wiring.lease.acquire(token, now, settings.lease_duration_s)
+    if not acquired:
+        raise LeaseBusy(f"lease still taken after {waited:.0f}s")
+    try:
+        cycle = run_cycle(wiring.ports, settings, now, token, intent, wiring.gate)
+    finally:
+        wiring.lease.release(token)
+    return Report("acted", cycle.decision.action.value, cycle)

@@ -87,3 +87,22 @@ class FakeMetrics:
 
 def ports(fleet=None, cluster=None, metrics=None, state=None) -> Ports:
     return Ports(fleet or FakeFleet(), cluster or FakeCluster(), metrics or FakeMetrics(), state or MemoryStateStore())
+
+
+@dataclass
+class MemoryLease:
+    owner: str | None = None
+    expires: float = 0.0
+    calls: list[tuple] = field(default_factory=list)
+
+    def acquire(self, owner, now, duration_s):
+        self.calls.append(("acquire", owner))
+        if self.owner is not None and self.expires > now:
+            return False
+        self.owner, self.expires = owner, now + duration_s
+        return True
+
+    def release(self, owner):
+        self.calls.append(("release", owner))
+        if self.owner == owner:
+            self.owner = None

@@ -1,0 +1,353 @@
+"""The Lease and StateStore ports over one DynamoDB table (its schema lives in template.yaml).
+
+Keys: partition key `pk` (S), sort key `sk` (S); the TTL attribute is `expires_at` (epoch seconds).
+Each cluster owns the partition `cluster#<name>`:
+
+    sk = "lease"   owner, expires_at (TTL), acquired_at      the lease (one acting invocation)
+    sk = "state"   version (N), body (JSON of ScalingState)  written with a version check
+    sk = "gate"    body (JSON), observed_at (N)               written by the GitOps hooks
+
+Powertools Idempotency shares the table (key_attr="pk", sort_key_attr="sk", expiry_attr="expires_at");
+its partition keys start with `idempotency#`, so the two never meet.
+"""
+
+from __future__ import annotations
+
+import decimal
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any, NamedTuple
+
+import boto3
+from aws_lambda_powertools import Logger
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from autoscaler.model import Drain, DrainPhase, Launch, ScalingState
+from autoscaler.ports import StaleStateError
+
+logger = Logger(child=True)
+
+PARTITION_KEY = "pk"
+SORT_KEY = "sk"
+TTL_ATTRIBUTE = "expires_at"
+LEASE_SK = "lease"
+STATE_SK = "state"
+GATE_SK = "gate"
+STATE_FORMAT = 1
+"""Version of the state body's layout; a body of another format is rejected, not guessed at."""
+
+RETRY_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=10)
+
+_CONDITION_FAILED = "ConditionalCheckFailedException"
+
+
+def cluster_key(cluster: str) -> str:
+    return f"cluster#{cluster}"
+
+
+class _ClusterItems:
+    """A cluster's items in the table, through a client made on first use unless one is injected."""
+
+    sort_key: str = ""
+
+    def __init__(self, table_name: str, cluster: str, client: Any = None) -> None:
+        if not table_name:
+            raise ValueError("table_name must not be empty")
+        if not cluster:
+            raise ValueError("cluster must not be empty")
+        self.table_name = table_name
+        self.cluster = cluster
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = boto3.client("dynamodb", config=RETRY_CONFIG)
+        return self._client
+
+    @property
+    def key(self) -> dict[str, dict[str, str]]:
+        return {PARTITION_KEY: {"S": cluster_key(self.cluster)}, SORT_KEY: {"S": self.sort_key}}
+
+    def _get(self) -> dict[str, Any] | None:
+        answer = self.client.get_item(TableName=self.table_name, Key=self.key, ConsistentRead=True)
+        return answer.get("Item")
+
+
+class DynamoLease(_ClusterItems):
+    """At most one holder per cluster: a conditional put on "absent or expired", released only by its owner."""
+
+    sort_key = LEASE_SK
+
+    def acquire(self, owner: str, now: float, duration_s: float) -> bool:
+        """Take the lease until `now + duration_s` if it is free or expired; False if someone holds it
+        (the holder itself included: a lease is not re-entrant)."""
+        if not owner:
+            raise ValueError("lease owner must not be empty")
+        if not (math.isfinite(now) and math.isfinite(duration_s) and duration_s > 0):
+            raise ValueError(f"lease needs a finite now and a positive duration, got {now!r}, {duration_s!r}")
+        expires = math.ceil(now + duration_s)  # whole seconds, as TTL wants; rounding up only lengthens it
+        try:
+            self.client.put_item(
+                TableName=self.table_name,
+                Item={
+                    **self.key,
+                    "owner": {"S": owner},
+                    TTL_ATTRIBUTE: {"N": str(expires)},
+                    "acquired_at": {"N": _number(now)},
+                },
+                ConditionExpression="attribute_not_exists(#pk) OR #expires < :now",
+                ExpressionAttributeNames={"#pk": PARTITION_KEY, "#expires": TTL_ATTRIBUTE},
+                ExpressionAttributeValues={":now": {"N": _number(now)}},
+            )
+        except ClientError as err:
+            if _code(err) == _CONDITION_FAILED:
+                return False
+            raise
+        return True
+
+    def release(self, owner: str) -> None:
+        """Delete the lease if `owner` holds it; a lease held by another, or gone, is left alone."""
+        try:
+            self.client.delete_item(
+                TableName=self.table_name,
+                Key=self.key,
+                ConditionExpression="#owner = :me",
+                ExpressionAttributeNames={"#owner": "owner"},
+                ExpressionAttributeValues={":me": {"S": owner}},
+            )
+        except ClientError as err:
+            if _code(err) != _CONDITION_FAILED:
+                raise
+            logger.info("lease not released: no longer held by this invocation", extra={"cluster": self.cluster})
+
+
+class DynamoStateStore(_ClusterItems):
+    """The cluster's ScalingState, with optimistic concurrency on its `version` attribute."""
+
+    sort_key = STATE_SK
+
+    def load(self) -> ScalingState:
+        """The stored state (version from the item); ScalingState() with version 0 when there is none.
+        ValueError if the stored item is malformed."""
+        item = self._get()
+        if item is None:
+            return ScalingState()
+        try:
+            version = int(item["version"]["N"])
+            body = item["body"]["S"]
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"state item of cluster {self.cluster!r} lacks a numeric version or a body") from None
+        return replace(state_from_json(body), version=version)
+
+    def save(self, state: ScalingState) -> ScalingState:
+        """Store `state` if the stored version is still `state.version`; returns it at version + 1."""
+        saved = replace(state, version=state.version + 1)
+        if state.version == 0:
+            condition: dict[str, Any] = {
+                "ConditionExpression": "attribute_not_exists(#pk)",
+                "ExpressionAttributeNames": {"#pk": PARTITION_KEY},
+            }
+        else:
+            condition = {
+                "ConditionExpression": "#version = :loaded",
+                "ExpressionAttributeNames": {"#version": "version"},
+                "ExpressionAttributeValues": {":loaded": {"N": str(state.version)}},
+            }
+        try:
+            self.client.put_item(
+                TableName=self.table_name,
+                Item={**self.key, "version": {"N": str(saved.version)}, "body": {"S": state_to_json(saved)}},
+                **condition,
+            )
+        except ClientError as err:
+            if _code(err) == _CONDITION_FAILED:
+                raise StaleStateError(
+                    f"state of cluster {self.cluster!r} changed since version {state.version} was loaded"
+                ) from None
+            raise
+        return saved
+
+
+class GateEntry(NamedTuple):
+    record: dict[str, Any]
+    observed_at: float
+
+
+class DynamoGateStore(_ClusterItems):
+    """The GitOps gate's latest record: written by the gitops hooks, read by the autoscaler."""
+
+    sort_key = GATE_SK
+
+    def load(self) -> dict[str, Any] | None:
+        """The record last saved, or None when there is none."""
+        entry = self.load_entry()
+        return None if entry is None else entry.record
+
+    def load_entry(self) -> GateEntry | None:
+        """The record last saved with when it was observed (to judge its age), or None."""
+        item = self._get()
+        if item is None:
+            return None
+        try:
+            record = json.loads(item["body"]["S"], parse_constant=_reject_constant)
+            observed_at = float(item["observed_at"]["N"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"gate item of cluster {self.cluster!r} is malformed: {err}") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"gate item of cluster {self.cluster!r}: body must be a JSON object")
+        return GateEntry(record, observed_at)
+
+    def save(self, record: Mapping[str, Any], observed_at: float) -> None:
+        """Replace the record (any JSON object; NaN and infinities are refused)."""
+        if not math.isfinite(observed_at):
+            raise ValueError(f"observed_at must be finite, got {observed_at!r}")
+        body = json.dumps(dict(record), allow_nan=False, sort_keys=True, separators=(",", ":"))
+        self.client.put_item(
+            TableName=self.table_name,
+            Item={**self.key, "body": {"S": body}, "observed_at": {"N": _number(observed_at)}},
+        )
+
+
+# -- the state body's codec -----------------------------------------------------------------------
+
+
+def state_to_json(state: ScalingState) -> str:
+    """Every field of `state` as a JSON object (ValueError on a NaN or infinite time)."""
+    doc = {
+        "format": STATE_FORMAT,
+        "version": state.version,
+        "last_scale_up": state.last_scale_up,
+        "last_scale_down": state.last_scale_down,
+        "last_failure": state.last_failure,
+        "pressure_since": state.pressure_since,
+        "unneeded_since": dict(sorted(state.unneeded_since.items())),
+        "launches": [
+            {"instance_id": x.instance_id, "az": x.az, "launched_at": x.launched_at, "deadline": x.deadline}
+            for x in state.launches
+        ],
+        "drains": [
+            {
+                "node": d.node,
+                "instance_id": d.instance_id,
+                "started_at": d.started_at,
+                "deadline": d.deadline,
+                "phase": DrainPhase(d.phase).value,
+            }
+            for d in state.drains
+        ],
+        "backoff_until": state.backoff_until,
+        "paused": state.paused,
+    }
+    return json.dumps(doc, allow_nan=False, separators=(",", ":"))
+
+
+def state_from_json(text: str) -> ScalingState:
+    """Read what state_to_json wrote. ValueError, naming the field, for anything else.
+
+    Keys it does not know are ignored (a newer writer's additions), so rolling back a deploy keeps working.
+    """
+    try:
+        doc = json.loads(text, parse_constant=_reject_constant)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"state body is not valid JSON: {err}") from None
+    obj = _object(doc, "state")
+    if obj.get("format") != STATE_FORMAT:
+        raise ValueError(f"state.format must be {STATE_FORMAT}, got {obj.get('format')!r}")
+    version = obj.get("version", 0)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise ValueError(f"state.version must be a whole number >= 0, got {version!r}")
+    paused = obj.get("paused", False)
+    if not isinstance(paused, bool):
+        raise ValueError(f"state.paused must be true or false, got {paused!r}")
+    unneeded = _object(obj.get("unneeded_since", {}), "state.unneeded_since")
+    return ScalingState(
+        version=version,
+        last_scale_up=_time(obj, "last_scale_up", "state", optional=True),
+        last_scale_down=_time(obj, "last_scale_down", "state", optional=True),
+        last_failure=_time(obj, "last_failure", "state", optional=True),
+        pressure_since=_time(obj, "pressure_since", "state", optional=True),
+        unneeded_since={node: _time(unneeded, node, "state.unneeded_since") for node in unneeded},
+        launches=tuple(_launch(x, f"state.launches[{i}]") for i, x in enumerate(_list(obj, "launches"))),
+        drains=tuple(_drain(x, f"state.drains[{i}]") for i, x in enumerate(_list(obj, "drains"))),
+        backoff_until=_time(obj, "backoff_until", "state", optional=True),
+        paused=paused,
+    )
+
+
+def _launch(value: Any, where: str) -> Launch:
+    obj = _object(value, where)
+    return Launch(
+        instance_id=_text(obj, "instance_id", where),
+        az=_text(obj, "az", where),
+        launched_at=_time(obj, "launched_at", where),
+        deadline=_time(obj, "deadline", where),
+    )
+
+
+def _drain(value: Any, where: str) -> Drain:
+    obj = _object(value, where)
+    phase = obj.get("phase", DrainPhase.CORDONED.value)
+    try:
+        drain_phase = DrainPhase(phase)
+    except ValueError:
+        allowed = ", ".join(p.value for p in DrainPhase)
+        raise ValueError(f"{where}.phase must be one of {allowed}, got {phase!r}") from None
+    return Drain(
+        node=_text(obj, "node", where),
+        instance_id=_text(obj, "instance_id", where, optional=True),
+        started_at=_time(obj, "started_at", where),
+        deadline=_time(obj, "deadline", where),
+        phase=drain_phase,
+    )
+
+
+def _object(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{where} must be a JSON object, got {_kind(value)}")
+    return value
+
+
+def _list(obj: Mapping[str, Any], key: str) -> list[Any]:
+    value = obj.get(key, [])
+    if not isinstance(value, list):
+        raise ValueError(f"state.{key} must be a list, got {_kind(value)}")
+    return value
+
+
+def _time(obj: Mapping[str, Any], key: str, where: str, *, optional: bool = False) -> Any:
+    value = obj.get(key)
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{where}.{key} must be a time in epoch seconds, got {value!r}")
+    return float(value)
+
+
+def _text(obj: Mapping[str, Any], key: str, where: str, *, optional: bool = False) -> Any:
+    value = obj.get(key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{where}.{key} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _number(value: float) -> str:
+    """A DynamoDB number: plain decimal notation, never an exponent."""
+    return format(decimal.Decimal(repr(float(value))), "f")
+
+
+def _code(err: ClientError) -> str:
+    return str(err.response.get("Error", {}).get("Code", ""))

@@ -1,0 +1,359 @@
+"""The Fleet port over EC2: list, launch and terminate this cluster's worker instances.
+
+Workers are the instances tagged `node-fleet.io/cluster=<cluster>` and `node-fleet.io/role=worker`;
+nothing else is ever listed, launched or terminated. A launch goes through the launch template into the
+subnets of SUBNET_IDS, trying the instance types of INSTANCE_TYPES in order, the other zones' subnets,
+and on-demand for what spot could not place, whenever EC2 answers that it has no capacity. Any other
+error (permissions, validation, throttling past the retries) raises.
+
+Launches are idempotent per token: each RunInstances call carries a ClientToken derived from the token,
+and each launched instance carries the token as a tag, looked up before launching again (moto ignores
+ClientToken, and DescribeInstances is only eventually consistent, so each covers the other's gap).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from autoscaler.config import ConfigError
+from autoscaler.model import Instance, InstanceState
+from autoscaler.ports import LaunchResult
+
+logger = Logger(child=True)
+
+CLUSTER_TAG = "node-fleet.io/cluster"
+ROLE_TAG = "node-fleet.io/role"
+LAUNCH_TOKEN_TAG = "node-fleet.io/launch-token"
+WORKER_ROLE = "worker"
+
+SPOT = "spot"
+ON_DEMAND = "on-demand"
+
+RETRY_CONFIG = Config(retries={"mode": "adaptive", "max_attempts": 5}, connect_timeout=5, read_timeout=20)
+
+# EC2 answers these when a placement (type x zone x market) has no room: try the next one.
+CAPACITY_ERRORS = frozenset(
+    {
+        "InsufficientInstanceCapacity",
+        "InsufficientHostCapacity",
+        "InsufficientReservedInstanceCapacity",
+        "InsufficientCapacity",
+        "InsufficientFreeAddressesInSubnet",
+        "SpotMaxPriceTooLow",
+        "MaxSpotInstanceCountExceeded",
+        "InstanceLimitExceeded",
+        "VcpuLimitExceeded",
+        "Unsupported",
+    }
+)
+# Account-wide for spot: no other type or zone will do better, go straight to on-demand.
+_SPOT_EXHAUSTED = frozenset({"MaxSpotInstanceCountExceeded"})
+
+_ALIVE = (InstanceState.PENDING.value, InstanceState.RUNNING.value)
+_SUBNET_RE = re.compile(r"^subnet-[0-9a-f]{8,17}$")
+_TEMPLATE_RE = re.compile(r"^lt-[0-9a-f]{8,17}$")
+_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$")
+_MAX_TAG_VALUE = 256
+
+
+class FleetError(Exception):
+    """The fleet cannot do what was asked, and retrying will not change that."""
+
+
+class NotOurInstance(FleetError):
+    """The instance does not carry this cluster's worker tags: it is never terminated."""
+
+
+@dataclass(frozen=True)
+class Ec2Options:
+    """Where and how workers are launched. Each field comes from the variable named in its comment."""
+
+    subnet_ids: tuple[str, ...]
+    """SUBNET_IDS: comma-separated; the fleet's zones are these subnets' zones, in this order."""
+    launch_template_id: str | None = None
+    """LAUNCH_TEMPLATE_ID: required to launch (listing and terminating work without it)."""
+    launch_template_version: str = "$Latest"
+    """LAUNCH_TEMPLATE_VERSION: `$Latest`, `$Default` or a version number."""
+    instance_types: tuple[str, ...] = ("t3.large",)
+    """INSTANCE_TYPES: comma-separated, most preferred first."""
+    spot_share: float = 0.0
+    """SPOT_SHARE: 0..1, the share of each launch asked as spot (rounded half up)."""
+
+    def __post_init__(self) -> None:
+        if not self.subnet_ids:
+            raise ConfigError("SUBNET_IDS is required: a comma-separated list of subnet ids (subnet-...)")
+        for subnet in self.subnet_ids:
+            if not _SUBNET_RE.match(subnet):
+                raise ConfigError(f"SUBNET_IDS: {subnet!r} is not a subnet id (subnet-<8 to 17 hex digits>)")
+        _no_duplicates("SUBNET_IDS", self.subnet_ids)
+        if self.launch_template_id is not None and not _TEMPLATE_RE.match(self.launch_template_id):
+            raise ConfigError(
+                f"LAUNCH_TEMPLATE_ID={self.launch_template_id!r} is not a launch template id (lt-<8 to 17 hex digits>)"
+            )
+        version = self.launch_template_version
+        if version not in ("$Latest", "$Default") and not (version.isdigit() and int(version) >= 1):
+            raise ConfigError(
+                f"LAUNCH_TEMPLATE_VERSION={version!r} is not valid: allowed $Latest, $Default or a version number >= 1"
+            )
+        if not self.instance_types:
+            raise ConfigError("INSTANCE_TYPES must name at least one instance type (e.g. t3.large)")
+        for instance_type in self.instance_types:
+            if not _TYPE_RE.match(instance_type):
+                raise ConfigError(f"INSTANCE_TYPES: {instance_type!r} is not an instance type (e.g. t3.large)")
+        _no_duplicates("INSTANCE_TYPES", self.instance_types)
+        if isinstance(self.spot_share, bool) or not (math.isfinite(self.spot_share) and 0.0 <= self.spot_share <= 1.0):
+            raise ConfigError(f"SPOT_SHARE={self.spot_share!r} is out of range: allowed 0..1")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Ec2Options:
+        """Read the options from `environ`; a blank value counts as absent (optional template parameters)."""
+
+        def get(name: str) -> str | None:
+            raw = environ.get(name)
+            return raw.strip() if raw is not None and raw.strip() else None
+
+        values: dict[str, Any] = {"subnet_ids": _split(get("SUBNET_IDS"))}
+        if (template := get("LAUNCH_TEMPLATE_ID")) is not None:
+            values["launch_template_id"] = template
+        if (version := get("LAUNCH_TEMPLATE_VERSION")) is not None:
+            values["launch_template_version"] = version
+        if (types := get("INSTANCE_TYPES")) is not None:
+            values["instance_types"] = _split(types)
+        if (share := get("SPOT_SHARE")) is not None:
+            try:
+                values["spot_share"] = float(share)
+            except ValueError:
+                raise ConfigError(f"SPOT_SHARE={share!r} is not a number: allowed 0..1") from None
+        return cls(**values)
+
+    def spot_count(self, count: int) -> int:
+        """How many of `count` instances are asked as spot."""
+        return min(count, math.floor(count * self.spot_share + 0.5))
+
+
+class Ec2Fleet:
+    """The Fleet port over EC2 (see the module docstring)."""
+
+    def __init__(self, options: Ec2Options, cluster_name: str, client: Any = None) -> None:
+        if not cluster_name:
+            raise ConfigError("CLUSTER_NAME must not be empty")
+        self.options = options
+        self.cluster_name = cluster_name
+        self._client = client
+        self._subnet_zone: dict[str, str] | None = None
+
+    @property
+    def client(self) -> Any:
+        """The EC2 client, created on first use (so after moto has started, in tests)."""
+        if self._client is None:
+            self._client = boto3.client("ec2", config=RETRY_CONFIG)
+        return self._client
+
+    def zones(self) -> Sequence[str]:
+        return tuple(dict.fromkeys(self._subnets().values()))
+
+    def list_workers(self) -> Sequence[Instance]:
+        return tuple(_instance(raw) for raw in self._describe(self._worker_filters()))
+
+    def launch(self, az: str, count: int, token: str) -> LaunchResult:
+        if count <= 0:
+            return LaunchResult(())
+        if not token or len(token) > _MAX_TAG_VALUE:
+            raise ValueError(f"launch token must be 1..{_MAX_TAG_VALUE} characters, got {len(token)}")
+        if self.options.launch_template_id is None:
+            raise ConfigError("LAUNCH_TEMPLATE_ID is required to launch workers")
+        subnets = self._subnets()
+        if az not in subnets.values():
+            raise ValueError(f"zone {az!r} is not one of the fleet's zones {tuple(self.zones())}")
+
+        already = tuple(raw["InstanceId"] for raw in self._describe(self._worker_filters(token)))
+        if already:
+            logger.info("launch already made for this token", extra={"token": token, "instances": already})
+            return LaunchResult(already)
+
+        attempt = _Attempt(self, token)
+        spot = self.options.spot_count(count)
+        spot_unplaced = attempt.fill(SPOT, spot, az, subnets)
+        attempt.fill(ON_DEMAND, count - spot + spot_unplaced, az, subnets)
+        return LaunchResult(tuple(attempt.instance_ids), tuple(attempt.failures))
+
+    def terminate(self, instance_id: str) -> None:
+        try:
+            found = list(self._describe([], InstanceIds=[instance_id]))
+        except ClientError as err:
+            if _code(err) == "InvalidInstanceID.NotFound":
+                logger.info("instance to terminate is already gone", extra={"instance_id": instance_id})
+                return
+            raise
+        if not found:
+            return
+        raw = found[0]
+        tags = _tags(raw)
+        if tags.get(CLUSTER_TAG) != self.cluster_name or tags.get(ROLE_TAG) != WORKER_ROLE:
+            raise NotOurInstance(
+                f"refusing to terminate {instance_id}: its tags {CLUSTER_TAG}={tags.get(CLUSTER_TAG)!r}, "
+                f"{ROLE_TAG}={tags.get(ROLE_TAG)!r} do not mark it a worker of cluster {self.cluster_name!r}"
+            )
+        if raw["State"]["Name"] in (InstanceState.SHUTTING_DOWN.value, InstanceState.TERMINATED.value):
+            return
+        self.client.terminate_instances(InstanceIds=[instance_id])
+        logger.info("terminated worker", extra={"instance_id": instance_id})
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _subnets(self) -> dict[str, str]:
+        """Subnet id -> its zone, in SUBNET_IDS order; looked up once."""
+        if self._subnet_zone is None:
+            try:
+                answer = self.client.describe_subnets(SubnetIds=list(self.options.subnet_ids))
+            except ClientError as err:
+                if _code(err) == "InvalidSubnetID.NotFound":
+                    raise ConfigError(f"SUBNET_IDS names a subnet that does not exist: {_message(err)}") from None
+                raise
+            zones = {s["SubnetId"]: s["AvailabilityZone"] for s in answer["Subnets"]}
+            missing = [s for s in self.options.subnet_ids if s not in zones]
+            if missing:
+                raise ConfigError(f"SUBNET_IDS names subnets that do not exist: {', '.join(missing)}")
+            self._subnet_zone = {s: zones[s] for s in self.options.subnet_ids}
+        return self._subnet_zone
+
+    def _worker_filters(self, token: str | None = None) -> list[dict[str, Any]]:
+        filters = [
+            {"Name": f"tag:{CLUSTER_TAG}", "Values": [self.cluster_name]},
+            {"Name": f"tag:{ROLE_TAG}", "Values": [WORKER_ROLE]},
+            {"Name": "instance-state-name", "Values": list(_ALIVE)},
+        ]
+        if token is not None:
+            filters.append({"Name": f"tag:{LAUNCH_TOKEN_TAG}", "Values": [token]})
+        return filters
+
+    def _describe(self, filters: list[dict[str, Any]], **kwargs: Any) -> Iterator[dict[str, Any]]:
+        if filters:
+            kwargs["Filters"] = filters
+        for page in self.client.get_paginator("describe_instances").paginate(**kwargs):
+            for reservation in page["Reservations"]:
+                yield from reservation["Instances"]
+
+    def _launch_tags(self, token: str) -> list[dict[str, str]]:
+        """The tags put on each launched instance and its volumes."""
+        return [
+            {"Key": CLUSTER_TAG, "Value": self.cluster_name},
+            {"Key": ROLE_TAG, "Value": WORKER_ROLE},
+            {"Key": LAUNCH_TOKEN_TAG, "Value": token},
+            {"Key": "Name", "Value": f"{self.cluster_name}-worker"},
+        ]
+
+
+class _Attempt:
+    """One launch call's walk through the placements; collects instances and failure lines."""
+
+    def __init__(self, fleet: Ec2Fleet, token: str) -> None:
+        self.fleet = fleet
+        self.token = token
+        self.tags = fleet._launch_tags(token)
+        self.calls = 0
+        self.instance_ids: list[str] = []
+        self.failures: list[str] = []
+
+    def fill(self, market: str, wanted: int, az: str, subnets: Mapping[str, str]) -> int:
+        """Launch up to `wanted` instances of `market`; returns how many could not be placed."""
+        ordered = [s for s, zone in subnets.items() if zone == az] + [s for s, zone in subnets.items() if zone != az]
+        left = wanted
+        for subnet in ordered:
+            for instance_type in self.fleet.options.instance_types:
+                while left > 0:
+                    try:
+                        started = self._run(market, subnet, instance_type, left)
+                    except ClientError as err:
+                        code = _code(err)
+                        if code not in CAPACITY_ERRORS:
+                            raise
+                        line = f"{instance_type}/{subnets[subnet]} {market}: {code}"
+                        self.failures.append(line)
+                        logger.warning("launch fell back", extra={"failure": line, "token": self.token})
+                        if market == SPOT and code in _SPOT_EXHAUSTED:
+                            return left
+                        break
+                    self.instance_ids.extend(started)
+                    left -= len(started)
+                if left == 0:
+                    return 0
+        return left
+
+    def _run(self, market: str, subnet: str, instance_type: str, count: int) -> list[str]:
+        self.calls += 1
+        options = self.fleet.options
+        params: dict[str, Any] = {
+            "LaunchTemplate": {
+                "LaunchTemplateId": options.launch_template_id,
+                "Version": options.launch_template_version,
+            },
+            "InstanceType": instance_type,
+            "SubnetId": subnet,
+            # MinCount 1: take what fits; a short answer means the placement is full, and the next
+            # call here either gets more or answers with a capacity error.
+            "MinCount": 1,
+            "MaxCount": count,
+            "ClientToken": client_token(self.token, market, subnet, instance_type, self.calls),
+            "TagSpecifications": [
+                {"ResourceType": "instance", "Tags": self.tags},
+                {"ResourceType": "volume", "Tags": self.tags},
+            ],
+        }
+        if market == SPOT:
+            params["InstanceMarketOptions"] = {
+                "MarketType": "spot",
+                "SpotOptions": {"SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"},
+            }
+        answer = self.fleet.client.run_instances(**params)
+        return [raw["InstanceId"] for raw in answer["Instances"]]
+
+
+def client_token(token: str, market: str, subnet: str, instance_type: str, attempt: int) -> str:
+    """RunInstances' ClientToken (at most 64 characters): one per attempt of one launch token."""
+    return hashlib.sha256(f"{token}|{market}|{subnet}|{instance_type}|{attempt}".encode()).hexdigest()
+
+
+def _instance(raw: Mapping[str, Any]) -> Instance:
+    launched: datetime = raw["LaunchTime"]
+    return Instance(
+        id=raw["InstanceId"],
+        state=InstanceState(raw["State"]["Name"]),
+        az=raw["Placement"]["AvailabilityZone"],
+        instance_type=raw["InstanceType"],
+        launched_at=launched.timestamp(),
+        lifecycle=SPOT if raw.get("InstanceLifecycle") == "spot" else ON_DEMAND,
+    )
+
+
+def _tags(raw: Mapping[str, Any]) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in raw.get("Tags", ())}
+
+
+def _code(err: ClientError) -> str:
+    return str(err.response.get("Error", {}).get("Code", ""))
+
+
+def _message(err: ClientError) -> str:
+    return str(err.response.get("Error", {}).get("Message", ""))
+
+
+def _split(raw: str | None) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip()) if raw else ()
+
+
+def _no_duplicates(variable: str, values: Sequence[str]) -> None:
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        raise ConfigError(f"{variable} lists {', '.join(repeated)} more than once")

@@ -1,0 +1,157 @@
+"""What can invoke the autoscaler, parsed and validated into typed requests.
+
+1. The schedule tick (an EventBridge rule or EventBridge Scheduler "Scheduled Event").
+2. A CloudWatch alarm state change, delivered by an EventBridge rule. Only the ALARM state acts,
+   with the action ALARM_ACTIONS maps the alarm's name to; an unmapped alarm runs a cycle now.
+3. A manual action: an EventBridge event with source `node-fleet.manual`, or a direct invoke,
+   whose detail is `{"action": "scale_up"|"scale_down", "count": N}`, `{"action": "set",
+   "desired": N}`, `{"action": "pause"}` or `{"action": "resume"}`, with an optional `reason`.
+
+Anything else is an InvalidEvent whose message names the field and what was expected.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
+
+from autoscaler.config import ConfigError
+from autoscaler.model import Intent, IntentKind
+
+MANUAL_SOURCE = "node-fleet.manual"
+ALARM_SOURCE = "aws.cloudwatch"
+ALARM_DETAIL_TYPE = "CloudWatch Alarm State Change"
+SCHEDULE_SOURCES = ("aws.events", "aws.scheduler")
+MAX_COUNT = 1000
+MAX_REASON = 256
+
+
+class InvalidEvent(ValueError):
+    """The event is not one the autoscaler accepts; retrying it cannot help."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    event_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmChange:
+    event_id: str
+    alarm_name: str
+    state: str
+    intent: Intent | None
+    """The configured action, for an alarm in ALARM that ALARM_ACTIONS maps; else None."""
+
+
+@dataclass(frozen=True, slots=True)
+class Manual:
+    event_id: str
+    intent: Intent
+
+
+Request = Tick | AlarmChange | Manual
+
+
+def parse(event: Any, alarm_actions: Mapping[str, Intent], fallback_id: str) -> Request:
+    """`fallback_id` (the Lambda request id) names a direct invoke that carries no `id`."""
+    if not isinstance(event, Mapping):
+        raise InvalidEvent(f"event: expected a JSON object, got {type(event).__name__}")
+    if "source" not in event:
+        if "action" in event:
+            event_id = _text(event, "id", "id", required=False) or fallback_id
+            return Manual(event_id, _intent(event, "", f"direct invoke {event_id}"))
+        raise InvalidEvent("source: expected an EventBridge event (with source) or a manual action (with action)")
+
+    eb = EventBridgeEvent(dict(event))
+    source = _text(event, "source", "source")
+    detail_type = _text(event, "detail-type", "detail-type")
+    event_id = _text(event, "id", "id")
+    detail = event.get("detail", {})
+    if not isinstance(detail, Mapping):
+        raise InvalidEvent(f"detail: expected a JSON object, got {type(detail).__name__}")
+
+    if source in SCHEDULE_SOURCES and detail_type == "Scheduled Event":
+        return Tick(event_id)
+    if source == ALARM_SOURCE and detail_type == ALARM_DETAIL_TYPE:
+        name = _text(detail, "alarmName", "detail.alarmName")
+        state = _text(detail.get("state") or {}, "value", "detail.state.value")
+        template = alarm_actions.get(name) if state == "ALARM" else None
+        intent = Intent(template.kind, template.count, f"alarm {name}") if template else None
+        return AlarmChange(event_id, name, state, intent)
+    if source == MANUAL_SOURCE:
+        return Manual(event_id, _intent(detail, "detail.", f"manual event {eb.get_id}"))
+    raise InvalidEvent(
+        f"source/detail-type: expected a schedule tick, a CloudWatch alarm state change or source "
+        f"{MANUAL_SOURCE!r}, got {source!r}/{detail_type!r}"
+    )
+
+
+_FIELDS = {
+    IntentKind.SCALE_UP: "count",
+    IntentKind.SCALE_DOWN: "count",
+    IntentKind.SET: "desired",
+    IntentKind.PAUSE: None,
+    IntentKind.RESUME: None,
+}
+
+
+def _intent(body: Mapping[str, Any], prefix: str, source: str) -> Intent:
+    raw = body.get("action")
+    try:
+        kind = IntentKind(raw)
+    except ValueError:
+        raise InvalidEvent(f"{prefix}action: expected one of {', '.join(_FIELDS)}, got {raw!r}") from None
+    number_field = _FIELDS[kind]
+    allowed = {"action", "reason", "id", *([number_field] if number_field else [])}
+    extra = sorted(set(body) - allowed)
+    if extra:
+        raise InvalidEvent(
+            f"{prefix}{extra[0]}: not a field of a {kind} action (allowed: {', '.join(sorted(allowed))})"
+        )
+    count = 0
+    if number_field:
+        low = 0 if kind is IntentKind.SET else 1
+        count = body.get(number_field)
+        if isinstance(count, bool) or not isinstance(count, int) or not low <= count <= MAX_COUNT:
+            raise InvalidEvent(f"{prefix}{number_field}: expected an integer from {low} to {MAX_COUNT}, got {count!r}")
+    reason = _text(body, "reason", f"{prefix}reason", required=False)
+    if reason is not None and len(reason) > MAX_REASON:
+        raise InvalidEvent(f"{prefix}reason: expected at most {MAX_REASON} characters, got {len(reason)}")
+    return Intent(kind, count, f"{source}: {reason}" if reason else source)
+
+
+def _text(body: Mapping[str, Any], key: str, name: str, required: bool = True) -> str | None:
+    value = body.get(key) if isinstance(body, Mapping) else None
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidEvent(f"{name}: expected a non-empty string, got {value!r}")
+    return value
+
+
+def parse_alarm_actions(raw: str | None) -> dict[str, Intent]:
+    """ALARM_ACTIONS: a JSON object mapping an alarm name to {"action": "scale_up", "count": N}."""
+    if not raw:
+        return {}
+    try:
+        table = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"ALARM_ACTIONS is not valid JSON: {exc.msg} at position {exc.pos}") from None
+    if not isinstance(table, dict):
+        raise ConfigError("ALARM_ACTIONS must be a JSON object mapping alarm names to actions")
+    actions = {}
+    for name, body in table.items():
+        if not isinstance(body, dict):
+            raise ConfigError(f'ALARM_ACTIONS[{name!r}] must be an object like {{"action": "scale_up", "count": 2}}')
+        try:
+            actions[name] = _intent(body, f"ALARM_ACTIONS[{name!r}].", f"alarm {name}")
+        except InvalidEvent as exc:
+            raise ConfigError(str(exc)) from None
+        if actions[name].kind in (IntentKind.PAUSE, IntentKind.RESUME):
+            raise ConfigError(f"ALARM_ACTIONS[{name!r}].action: an alarm may scale, not {actions[name].kind}")
+    return actions
