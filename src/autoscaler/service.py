@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from autoscaler.actuator import Outcome, act
 from autoscaler.config import Settings
@@ -99,6 +100,8 @@ class Wiring:
     ports: Ports
     lease: Lease
     gate: Gate | None = None
+    idempotency: Any = None
+    """Powertools' persistence layer for manual events (on the state table)."""
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.time
 

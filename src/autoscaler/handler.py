@@ -1,0 +1,160 @@
+"""Lambda entry point of the autoscaler: parse, wire (once per container), serve, record.
+
+Two kinds of error decide what happens next: a permanent one (invalid event, invalid setting)
+is logged, counted and answered, and never retried; anything a retry can fix raises, so the
+invoker (EventBridge's retry policy, then the dead-letter queue) delivers the event again.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from autoscaler.config import ConfigError, Settings
+from autoscaler.events import InvalidEvent, Manual, Request, parse, parse_alarm_actions
+from autoscaler.service import LeaseBusy, Report, Wiring, handle
+
+logger = Logger()
+metrics = Metrics()
+
+_wiring: Wiring | None = None
+
+
+def wiring(settings: Settings) -> Wiring:
+    """Adapters are built on the first invocation of a container and reused after it."""
+    global _wiring
+    if _wiring is None:
+        from autoscaler.wiring import build  # the adapters' imports stay off the import path of tests
+
+        _wiring = build(settings, os.environ)
+    return _wiring
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context(correlation_id_path="id", clear_state=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    started = time.monotonic()
+    metrics.add_dimension("ClusterName", os.environ.get("CLUSTER_NAME", Settings().cluster_name))
+    try:
+        settings = Settings.from_env(os.environ)
+        request = parse(event, parse_alarm_actions(os.environ.get("ALARM_ACTIONS")), context.aws_request_id)
+    except InvalidEvent as exc:
+        logger.error("invalid event, nothing done", extra={"error": str(exc)})
+        metrics.add_metric(name="InvalidEvents", unit=MetricUnit.Count, value=1)
+        return {"status": "rejected", "error": str(exc)}
+    except ConfigError as exc:
+        logger.error("invalid setting, nothing done", extra={"error": str(exc)})
+        metrics.add_metric(name="Errors", unit=MetricUnit.Count, value=1)
+        return {"status": "error", "error": str(exc)}
+
+    logger.append_keys(request=type(request).__name__, event_id=request.event_id)
+    try:
+        answer = _manual(request, settings, context) if isinstance(request, Manual) else _serve(request, settings)
+    except LeaseBusy:
+        metrics.add_metric(name="LeaseContention", unit=MetricUnit.Count, value=1)
+        logger.warning("lease taken; the event will be delivered again")
+        raise
+    except Exception:
+        metrics.add_metric(name="Errors", unit=MetricUnit.Count, value=1)
+        logger.exception("cycle failed; the event will be delivered again")
+        raise
+    finally:
+        metrics.add_metric(
+            name="CycleDuration", unit=MetricUnit.Milliseconds, value=(time.monotonic() - started) * 1000
+        )
+    return answer
+
+
+def _serve(request: Request, settings: Settings) -> dict[str, Any]:
+    report = handle(request, wiring(settings), settings, token=request.event_id)
+    _record(report, settings)
+    return _answer(report)
+
+
+def _manual(request: Manual, settings: Settings, context: LambdaContext) -> dict[str, Any]:
+    """Applied once per event id: a redelivered manual event gets the first answer back."""
+    from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
+
+    config = IdempotencyConfig(event_key_jmespath="event_id", expires_after_seconds=24 * 3600)
+    config.register_lambda_context(context)
+
+    @idempotent_function(data_keyword_argument="data", persistence_store=wiring(settings).idempotency, config=config)
+    def apply(data: dict[str, str]) -> dict[str, Any]:
+        return _serve(request, settings)
+
+    return apply(data={"event_id": request.event_id})
+
+
+def _record(report: Report, settings: Settings) -> None:
+    """One structured line per decision, and the cycle's metrics."""
+    if report.status == "lease_taken":
+        metrics.add_metric(name="LeaseContention", unit=MetricUnit.Count, value=1)
+        logger.info(report.detail)
+        return
+    if report.cycle is None:
+        logger.info(report.detail)
+        return
+    cycle = report.cycle
+    decision, outcome, snapshot = cycle.decision, cycle.outcome, cycle.snapshot
+    alive = [i for i in snapshot.instances if i.alive]
+    ready = sum(1 for n in snapshot.nodes if n.ready and not n.control_plane)
+    pending = sum(1 for p in snapshot.pods if p.node is None and p.unschedulable_since is not None)
+    desired = len(alive) + decision.launch_count - len(decision.remove)
+    for name, value in (
+        ("DesiredWorkers", desired),
+        ("RunningWorkers", len(alive)),
+        ("ReadyWorkers", ready),
+        ("PendingPods", pending),
+        ("Launches", len(outcome.launched)),
+        ("LaunchFailures", len(outcome.launch_failures) if decision.launches and not outcome.launched else 0),
+        ("Terminations", len(outcome.terminated)),
+        ("EvictionsBlocked", outcome.eviction_blocked),
+        ("DrainsTimedOut", len(outcome.drains_timed_out)),
+    ):
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    for code in dict.fromkeys(decision.codes):
+        metrics.add_metric(name=f"Reason_{code}", unit=MetricUnit.Count, value=1)
+    logger.info(
+        "decision",
+        extra={
+            "action": decision.action.value,
+            "dry_run": settings.dry_run,
+            "launches": dict(decision.launches),
+            "remove": list(decision.remove),
+            "terminate_unjoined": list(decision.terminate_unjoined),
+            "reasons": [{"code": r.code.value, "detail": r.detail} for r in decision.reasons],
+            "workers": len(alive),
+            "ready": ready,
+            "pending_pods": pending,
+            "metrics_known": snapshot.metrics.known,
+            "outcome": {
+                "launched": outcome.launched,
+                "launch_failures": outcome.launch_failures,
+                "terminated": outcome.terminated,
+                "cordoned": outcome.cordoned,
+                "evicted": outcome.evicted,
+                "eviction_blocked": outcome.eviction_blocked,
+                "drains_timed_out": outcome.drains_timed_out,
+                "nodes_deleted": outcome.nodes_deleted,
+            },
+            "gate": None if cycle.gate is None else {"blocked": cycle.gate.blocked, "unknown": cycle.gate.unknown},
+        },
+    )
+
+
+def _answer(report: Report) -> dict[str, Any]:
+    if report.cycle is None:
+        return {"status": report.status, "detail": report.detail}
+    decision = report.cycle.decision
+    return {
+        "status": report.status,
+        "action": decision.action.value,
+        "launches": dict(decision.launches),
+        "remove": list(decision.remove),
+        "reasons": [{"code": r.code.value, "detail": r.detail} for r in decision.reasons],
+    }

@@ -1,0 +1,177 @@
+"""Lambda entry point of the GitOps hook.
+
+- On its schedule: list Kustomizations, HelmReleases and Canaries, compute the gate verdict, and
+  write the gate item the autoscaler reads.
+- As a Function URL: receive Flux notification-controller events from a `generic-hmac`
+  Provider. The HMAC-SHA256 of the raw body, keyed by the secret in SSM, must match
+  `X-Signature: sha256=<hex>` (constant-time compare); a missing or wrong signature answers 401,
+  an oversized, malformed or stale body 400. A `Progressing` event holds at once; any other event
+  triggers a fresh poll. No secret appears in a response or a log line.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from autoscaler.config import ConfigError, Settings
+from gitops_hooks.gate import GateMemory, evaluate
+from gitops_hooks.reader import FluxObjects, GateStore, list_objects, record_of
+
+logger = Logger()
+metrics = Metrics()
+
+MAX_BODY_BYTES = 64 * 1024
+DEFAULT_MAX_AGE_S = 300
+
+
+@dataclass
+class HookWiring:
+    source: FluxObjects
+    store: GateStore
+    hmac_key: bytes
+    clock: Any = time.time
+
+
+_wiring: HookWiring | None = None
+
+
+def wiring() -> HookWiring:
+    global _wiring
+    if _wiring is None:
+        from autoscaler.wiring import build_hook
+
+        _wiring = build_hook(os.environ)
+    return _wiring
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    metrics.add_dimension("ClusterName", os.environ.get("CLUSTER_NAME", Settings().cluster_name))
+    try:
+        settings = Settings.from_env(os.environ)
+        max_age = _max_age(os.environ)
+    except ConfigError as exc:
+        logger.error("invalid setting, nothing done", extra={"error": str(exc)})
+        metrics.add_metric(name="Errors", unit=MetricUnit.Count, value=1)
+        return {"status": "error", "error": str(exc)}
+    if isinstance(event, dict) and isinstance(event.get("requestContext"), dict) and "http" in event["requestContext"]:
+        return webhook(event, wiring(), settings, max_age)
+    if isinstance(event, dict) and event.get("detail-type") == "Scheduled Event":
+        return poll(wiring(), settings)
+    logger.error("unexpected event, nothing done")
+    metrics.add_metric(name="InvalidEvents", unit=MetricUnit.Count, value=1)
+    return {"status": "rejected", "error": "event: expected a schedule tick or a Function URL request"}
+
+
+def poll(w: HookWiring, settings: Settings, event_hold_until: float = 0.0, event_reason: dict | None = None) -> dict:
+    """Compute the verdict afresh from the cluster and store it. A read failure raises (retryable);
+    the autoscaler then finds the item stale and its own check unreadable, which holds."""
+    now = w.clock()
+    record = w.store.load()
+    prior_memory = GateMemory.from_dict(record["memory"]) if record and "memory" in record else None
+    # A hold from a notification lasts until its time, or until the objects say it is over.
+    if record and float(record.get("event_hold_until") or 0) > max(now, event_hold_until):
+        event_hold_until, event_reason = float(record["event_hold_until"]), record.get("event_reason")
+    verdict = evaluate(list_objects(w.source), now, prior_memory, settings.gate_settle_s, settings.gate_max_hold_s)
+    w.store.save(record_of(verdict, event_hold_until, event_reason), now)
+    held = verdict.blocked or event_hold_until > now
+    metrics.add_metric(name="GateHeld", unit=MetricUnit.Count, value=int(held))
+    metrics.add_metric(name="ObjectsInProgress", unit=MetricUnit.Count, value=len(verdict.holding))
+    metrics.add_metric(name="HoldAge", unit=MetricUnit.Seconds, value=verdict.held_for_s)
+    metrics.add_metric(name="StalledObjects", unit=MetricUnit.Count, value=len(verdict.stalled))
+    if verdict.cap_hit:
+        metrics.add_metric(name="GateHoldCapped", unit=MetricUnit.Count, value=1)
+        logger.warning(
+            "gate hold reached its cap; scale-down resumes", extra={"capped": [v.to_dict() for v in verdict.capped]}
+        )
+    logger.info("gate", extra={"held": held, "reasons": verdict.reasons, "held_for_s": verdict.held_for_s})
+    return {"status": "ok", "blocked": held, "reasons": verdict.reasons}
+
+
+def webhook(event: dict[str, Any], w: HookWiring, settings: Settings, max_age_s: float) -> dict[str, Any]:
+    body = _raw_body(event)
+    if body is None:
+        return _reply(400, "body: expected base64 or text")
+    if len(body) > MAX_BODY_BYTES:
+        return _reply(400, f"body: at most {MAX_BODY_BYTES} bytes")
+    headers = {str(k).lower(): v for k, v in (event.get("headers") or {}).items()}
+    if not _signed(body, headers.get("x-signature"), w.hmac_key):
+        metrics.add_metric(name="WebhookRejected", unit=MetricUnit.Count, value=1)
+        logger.warning("webhook rejected: missing or wrong signature")
+        return _reply(401, "signature: missing or wrong")
+    try:
+        notice = json.loads(body)
+        obj = notice["involvedObject"]
+        reason, kind, name = str(notice["reason"]), str(obj["kind"]), str(obj["name"])
+        namespace = str(obj.get("namespace", ""))
+        sent = datetime.fromisoformat(str(notice["timestamp"]).replace("Z", "+00:00")).timestamp()
+    except (ValueError, KeyError, TypeError):
+        return _reply(400, "body: expected a Flux event with involvedObject, reason and timestamp")
+    now = w.clock()
+    if now - sent > max_age_s or sent - now > 60:
+        return _reply(400, f"timestamp: older than {max_age_s:.0f}s or in the future")
+    logger.info("flux event", extra={"reason": reason, "kind": kind, "namespace": namespace, "object": name})
+    if reason == "Progressing":
+        hold = {
+            "kind": kind,
+            "namespace": namespace,
+            "name": name,
+            "state": "in_progress",
+            "detail": "Flux event Progressing",
+        }
+        result = poll(w, settings, event_hold_until=now + max(settings.gate_settle_s, 60), event_reason=hold)
+    else:
+        result = poll(w, settings)
+    return _reply(202, "accepted", blocked=result["blocked"])
+
+
+def _raw_body(event: dict[str, Any]) -> bytes | None:
+    body = event.get("body") or ""
+    if not isinstance(body, str):
+        return None
+    if event.get("isBase64Encoded"):
+        try:
+            return base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            return None
+    return body.encode()
+
+
+def _signed(body: bytes, header: Any, key: bytes) -> bool:
+    if not isinstance(header, str) or not header.startswith("sha256="):
+        return False
+    expected = hmac.new(key, body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, header[len("sha256=") :].strip().lower())
+
+
+def _reply(status: int, message: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "headers": {"content-type": "application/json"},
+        "body": json.dumps({"message": message, **extra}),
+    }
+
+
+def _max_age(environ: Any) -> float:
+    raw = environ.get("WEBHOOK_MAX_AGE_S", str(DEFAULT_MAX_AGE_S))
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 10 <= value <= 3600:
+        raise ConfigError(f"WEBHOOK_MAX_AGE_S={raw!r} is out of range: allowed 10..3600")
+    return value

@@ -1,0 +1,178 @@
+"""The GitOps hook: scheduled poll, and the signed Flux webhook."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from datetime import UTC, datetime
+
+import pytest
+from lambda_context import LambdaContext
+
+from autoscaler.config import Settings
+from gitops_hooks import handler
+from gitops_hooks.handler import HookWiring, poll, webhook
+from gitops_hooks.reader import check
+
+NOW = 1_800_000_000.0
+KEY = b"canary-secret-3f9a7c"
+S = Settings()
+
+
+class Objects:
+    def __init__(self, kustomizations=(), installed=True):
+        self.kustomizations = list(kustomizations)
+        self.installed = installed
+
+    def list_custom(self, group, version, plural):
+        if plural != "kustomizations" or not self.installed:
+            return None
+        return self.kustomizations
+
+
+class Store:
+    def __init__(self):
+        self.record, self.observed_at = None, None
+
+    def load(self):
+        return self.record
+
+    def save(self, record, observed_at):
+        self.record, self.observed_at = json.loads(json.dumps(record)), observed_at
+
+
+def kustomization(ready="True", reason="ReconciliationSucceeded"):
+    return {
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+        "kind": "Kustomization",
+        "metadata": {"name": "apps", "namespace": "flux-system", "generation": 3},
+        "status": {
+            "observedGeneration": 3,
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": ready,
+                    "reason": reason,
+                    "message": "",
+                    "lastTransitionTime": "2026-11-26T10:00:00Z",
+                }
+            ],
+        },
+    }
+
+
+def wiring(objects=None, clock=NOW):
+    return HookWiring(objects or Objects([kustomization()]), Store(), KEY, clock=lambda: clock)
+
+
+def flux_event(reason="Progressing", sent=NOW):
+    return {
+        "involvedObject": {
+            "kind": "Kustomization",
+            "namespace": "flux-system",
+            "name": "apps",
+            "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+        },
+        "severity": "info",
+        "timestamp": datetime.fromtimestamp(sent, UTC).isoformat().replace("+00:00", "Z"),
+        "message": "Applying revision main@sha1:abc",
+        "reason": reason,
+        "reportingController": "kustomize-controller",
+        "metadata": {"revision": "main@sha1:abc"},
+    }
+
+
+def url_request(body: bytes, signature: str | None = "sign", b64=False):
+    headers = {"content-type": "application/json", "user-agent": "Go-http-client/1.1"}
+    if signature == "sign":
+        headers["X-Signature"] = "sha256=" + hmac.new(KEY, body, hashlib.sha256).hexdigest()
+    elif signature is not None:
+        headers["X-Signature"] = signature
+    return {
+        "version": "2.0",
+        "rawPath": "/",
+        "headers": headers,
+        "requestContext": {"http": {"method": "POST", "path": "/"}},
+        "body": base64.b64encode(body).decode() if b64 else body.decode(),
+        "isBase64Encoded": b64,
+    }
+
+
+def test_poll_writes_an_open_gate_when_everything_is_ready():
+    w = wiring()
+    assert poll(w, S)["blocked"] is False
+    assert w.store.record["blocked"] is False and w.store.observed_at == NOW
+
+
+def test_poll_holds_while_a_kustomization_reconciles():
+    w = wiring(Objects([kustomization("Unknown", "Progressing")]))
+    result = poll(w, S)
+    assert result["blocked"] is True
+    assert result["reasons"][0]["name"] == "apps"
+
+
+def test_poll_with_flux_not_installed_is_open():
+    assert poll(wiring(Objects(installed=False)), S)["blocked"] is False
+
+
+def test_a_progressing_event_holds_at_once_even_before_the_status_shows_it():
+    w = wiring()
+    body = json.dumps(flux_event()).encode()
+    reply = webhook(url_request(body), w, S, 300)
+    assert reply["statusCode"] == 202 and json.loads(reply["body"])["blocked"] is True
+    answer = check(w.source, w.store, NOW + 30, S.gate_settle_s, S.gate_max_hold_s)
+    assert answer.blocked and answer.reasons[-1]["detail"] == "Flux event Progressing"
+
+
+def test_a_success_event_triggers_a_fresh_poll():
+    w = wiring()
+    reply = webhook(url_request(json.dumps(flux_event("ReconciliationSucceeded")).encode(), b64=True), w, S, 300)
+    assert reply["statusCode"] == 202 and w.store.observed_at == NOW
+
+
+@pytest.mark.parametrize(
+    ("request_", "status"),
+    [
+        pytest.param(url_request(json.dumps(flux_event()).encode(), signature=None), 401, id="missing signature"),
+        pytest.param(
+            url_request(json.dumps(flux_event()).encode(), signature="sha256=" + "0" * 64), 401, id="forged signature"
+        ),
+        pytest.param(url_request(json.dumps(flux_event()).encode(), signature="md5=abc"), 401, id="wrong scheme"),
+        pytest.param(url_request(b"x" * (70 * 1024)), 400, id="oversized"),
+        pytest.param(url_request(b"{not json"), 400, id="malformed"),
+        pytest.param(url_request(json.dumps({"reason": "Progressing"}).encode()), 400, id="not a flux event"),
+        pytest.param(url_request(json.dumps(flux_event(sent=NOW - 3600)).encode()), 400, id="stale (replayed) event"),
+        pytest.param({**url_request(b"{}"), "body": "%%%", "isBase64Encoded": True}, 400, id="bad base64"),
+    ],
+)
+def test_webhook_rejects_bad_requests_and_changes_nothing(request_, status):
+    w = wiring()
+    reply = webhook(request_, w, S, 300)
+    assert reply["statusCode"] == status
+    assert w.store.record is None
+
+
+def test_the_secret_never_appears_in_a_response_or_a_log(monkeypatch, capsys):
+    w = wiring()
+    monkeypatch.setattr(handler, "_wiring", w)
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "NodeFleet")
+    replies = [
+        handler.lambda_handler(url_request(json.dumps(flux_event()).encode()), LambdaContext()),
+        handler.lambda_handler(url_request(b"{}", signature="sha256=" + "1" * 64), LambdaContext()),
+        handler.lambda_handler(
+            {"version": "0", "id": "1", "detail-type": "Scheduled Event", "source": "aws.events", "detail": {}},
+            LambdaContext(),
+        ),
+    ]
+    out = capsys.readouterr()
+    assert [r.get("statusCode", 200) for r in replies] == [202, 401, 200]
+    for text in (json.dumps(replies), out.out, out.err):
+        assert KEY.decode() not in text
+
+
+def test_an_unexpected_event_is_rejected(monkeypatch):
+    monkeypatch.setattr(handler, "_wiring", wiring())
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "NodeFleet")
+    assert handler.lambda_handler({"hello": 1}, LambdaContext())["status"] == "rejected"
