@@ -49,6 +49,12 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--plot", type=Path, help="write a PNG of the run")
     sim.set_defaults(run=_simulate)
 
+    gate = sub.add_parser("gate", help="may scale-down proceed? the GitOps gate over Flux objects")
+    gate_source = gate.add_mutually_exclusive_group(required=True)
+    gate_source.add_argument("--objects", type=Path, help="a JSON list of objects, or a Kubernetes List")
+    gate_source.add_argument("--kubeconfig", type=Path, help="read Kustomizations, HelmReleases and Canaries")
+    gate.set_defaults(run=_gate)
+
     demo = sub.add_parser("demo", help="the main job on an embedded default: simulate the flash-sale scenario")
     demo.add_argument("--plot", type=Path, default=DEMO_PLOT)
     demo.set_defaults(run=_demo)
@@ -75,6 +81,23 @@ def _simulate(args: argparse.Namespace) -> int:
         _print_table(result)
     if args.plot:
         _plot(result, args.plot)
+    return 0
+
+
+def _gate(args: argparse.Namespace) -> int:
+    from gitops_hooks.gate import gate_objects
+
+    if args.objects is not None:
+        try:
+            data = json.loads(args.objects.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{args.objects}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    else:
+        from autoscaler.adapters.kube import KubeCluster
+        from gitops_hooks.reader import list_objects
+
+        data = list_objects(KubeCluster.from_kubeconfig(str(args.kubeconfig)))
+    print(json.dumps(gate_objects(data)))
     return 0
 
 

@@ -130,3 +130,34 @@ def test_simulate_rejects_a_bad_setting_from_the_environment(monkeypatch, capsys
 def test_scenarios_replay_within_bounds():
     record = replay(scenario("flash-sale"), "node-fleet", Settings(max_nodes=12))
     assert max(s.instances for s in record.samples) <= 12
+
+
+def test_gate_command_prints_one_verdict(tmp_path, capsys):
+    objects = tmp_path / "objects.json"
+    objects.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "List",
+                "items": [
+                    {
+                        "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+                        "kind": "Kustomization",
+                        "metadata": {"name": "apps", "namespace": "flux-system", "generation": 2},
+                        "status": {"observedGeneration": 1, "conditions": []},
+                    }
+                ],
+            }
+        )
+    )
+    assert main(["gate", "--objects", str(objects)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["blocked"] is True and out["reasons"][0]["name"] == "apps"
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"kind": "Pod"}', "42"])
+def test_gate_command_fails_on_unreadable_input(tmp_path, capsys, content):
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    assert main(["gate", "--objects", str(bad)]) == 1
+    assert "node-fleet:" in capsys.readouterr().err
