@@ -1,44 +1,64 @@
 #!/usr/bin/env bash
-# Install Flux into the current kube context and point it at gitops/clusters/production.
+# Bootstrap Flux on the K3s cluster from this repository on GitHub, syncing gitops/clusters/production.
 set -euo pipefail
 
 usage() {
   cat <<'USAGE'
-Usage: gitops/scripts/install.sh [--context NAME] [--dry-run] REPO_URL
+Usage: gitops/scripts/install-flux.sh [--context NAME] [--secrets-only] [--dry-run]
 
-Installs the Flux controllers (with image automation), creates the Secrets that are never committed,
-and applies gitops/clusters/production/flux-system.yaml; from then on Flux syncs the rest from Git.
+Pre-flight checks (tools, variables, the cluster), then the Secrets that are never committed, then
+`flux bootstrap github`: installs the Flux controllers with the image automation controllers, adds a
+read-write deploy key to the repository (image automation pushes its commits through it), commits
+gitops/clusters/production/flux-system/ and syncs gitops/clusters/production. Safe to run again
+(that is also how Flux is upgraded: run it with a newer flux CLI).
 
-  REPO_URL       SSH URL of this repository, e.g. ssh://git@github.com/OWNER/node-fleet. It must be
-                 the spec.url of gitops/clusters/production/flux-system.yaml (edit, commit, push first).
-  --context NAME kube context to use (default: the current one)
-  --dry-run      check everything and print what would be done, change nothing
-  -h, --help     this message
+  --context NAME   kube context to use (default: the current one)
+  --secrets-only   only create or update the Secrets below (e.g. once `sam deploy` gave the hook URL)
+  --dry-run        run the checks and print what would be done; change nothing
+  -h, --help       this message
 
-Environment (each optional; the matching Secret is created or updated only when it is set):
+Required environment (not with --secrets-only):
+  GITHUB_TOKEN      GitHub token allowed to administer the repository (flux reads it; never printed)
+  GITHUB_OWNER      the repository's owner
+Optional environment:
+  GITHUB_REPOSITORY repository name (default: node-fleet)
+  GITHUB_BRANCH     branch Flux syncs and image automation pushes to (default: main)
+  GITHUB_PERSONAL   true when GITHUB_OWNER is a user rather than an organisation (default: false)
   NODE_FLEET_HOOK_URL, NODE_FLEET_HOOK_HMAC_KEY
-                 the gate hook's Function URL and HMAC key -> flux-system/node-fleet-gate-hook
-  PROMETHEUS_LAMBDA_USER, PROMETHEUS_LAMBDA_PASSWORD
-                 basic-auth login the Lambda uses on NodePort 30090 -> monitoring/prometheus-lambda-htpasswd
+                    the gitops hook's Function URL and HMAC key -> Secret flux-system/node-fleet-gate-hook
+  PROMETHEUS_LAMBDA_USER (default: node-fleet), PROMETHEUS_LAMBDA_PASSWORD
+                    basic-auth login the Lambda uses on NodePort 30090 -> Secret monitoring/prometheus-lambda-htpasswd
   GRAFANA_ADMIN_PASSWORD
-                 Grafana's admin password -> monitoring/grafana-admin (random when unset and absent)
+                    Grafana's admin password -> Secret monitoring/grafana-admin (random if unset and absent)
 USAGE
 }
 
 die() {
-  echo "install.sh: $*" >&2
+  echo "install-flux.sh: $*" >&2
   exit 1
+}
+
+need_tool() {
+  command -v "$1" >/dev/null 2>&1 || die "$1 is not installed (or not on PATH): $2"
+}
+
+need_var() {
+  [[ -n "${!1:-}" ]] || die "$1 is not set: $2 (see --help)"
 }
 
 context=""
 dry_run=false
-repo_url=""
+secrets_only=false
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --context)
       [[ $# -ge 2 ]] || die "--context needs a value"
       context="$2"
       shift 2
+      ;;
+    --secrets-only)
+      secrets_only=true
+      shift
       ;;
     --dry-run)
       dry_run=true
@@ -48,37 +68,41 @@ while [[ $# -gt 0 ]]; do
       usage
       exit 0
       ;;
-    -*)
-      usage >&2
-      die "unknown option: $1"
-      ;;
     *)
-      [[ -z "$repo_url" ]] || die "one REPO_URL only"
-      repo_url="$1"
-      shift
+      usage >&2
+      exit 2
       ;;
   esac
 done
-if [[ -z "$repo_url" ]]; then
-  usage >&2
-  exit 2
+
+# --- pre-flight ---------------------------------------------------------------------------------------
+need_tool flux "https://fluxcd.io/flux/installation/#install-the-flux-cli"
+need_tool kubectl "https://kubernetes.io/docs/tasks/tools/"
+need_tool openssl "apt-get install openssl"
+if ! $secrets_only; then
+  need_var GITHUB_TOKEN "a GitHub token that can add deploy keys to the repository"
+  need_var GITHUB_OWNER "the GitHub user or organisation that owns the repository"
+fi
+if [[ -n "${NODE_FLEET_HOOK_URL:-}" || -n "${NODE_FLEET_HOOK_HMAC_KEY:-}" ]]; then
+  need_var NODE_FLEET_HOOK_URL "set it together with NODE_FLEET_HOOK_HMAC_KEY"
+  need_var NODE_FLEET_HOOK_HMAC_KEY "set it together with NODE_FLEET_HOOK_URL"
+  [[ "$NODE_FLEET_HOOK_URL" == https://* ]] || die "NODE_FLEET_HOOK_URL must be the https:// Function URL"
 fi
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-sync_file="$root/clusters/production/flux-system.yaml"
-
-for tool in flux kubectl openssl; do
-  command -v "$tool" >/dev/null 2>&1 || die "$tool is not on PATH"
-done
-[[ -f "$sync_file" ]] || die "$sync_file not found"
-grep -q "url: ${repo_url}\$" "$sync_file" ||
-  die "spec.url in $sync_file is not $repo_url: set it, commit and push, then run again"
+[[ -f "$root/clusters/production/kustomization.yaml" ]] || die "$root/clusters/production/kustomization.yaml not found"
 
 kube=(kubectl)
 fluxcli=(flux)
 if [[ -n "$context" ]]; then
   kube+=(--context "$context")
   fluxcli+=(--context "$context")
+fi
+
+echo "==> checking the cluster"
+"${kube[@]}" cluster-info >/dev/null || die "cannot reach the cluster with kubectl${context:+ (context $context)}"
+if ! $secrets_only; then
+  "${fluxcli[@]}" check --pre
 fi
 
 run() {
@@ -114,41 +138,54 @@ apply_secret() {
   echo "secret $namespace/$name set"
 }
 
-echo "==> checking the cluster"
-"${fluxcli[@]}" check --pre
-
-echo "==> installing Flux"
-run "${fluxcli[@]}" install --components-extra=image-reflector-controller,image-automation-controller
-
+# --- Secrets, before Flux needs them ------------------------------------------------------------------
 echo "==> Secrets (never committed)"
-if ! "${kube[@]}" -n flux-system get secret flux-system >/dev/null 2>&1; then
-  run "${fluxcli[@]}" create secret git flux-system --url="$repo_url"
-  if ! $dry_run; then
-    echo "Add this public key to the repository as a deploy key WITH WRITE ACCESS (image automation pushes):"
-    "${kube[@]}" -n flux-system get secret flux-system -o jsonpath='{.data.identity\.pub}' | base64 -d
-    echo
-    read -r -p "Press Enter once the deploy key is added... " _ </dev/tty || true
-  fi
-fi
-if [[ -n "${NODE_FLEET_HOOK_URL:-}" || -n "${NODE_FLEET_HOOK_HMAC_KEY:-}" ]]; then
-  [[ -n "${NODE_FLEET_HOOK_URL:-}" && -n "${NODE_FLEET_HOOK_HMAC_KEY:-}" ]] ||
-    die "set both NODE_FLEET_HOOK_URL and NODE_FLEET_HOOK_HMAC_KEY"
-  apply_secret flux-system node-fleet-gate-hook \
-    "address=$NODE_FLEET_HOOK_URL" "token=$NODE_FLEET_HOOK_HMAC_KEY"
+if [[ -n "${NODE_FLEET_HOOK_URL:-}" ]]; then
+  apply_secret flux-system node-fleet-gate-hook "address=$NODE_FLEET_HOOK_URL" "token=$NODE_FLEET_HOOK_HMAC_KEY"
+else
+  echo "note: NODE_FLEET_HOOK_URL and NODE_FLEET_HOOK_HMAC_KEY are not set: Flux events will not reach the" \
+    "gate hook (its scheduled poll still runs). Set them after 'sam deploy' and run again with --secrets-only."
 fi
 if [[ -n "${PROMETHEUS_LAMBDA_PASSWORD:-}" ]]; then
   hash="$(printf '%s\n' "$PROMETHEUS_LAMBDA_PASSWORD" | openssl passwd -apr1 -stdin)"
   apply_secret monitoring prometheus-lambda-htpasswd "htpasswd=${PROMETHEUS_LAMBDA_USER:-node-fleet}:$hash"
+else
+  echo "note: PROMETHEUS_LAMBDA_PASSWORD is not set: the Lambda cannot read Prometheus (NodePort 30090" \
+    "answers 500) until you run again with it and --secrets-only."
 fi
 if [[ -n "${GRAFANA_ADMIN_PASSWORD:-}" ]] || ! "${kube[@]}" -n monitoring get secret grafana-admin >/dev/null 2>&1; then
   apply_secret monitoring grafana-admin "admin-user=admin" \
     "admin-password=${GRAFANA_ADMIN_PASSWORD:-$(openssl rand -base64 24)}"
 fi
+if $secrets_only; then
+  exit 0
+fi
 
-echo "==> pointing Flux at $repo_url"
-run "${kube[@]}" apply -f "$sync_file"
-run "${fluxcli[@]}" reconcile source git flux-system --timeout=2m
-run "${kube[@]}" -n flux-system wait kustomization/flux-system --for=condition=Ready --timeout=5m
+# --- Flux ---------------------------------------------------------------------------------------------
+echo "==> bootstrapping Flux from github.com/$GITHUB_OWNER/${GITHUB_REPOSITORY:-node-fleet}"
+bootstrap=(
+  bootstrap github
+  "--owner=$GITHUB_OWNER"
+  "--repository=${GITHUB_REPOSITORY:-node-fleet}"
+  "--branch=${GITHUB_BRANCH:-main}"
+  --path=gitops/clusters/production
+  --interval=1m
+  "--components-extra=image-reflector-controller,image-automation-controller"
+  --read-write-key
+)
+if [[ "${GITHUB_PERSONAL:-false}" == "true" ]]; then
+  bootstrap+=(--personal)
+fi
+run "${fluxcli[@]}" "${bootstrap[@]}"
+if $dry_run; then
+  echo "dry run: nothing changed"
+  exit 0
+fi
 
-echo "==> done; infrastructure, monitoring and apps follow (gitops/scripts/status.sh)"
-run "${fluxcli[@]}" get kustomizations
+cat <<NEXT
+==> done; infrastructure, monitoring and apps follow (gitops/scripts/check-status.sh)
+Next, once the infrastructure Kustomization is Ready, give the Lambdas their cluster token (never printed here):
+  ${kube[*]} -n node-fleet get secret node-fleet-token -o jsonpath='{.data.token}' | base64 -d |
+    aws ssm put-parameter --type SecureString --overwrite --value file:///dev/stdin \\
+      --name /node-fleet/k8s-token     # template.yaml's K8sTokenParam
+NEXT

@@ -7,8 +7,17 @@ usage() {
 Usage: gitops/scripts/reconcile.sh [--context NAME] [KUSTOMIZATION...]
 
 Runs `flux reconcile kustomization NAME --with-source` for each name, in dependency order by default:
-flux-system infrastructure monitoring apps. The gate holds scale-down until each request is handled.
+flux-system infrastructure monitoring apps. node-fleet's gate holds scale-down until each is done.
 USAGE
+}
+
+die() {
+  echo "reconcile.sh: $*" >&2
+  exit 1
+}
+
+need_tool() {
+  command -v "$1" >/dev/null 2>&1 || die "$1 is not installed (or not on PATH): $2"
 }
 
 fluxcli=(flux)
@@ -16,7 +25,7 @@ names=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --context)
-      [[ $# -ge 2 ]] || { usage >&2; exit 2; }
+      [[ $# -ge 2 ]] || die "--context needs a value"
       fluxcli+=(--context "$2")
       shift 2
       ;;
@@ -38,7 +47,7 @@ if [[ ${#names[@]} -eq 0 ]]; then
   names=(flux-system infrastructure monitoring apps)
 fi
 
-command -v flux >/dev/null 2>&1 || { echo "reconcile.sh: flux is not on PATH" >&2; exit 1; }
+need_tool flux "https://fluxcd.io/flux/installation/#install-the-flux-cli"
 
 for name in "${names[@]}"; do
   echo "==> $name"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import stat
 import subprocess
@@ -84,11 +85,14 @@ FLUX_GROUPS = {
     "flagger.app",
 }
 OPERATOR_GROUP = "monitoring.coreos.com"
-RULES = GITOPS / "infrastructure" / "monitoring" / "rules"
-RULES_FILE = RULES / "node-fleet.rules.yaml"
-RULES_TEST = RULES / "node-fleet.rules.test.yaml"
-SCRIPTS = sorted((GITOPS / "scripts").glob("*.sh"))
-FLUX_FOLDERS = ["clusters/production", "infrastructure/controllers", "infrastructure/monitoring", "apps"]
+INFRA = GITOPS / "infrastructure"
+MONITORING = GITOPS / "monitoring"
+ALERTS = MONITORING / "alerts.yaml"
+ALERTS_TEST = MONITORING / "alerts.test.yaml"
+SCRIPTS_DIR = GITOPS / "scripts"
+SCRIPT_NAMES = ["install-flux.sh", "uninstall-flux.sh", "check-status.sh", "reconcile.sh"]
+SCRIPTS = [SCRIPTS_DIR / name for name in SCRIPT_NAMES]
+FLUX_FOLDERS = ["clusters/production", "infrastructure", "monitoring", "apps"]
 
 
 def group_of(doc: dict[str, Any]) -> str:
@@ -102,6 +106,14 @@ def name_of(doc: dict[str, Any]) -> str:
 
 def find(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> list[dict[str, Any]]:
     return [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+
+
+def seconds(duration: str) -> int:
+    """A Go duration as Flux writes it ("1m", "1m0s", "2h"), in seconds."""
+    match = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", duration)
+    assert duration and match, f"not a duration: {duration!r}"
+    hours, minutes, secs = (int(x or 0) for x in match.groups())
+    return hours * 3600 + minutes * 60 + secs
 
 
 # --- kustomize ----------------------------------------------------------------------------------------
@@ -136,17 +148,28 @@ def referenced_files() -> set[Path]:
 def test_every_manifest_file_is_listed_in_a_kustomization():
     # Flux applies only what a kustomization.yaml lists; a file left out would silently never apply.
     listed = referenced_files()
-    not_applied = {"rules", "scripts"}  # promtool inputs, shell
     missing = [
         p.relative_to(GITOPS).as_posix()
         for p in GITOPS.rglob("*")
         if p.suffix in (".yaml", ".yml", ".json", ".conf")
         and p.name != "kustomization.yaml"
-        and not p.name.endswith(".example.yaml")
-        and not not_applied & set(p.relative_to(GITOPS).parts)
+        and not p.name.endswith((".example.yaml", ".test.yaml"))  # a shape for humans, promtool's input
+        and "scripts" not in p.relative_to(GITOPS).parts
         and p.resolve() not in listed
     ]
     assert missing == []
+
+
+def test_every_file_under_clusters_production_is_listed():
+    # Flux applies only what clusters/production/kustomization.yaml lists (and, below it, what each
+    # folder's kustomization.yaml lists): image automation left out would never run.
+    kustomizations = sorted(CLUSTER.rglob("kustomization.yaml"))
+    assert CLUSTER / "kustomization.yaml" in kustomizations
+    for kustomization in kustomizations:
+        folder = kustomization.parent
+        listed = set(yaml.safe_load(kustomization.read_text())["resources"])
+        present = {p.name for p in folder.iterdir() if p.is_dir() or p.suffix in (".yaml", ".yml")}
+        assert listed == present - {"kustomization.yaml"}, folder.relative_to(GITOPS)
 
 
 def test_readme_tree_has_every_folder():
@@ -157,10 +180,9 @@ def test_readme_tree_has_every_folder():
     assert folders <= shown, folders - shown
 
 
-def test_cluster_folder_lists_every_file():
-    listed = set(yaml.safe_load((CLUSTER / "kustomization.yaml").read_text())["resources"])
-    present = {p.name for p in CLUSTER.glob("*.yaml")} - {"kustomization.yaml"}
-    assert listed == present
+def test_readme_names_only_scripts_that_exist():
+    readme = (GITOPS / "README.md").read_text()
+    assert set(re.findall(r"[\w-]+\.sh", readme)) == set(SCRIPT_NAMES)
 
 
 def test_every_object_is_validated_somewhere(applied):
@@ -171,11 +193,21 @@ def test_every_object_is_validated_somewhere(applied):
 # --- core kinds: kubernetes-validate --strict -------------------------------------------------------
 
 
-@pytest.mark.parametrize("folder", ["infrastructure/controllers", "infrastructure/monitoring", "apps"])
-def test_core_kinds_validate_strict(folder, builds):
+def test_core_kinds_validate_strict(applied):
     validate = require("kubernetes-validate", "pip install kubernetes-validate into the venv")
-    docs = [d for d in builds[GITOPS / folder] if group_of(d) not in FLUX_GROUPS | {OPERATOR_GROUP}]
-    assert docs, f"{folder} has no core kinds"
+    docs = [d for d in applied if group_of(d) not in FLUX_GROUPS | {OPERATOR_GROUP}]
+    assert {d["kind"] for d in docs} >= {
+        "Namespace",
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "ConfigMap",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Secret",
+    }
     out = subprocess.run(
         [validate, "--strict", "-"],
         input=yaml.safe_dump_all(docs),
@@ -320,16 +352,41 @@ def test_cluster_kustomizations(builds):
     for name, spec in by_name.items():
         assert spec["prune"] is True, name
         assert isinstance(spec["wait"], bool), name
-        assert re.fullmatch(r"\d+[smh]", spec["timeout"]), name
+        assert seconds(spec["timeout"]) > 0, name
         assert spec["sourceRef"] == {"kind": "GitRepository", "name": "flux-system"}, name
-    assert by_name["infrastructure"]["interval"] == "10m" and "dependsOn" not in by_name["infrastructure"]
-    assert by_name["apps"]["interval"] == "5m"
-    assert by_name["monitoring"]["interval"] == "10m"
+    assert seconds(by_name["infrastructure"]["interval"]) == 600 and "dependsOn" not in by_name["infrastructure"]
+    assert seconds(by_name["apps"]["interval"]) == 300
+    assert seconds(by_name["monitoring"]["interval"]) == 600
+    for name in ("apps", "monitoring", "infrastructure"):
+        assert by_name[name]["wait"] is True, name
+        assert seconds(by_name[name]["timeout"]) <= seconds(by_name[name]["interval"]) * 2, name
     for name in ("apps", "monitoring"):
         assert by_name[name]["dependsOn"] == [{"name": "infrastructure"}], name
-        assert by_name[name]["wait"] is True, name
     (repo,) = find(docs, "GitRepository")
-    assert repo["spec"]["interval"] == "1m"
+    assert seconds(repo["spec"]["interval"]) == 60
+
+
+def bootstrap_args() -> list[str]:
+    text = (SCRIPTS_DIR / "install-flux.sh").read_text()
+    block = re.search(r"^bootstrap=\(\n(.*?)^\)", text, re.M | re.S)
+    assert block, "install-flux.sh: no bootstrap=( ... ) array"
+    return shlex.split(block.group(1))
+
+
+def test_bootstrap_matches_the_committed_sync(builds):
+    # `flux bootstrap` rewrites flux-system/gotk-sync.yaml from its flags: they must say what is committed.
+    args = bootstrap_args()
+    assert args[:2] == ["bootstrap", "github"]
+    assert "--components-extra=image-reflector-controller,image-automation-controller" in args
+    assert "--read-write-key" in args
+    sync = yaml.safe_load((CLUSTER / "flux-system" / "kustomization.yaml").read_text())
+    assert sync["resources"] == ["gotk-components.yaml", "gotk-sync.yaml"]
+    (kustomization,) = find(builds[CLUSTER], "Kustomization", "flux-system")
+    (repo,) = find(builds[CLUSTER], "GitRepository", "flux-system")
+    assert f"--path={kustomization['spec']['path'].removeprefix('./')}" in args
+    interval = next(a for a in args if a.startswith("--interval="))
+    assert seconds(interval.partition("=")[2]) == seconds(repo["spec"]["interval"])
+    assert repo["spec"]["secretRef"] == {"name": "flux-system"}  # the deploy key bootstrap creates
 
 
 def test_image_automation(builds):
@@ -337,21 +394,65 @@ def test_image_automation(builds):
     (policy,) = find(docs, "ImagePolicy")
     (repository,) = find(docs, "ImageRepository")
     (automation,) = find(docs, "ImageUpdateAutomation")
+    for doc in (policy, repository, automation):
+        assert doc["apiVersion"] == "image.toolkit.fluxcd.io/v1", name_of(doc)
     assert "semver" in policy["spec"]["policy"]
     assert policy["spec"]["imageRepositoryRef"]["name"] == repository["metadata"]["name"]
     template = automation["spec"]["git"]["commit"]["messageTemplate"]
     assert ".Changed" in template and ".Updated" not in template
     assert automation["spec"]["update"]["strategy"] == "Setters"
+    assert automation["spec"]["sourceRef"] == {"kind": "GitRepository", "name": "flux-system"}
 
-    # The marker names the policy by namespace:name, and the automation's path covers the file.
     deployment = GITOPS / "apps" / "demo-app" / "deployment.yaml"
     markers = re.findall(r'image: (\S+) # \{"\$imagepolicy": "([^"]+)"\}', deployment.read_text())
     assert markers, "no image setter marker in the Deployment"
-    for image, ref in markers:
-        assert ref == f"{policy['metadata']['namespace']}:{policy['metadata']['name']}"
+    for image, _ in markers:
         assert image.startswith(repository["spec"]["image"] + ":")
-    update_path = (ROOT / automation["spec"]["update"]["path"]).resolve()
-    assert deployment.resolve().is_relative_to(update_path)
+
+
+MARKER = re.compile(r'\{\s*"\$imagepolicy"\s*:\s*"([^"]*)"\s*\}')
+MARKER_FIELDS = {"tag", "name", "digest"}
+
+
+def marker_problems(text: str, policies: set[tuple[str, str]]) -> list[str]:
+    """What is wrong with each setter marker in `text`, given the ImagePolicies as (namespace, name)."""
+    problems = []
+    for ref in MARKER.findall(text):
+        parts = ref.split(":")
+        if len(parts) not in (2, 3) or not all(parts):
+            problems.append(f"{ref!r}: not NAMESPACE:NAME, NAMESPACE:NAME:tag or NAMESPACE:NAME:name")
+        elif len(parts) == 3 and parts[2] not in MARKER_FIELDS:
+            problems.append(f"{ref!r}: unknown field {parts[2]!r}")
+        elif (parts[0], parts[1]) not in policies:
+            problems.append(f"{ref!r}: no ImagePolicy {parts[0]}/{parts[1]}")
+    return problems
+
+
+def test_every_setter_marker_names_an_existing_image_policy(applied):
+    policies = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in find(applied, "ImagePolicy")}
+    update_paths = [(ROOT / d["spec"]["update"]["path"]).resolve() for d in find(applied, "ImageUpdateAutomation")]
+    marked = [p for p in sorted(GITOPS.rglob("*.yaml")) if MARKER.search(p.read_text())]
+    assert marked, "no image setter marker under gitops/"
+    for path in marked:
+        assert marker_problems(path.read_text(), policies) == [], path.relative_to(GITOPS)
+        assert any(path.resolve().is_relative_to(u) for u in update_paths), f"{path}: no automation updates it"
+
+
+@pytest.mark.parametrize(
+    ("desc", "line", "ok"),
+    [
+        ("policy by namespace and name", 'image: a/b:1.0 # {"$imagepolicy": "flux-system:demo-app"}', True),
+        ("tag field", 'tag: "1.0" # {"$imagepolicy": "flux-system:demo-app:tag"}', True),
+        ("name field", 'repository: a/b # {"$imagepolicy": "flux-system:demo-app:name"}', True),
+        ("unknown policy", 'image: a/b:1.0 # {"$imagepolicy": "flux-system:other"}', False),
+        ("policy in another namespace", 'image: a/b:1.0 # {"$imagepolicy": "apps:demo-app"}', False),
+        ("no namespace", 'image: a/b:1.0 # {"$imagepolicy": "demo-app"}', False),
+        ("unknown field", 'image: a/b:1.0 # {"$imagepolicy": "flux-system:demo-app:version"}', False),
+    ],
+    ids=lambda x: x if isinstance(x, str) and " " in x and "$" not in x else "",
+)
+def test_marker_check(desc, line, ok):
+    assert (marker_problems(line, {("flux-system", "demo-app")}) == []) is ok, desc
 
 
 def test_demo_app(builds):
@@ -373,17 +474,76 @@ def test_demo_app(builds):
 
 
 def test_no_secret_values_committed(applied):
-    assert find(applied, "Secret") == []
+    # The only Secret Flux applies is the ServiceAccount token, which Kubernetes fills in.
+    for secret in find(applied, "Secret"):
+        assert secret["type"] == "kubernetes.io/service-account-token", name_of(secret)
+        assert not secret.get("data") and not secret.get("stringData"), name_of(secret)
+
+
+def test_gate_notifications(applied):
     (provider,) = find(applied, "Provider")
-    assert provider["spec"]["type"] == "generic-hmac"
-    assert provider["spec"]["secretRef"]["name"]
     (alert,) = find(applied, "Alert")
+    for doc in (provider, alert):
+        assert doc["apiVersion"] == "notification.toolkit.fluxcd.io/v1beta3", name_of(doc)
+    assert provider["spec"]["type"] == "generic-hmac"
+    # The Function URL (address) and the HMAC key (token) come from the Secret, never from Git.
+    assert provider["spec"]["secretRef"]["name"] and "address" not in provider["spec"]
     assert alert["spec"]["providerRef"]["name"] == provider["metadata"]["name"]
+    assert alert["metadata"]["namespace"] == provider["metadata"]["namespace"]
     assert {s["kind"] for s in alert["spec"]["eventSources"]} == {"Kustomization", "HelmRelease"}
+    assert alert["spec"]["eventSeverity"] == "info", "Progressing events are info: the hook needs them"
+
+
+# Exactly what node-fleet's Kubernetes adapter and the gate's reader call, as (group, resource, verb).
+LAMBDA_PERMISSIONS = {
+    *(("", "nodes", verb) for verb in ("get", "list", "patch", "delete")),
+    ("", "pods", "list"),
+    ("", "pods/eviction", "create"),
+    ("policy", "poddisruptionbudgets", "list"),
+    *(
+        (group, resource, verb)
+        for group, resource in (
+            ("kustomize.toolkit.fluxcd.io", "kustomizations"),
+            ("helm.toolkit.fluxcd.io", "helmreleases"),
+            ("flagger.app", "canaries"),
+        )
+        for verb in ("get", "list")
+    ),
+}
+
+
+def test_lambda_cluster_role_is_exactly_what_the_adapters_use(applied):
+    (role,) = find(applied, "ClusterRole", "node-fleet")
+    granted = [
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    ]
+    assert "*" not in {part for grant in granted for part in grant}
+    assert all(set(rule) == {"apiGroups", "resources", "verbs"} for rule in role["rules"]), "no names, no URLs"
+    assert len(granted) == len(set(granted)), "a permission is granted twice"
+    assert set(granted) == LAMBDA_PERMISSIONS
+
+
+def test_lambda_identity(applied):
+    (account,) = find(applied, "ServiceAccount", "node-fleet")
+    namespace = account["metadata"]["namespace"]
+    (binding,) = find(applied, "ClusterRoleBinding", "node-fleet")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "node-fleet"}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "node-fleet", "namespace": namespace}]
+    (token,) = find(applied, "Secret")
+    assert token["metadata"]["namespace"] == namespace
+    assert token["type"] == "kubernetes.io/service-account-token"
+    assert token["metadata"]["annotations"]["kubernetes.io/service-account.name"] == "node-fleet"
+    assert find(applied, "Namespace", namespace)
+    # Nothing else is bound to it: the ClusterRole is all it can do.
+    assert [b for b in find(applied, "ClusterRoleBinding") + find(applied, "RoleBinding") if b is not binding] == []
 
 
 def test_helm_release_values_name_generated_configmaps(builds):
-    docs = builds[GITOPS / "infrastructure" / "controllers"]
+    docs = builds[INFRA]
     configmaps = {d["metadata"]["name"] for d in find(docs, "ConfigMap")}
     (release,) = find(docs, "HelmRelease", "kube-prometheus-stack")
     for ref in release["spec"]["valuesFrom"]:
@@ -396,8 +556,12 @@ def test_helm_release_values_name_generated_configmaps(builds):
 
 
 def test_prometheus_for_the_lambda_goes_through_the_auth_proxy(builds):
-    docs = builds[GITOPS / "infrastructure" / "controllers"]
-    (service,) = find(docs, "Service", "prometheus-lambda")
+    # Prometheus itself stays ClusterIP; the one way in from outside is nginx with basic auth on a NodePort
+    # that the nodes' security group opens to the Lambda's security group only (see gitops/README.md).
+    docs = builds[INFRA]
+    node_ports = [d for d in find(docs, "Service") if d["spec"].get("type") in ("NodePort", "LoadBalancer")]
+    assert [d["metadata"]["name"] for d in node_ports] == ["prometheus-lambda"]
+    (service,) = node_ports
     (release,) = find(docs, "HelmRelease", "kube-prometheus-stack")
     spec = release["spec"]["values"]["prometheus"]["prometheusSpec"]
     proxy_ports = {p["name"] for c in spec["containers"] for p in c.get("ports", [])}
@@ -408,16 +572,21 @@ def test_prometheus_for_the_lambda_goes_through_the_auth_proxy(builds):
     config = next(d for d in find(docs, "ConfigMap") if d["metadata"]["name"].startswith("prometheus-lambda-proxy"))
     nginx = config["data"]["nginx.conf"]
     assert "auth_basic_user_file" in nginx and "listen 9091;" in nginx
+    assert "location /api/v1/admin/" in nginx
 
 
 def test_kube_state_metrics_reads_current_flux_apis(builds):
-    docs = builds[GITOPS / "infrastructure" / "controllers"]
+    docs = builds[INFRA]
     config = next(d for d in find(docs, "ConfigMap") if d["metadata"]["name"].startswith("flux-kube-state-metrics"))
     values = yaml.safe_load(config["data"]["kube-state-metrics-config.yaml"])
     resources = values["kube-state-metrics"]["customResourceState"]["config"]["spec"]["resources"]
     versions = {(r["groupVersionKind"]["kind"], r["groupVersionKind"]["version"]) for r in resources}
     assert {("Kustomization", "v1"), ("HelmRelease", "v2"), ("GitRepository", "v1")} <= versions
-    assert all(r["metricNamePrefix"] == "gotk" and r["metrics"][0]["name"] == "resource_info" for r in resources)
+    for r in resources:
+        # gotk_resource_info{customresource_kind, exported_namespace, name, ready, suspended}: what the rules use.
+        assert r["metricNamePrefix"] == "gotk" and r["metrics"][0]["name"] == "resource_info"
+        assert {"exported_namespace", "ready", "suspended"} <= set(r["labelsFromPath"]), r["groupVersionKind"]
+        assert "name" in r["metrics"][0]["each"]["info"]["labelsFromPath"], r["groupVersionKind"]
     if CRDS.is_dir():
         for r in resources:
             gvk = r["groupVersionKind"]
@@ -426,41 +595,121 @@ def test_kube_state_metrics_reads_current_flux_apis(builds):
 
 
 def test_dashboard(builds):
-    docs = builds[GITOPS / "infrastructure" / "monitoring"]
+    docs = builds[INFRA]
     (dashboard,) = find(docs, "ConfigMap", "node-fleet-dashboard")
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     model = json.loads(dashboard["data"]["node-fleet.json"])
     assert model["uid"] == "node-fleet" and model["panels"]
     exprs = [t["expr"] for p in model["panels"] for t in p["targets"]]
     assert any("gotk_resource_info" in e for e in exprs)
+    assert all(metric_names(e) <= KNOWN_METRICS for e in exprs), [e for e in exprs if metric_names(e) - KNOWN_METRICS]
 
 
 # --- alert rules ------------------------------------------------------------------------------------
 
+# Metrics that exist today: kube-state-metrics and node-exporter (both in kube-prometheus-stack), the
+# gotk_resource_info series our kube-state-metrics config makes, and what the Flux controllers still export
+# (../shared/reference/flux.md). Not gotk_reconcile_condition or gotk_suspend_status: gone since Flux 2.5.
+KNOWN_METRICS = {
+    "kube_node_info",
+    "kube_node_spec_unschedulable",
+    "kube_node_status_allocatable",
+    "kube_node_status_condition",
+    "kube_pod_container_resource_requests",
+    "kube_pod_status_phase",
+    "kube_pod_status_unschedulable",
+    "node_cpu_seconds_total",
+    "gotk_resource_info",
+    "gotk_reconcile_duration_seconds_bucket",
+    "gotk_reconcile_duration_seconds_count",
+    "gotk_reconcile_duration_seconds_sum",
+}
+PROMQL_KEYWORDS = {"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring"}
 
-def test_prometheus_rule_has_exactly_the_rules_files_groups(builds):
-    (rule,) = find(builds[GITOPS / "infrastructure" / "monitoring"], "PrometheusRule")
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression reads (not functions, labels, keywords or numbers)."""
+    expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    expr = re.sub(r"\{[^}]*\}|\[[^\]]*\]", " ", expr)
+    expr = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", expr)
+    return {
+        m.group()
+        for m in re.finditer(r"(?<![\w.])[a-zA-Z_:][\w:]*", expr)
+        if m.group() not in PROMQL_KEYWORDS and not expr[m.end() :].lstrip().startswith("(")
+    }
+
+
+@pytest.mark.parametrize(
+    ("expr", "names"),
+    [
+        ("absent(gotk_resource_info)", {"gotk_resource_info"}),
+        (
+            'max by (node) (kube_node_status_condition{condition="Ready", status="true"}) == 0',
+            {"kube_node_status_condition"},
+        ),
+        ("sum(rate(a_total[5m])) / sum(rate(b_total[5m])) > 1.5e3", {"a_total", "b_total"}),
+        ("x or vector(0)", {"x"}),
+    ],
+)
+def test_metric_names(expr, names):
+    assert metric_names(expr) == names
+
+
+def rule_groups(builds) -> list[dict[str, Any]]:
+    (rule,) = find(builds[MONITORING], "PrometheusRule")
     assert rule["apiVersion"] == "monitoring.coreos.com/v1"
-    source = yaml.safe_load(RULES_FILE.read_text())
-    assert rule["spec"]["groups"] == source["groups"], (
-        "prometheusrule.yaml drifted from rules/node-fleet.rules.yaml (the source): copy the groups over"
-    )
+    return rule["spec"]["groups"]
 
 
-def test_rules_use_metrics_that_exist():
-    text = (
-        RULES_FILE.read_text()
-        + (GITOPS / "infrastructure" / "monitoring" / "dashboards" / "node-fleet.json").read_text()
-    )
-    for gone in ("gotk_reconcile_condition", "gotk_suspend_status"):  # removed in Flux 2.5
-        assert gone not in text
-    alerts = {r["alert"] for g in yaml.safe_load(RULES_FILE.read_text())["groups"] for r in g["rules"]}
+def alerting_rules(builds) -> list[dict[str, Any]]:
+    return [r for g in rule_groups(builds) for r in g["rules"] if "alert" in r]
+
+
+@pytest.fixture
+def rules_dir(builds, tmp_path) -> Path:
+    """alerts.yaml's groups (as Flux applies them) as the plain rules file promtool reads, with the tests."""
+    (tmp_path / "alerts.rules.yaml").write_text(yaml.safe_dump({"groups": rule_groups(builds)}, sort_keys=False))
+    shutil.copy(ALERTS_TEST, tmp_path / ALERTS_TEST.name)
+    return tmp_path
+
+
+def test_alerts_yaml_is_the_one_source_of_the_rules():
+    tests = yaml.safe_load(ALERTS_TEST.read_text())
+    assert tests["rule_files"] == ["alerts.rules.yaml"]
+    assert not (MONITORING / "alerts.rules.yaml").exists(), "generated by the tests from alerts.yaml; not committed"
+    others = [
+        p.relative_to(GITOPS).as_posix()
+        for p in GITOPS.rglob("*.yaml")
+        if p != ALERTS and re.search(r"^\s*(?:-\s+)?alert:\s", p.read_text(), re.M)
+    ]
+    assert others == [], "alert rules live in monitoring/alerts.yaml only"
+
+
+def test_rules_use_metrics_that_exist(builds):
+    for rule in [r for g in rule_groups(builds) for r in g["rules"]]:
+        used = metric_names(rule["expr"])
+        assert used, rule
+        assert used <= KNOWN_METRICS, (rule.get("alert"), used - KNOWN_METRICS)
+
+
+def test_the_alerts_the_issue_asks_for(builds):
+    alerts = {r["alert"] for r in alerting_rules(builds)}
     assert {
-        "NodeFleetPodPendingTooLong",
+        "NodeFleetPodUnschedulable",
         "NodeFleetNodeNotReady",
         "NodeFleetScaleDownHeldTooLong",
         "FluxReconciliationFailure",
+        "FluxResourceMetricsMissing",
     } <= alerts
+    for rule in alerting_rules(builds):
+        assert rule["labels"]["severity"] in ("info", "warning", "critical"), rule["alert"]
+        assert rule["annotations"]["summary"] and rule["annotations"]["description"], rule["alert"]
+
+
+def test_every_alert_has_a_promtool_test(builds):
+    tests = yaml.safe_load(ALERTS_TEST.read_text())["tests"]
+    tested = {case["alertname"] for t in tests for case in t["alert_rule_test"] if case["exp_alerts"]}
+    assert {r["alert"] for r in alerting_rules(builds)} == tested
 
 
 @pytest.fixture(scope="module")
@@ -468,27 +717,25 @@ def promtool() -> str:
     return require("promtool", "apt-get install prometheus; .ci/run installs it")
 
 
-def test_promtool_check_rules(promtool):
-    out = subprocess.run([promtool, "check", "rules", str(RULES_FILE)], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stdout + out.stderr
-
-
-def test_promtool_test_rules(promtool):
+def test_promtool_check_rules(promtool, rules_dir):
     out = subprocess.run(
-        [promtool, "test", "rules", RULES_TEST.name], cwd=RULES, capture_output=True, text=True, timeout=120
+        [promtool, "check", "rules", "alerts.rules.yaml"], cwd=rules_dir, capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-def test_promtool_checks_the_prometheus_rule_as_built(promtool, builds, tmp_path):
-    (rule,) = find(builds[GITOPS / "infrastructure" / "monitoring"], "PrometheusRule")
-    path = tmp_path / "built.rules.yaml"
-    path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
-    out = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
+def test_promtool_test_rules(promtool, rules_dir):
+    out = subprocess.run(
+        [promtool, "test", "rules", ALERTS_TEST.name], cwd=rules_dir, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stdout + out.stderr
 
 
 # --- scripts --------------------------------------------------------------------------------------------
+
+
+def test_scripts_are_the_four_the_issue_names():
+    assert sorted(p.name for p in SCRIPTS_DIR.iterdir()) == sorted(SCRIPT_NAMES)
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
@@ -502,84 +749,177 @@ def test_shellcheck(script):
 def test_script_basics(script):
     text = script.read_text()
     assert text.startswith("#!/usr/bin/env bash\n")
-    assert "set -euo pipefail" in text
+    assert "\nset -euo pipefail\n" in text
     assert script.stat().st_mode & stat.S_IXUSR, f"{script.name} is not executable"
     out = subprocess.run(["bash", str(script), "--help"], capture_output=True, text=True, timeout=30)
-    assert out.returncode == 0 and out.stdout.startswith("Usage: gitops/scripts/")
+    assert out.returncode == 0 and out.stdout.startswith(f"Usage: gitops/scripts/{script.name}")
+    out = subprocess.run(["bash", str(script), "--no-such-option"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2 and "Usage:" in out.stderr
 
 
-@pytest.fixture
-def stub_path(tmp_path):
+# Each drains a piped stdin as the real tool would (else the writer gets SIGPIPE, and pipefail fails).
+DRAIN = "[ -p /dev/stdin ] && cat >/dev/null"
+STUBS = {
+    "flux": f'{DRAIN}; echo "flux $*" >> "$LOG"',
+    # `get` answers "not found", so the scripts take their create paths.
+    "kubectl": f'{DRAIN}; echo "kubectl $*" >> "$LOG"; case " $* " in *" get "*) exit 1;; esac',
+    "openssl": f'{DRAIN}; echo "openssl $*" >> "$LOG"; echo stub',
+}
+SECRET_VARS = (
+    "GITHUB_TOKEN",
+    "GITHUB_OWNER",
+    "GITHUB_REPOSITORY",
+    "GITHUB_BRANCH",
+    "GITHUB_PERSONAL",
+    "NODE_FLEET_HOOK_URL",
+    "NODE_FLEET_HOOK_HMAC_KEY",
+    "PROMETHEUS_LAMBDA_USER",
+    "PROMETHEUS_LAMBDA_PASSWORD",
+    "GRAFANA_ADMIN_PASSWORD",
+)
+
+
+SYSTEM_TOOLS = ("bash", "cat", "dirname", "mktemp", "rm", "tail")
+
+
+def stub_env(tmp_path: Path, tools: tuple[str, ...] = tuple(STUBS)) -> tuple[dict[str, str], Path]:
     """flux, kubectl and openssl stand-ins that log their arguments: no cluster is touched."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     log = tmp_path / "calls.log"
-    stubs = {
-        "flux": 'echo "flux $*" >> "$LOG"',
-        # `get` answers "not found", so the scripts take their create paths.
-        "kubectl": 'echo "kubectl $*" >> "$LOG"; case " $* " in *" get "*) exit 1;; esac',
-        "openssl": 'echo "openssl $*" >> "$LOG"; echo stub',
-    }
-    for name, body in stubs.items():
+    log.touch()
+    for name in tools:
         path = bin_dir / name
-        path.write_text(f"#!/bin/sh\n{body}\n")
+        path.write_text(f"#!/bin/sh\n{STUBS[name]}\n")
         path.chmod(0o755)
-    env = {**os.environ, "PATH": f"{bin_dir}:/usr/bin:/bin", "LOG": str(log)}
-    for var in (
-        "NODE_FLEET_HOOK_URL",
-        "NODE_FLEET_HOOK_HMAC_KEY",
-        "PROMETHEUS_LAMBDA_PASSWORD",
-        "GRAFANA_ADMIN_PASSWORD",
-    ):
-        env.pop(var, None)
+    # Only the stubs and the few system tools the scripts use: whatever else this machine has is hidden.
+    sys_dir = tmp_path / "sysbin"
+    sys_dir.mkdir()
+    for name in SYSTEM_TOOLS:
+        found = shutil.which(name, path="/usr/bin:/bin")
+        assert found, f"{name} not found in /usr/bin or /bin"
+        (sys_dir / name).symlink_to(found)
+    env = {k: v for k, v in os.environ.items() if k not in SECRET_VARS}
+    env |= {"PATH": f"{bin_dir}:{sys_dir}", "LOG": str(log)}
     return env, log
 
 
-def repo_url() -> str:
-    return re.search(r"url: (ssh://\S+)", (CLUSTER / "flux-system.yaml").read_text()).group(1)
-
-
-def test_install_without_arguments_prints_usage(stub_path):
-    env, _ = stub_path
-    out = subprocess.run(["bash", str(GITOPS / "scripts" / "install.sh")], capture_output=True, text=True, env=env)
-    assert out.returncode == 2 and "Usage:" in out.stderr
-
-
-def test_install_refuses_a_url_the_sync_file_does_not_name(stub_path):
-    env, _ = stub_path
-    out = subprocess.run(
-        ["bash", str(GITOPS / "scripts" / "install.sh"), "ssh://git@example.com/other/repo"],
+def run_script(name: str, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(SCRIPTS_DIR / name), *args],
         capture_output=True,
         text=True,
         env=env,
-    )
-    assert out.returncode == 1 and "spec.url" in out.stderr
-
-
-def test_install_dry_run_changes_nothing(stub_path):
-    env, log = stub_path
-    out = subprocess.run(
-        ["bash", str(GITOPS / "scripts" / "install.sh"), "--dry-run", "--context", "k3s", repo_url()],
-        capture_output=True,
-        text=True,
-        env=env,
+        stdin=subprocess.DEVNULL,
         timeout=60,
     )
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "missing"),
+    [
+        ("install-flux.sh", ("--dry-run",), "flux"),
+        ("install-flux.sh", ("--dry-run",), "kubectl"),
+        ("uninstall-flux.sh", ("--yes",), "flux"),
+        ("check-status.sh", (), "kubectl"),
+        ("reconcile.sh", (), "flux"),
+    ],
+)
+def test_a_missing_tool_is_named(tmp_path, script, args, missing):
+    env, log = stub_env(tmp_path, tuple(t for t in STUBS if t != missing))
+    env |= {"GITHUB_TOKEN": "t", "GITHUB_OWNER": "o"}
+    out = run_script(script, *args, env=env)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert f"{script}: {missing} is not installed" in out.stderr
+    assert log.read_text() == "", "nothing runs before the pre-flight checks pass"
+
+
+@pytest.mark.parametrize(
+    ("desc", "env_vars", "message"),
+    [
+        ("no token", {"GITHUB_OWNER": "o"}, "GITHUB_TOKEN is not set"),
+        ("no owner", {"GITHUB_TOKEN": "t"}, "GITHUB_OWNER is not set"),
+        (
+            "hook URL without its key",
+            {"GITHUB_TOKEN": "t", "GITHUB_OWNER": "o", "NODE_FLEET_HOOK_URL": "https://x.lambda-url.on.aws/"},
+            "NODE_FLEET_HOOK_HMAC_KEY is not set",
+        ),
+        (
+            "hook URL not https",
+            {
+                "GITHUB_TOKEN": "t",
+                "GITHUB_OWNER": "o",
+                "NODE_FLEET_HOOK_URL": "http://x",
+                "NODE_FLEET_HOOK_HMAC_KEY": "k",
+            },
+            "NODE_FLEET_HOOK_URL must be the https:// Function URL",
+        ),
+    ],
+    ids=lambda x: x if isinstance(x, str) and " " in x and "/" not in x else "",
+)
+def test_install_names_a_missing_variable(tmp_path, desc, env_vars, message):
+    env, log = stub_env(tmp_path)
+    out = run_script("install-flux.sh", "--dry-run", env=env | env_vars)
+    assert out.returncode == 1 and message in out.stderr, (desc, out.stderr)
+    assert log.read_text() == ""
+
+
+def test_install_dry_run_bootstraps_with_image_automation_and_a_write_key(tmp_path):
+    env, log = stub_env(tmp_path)
+    env |= {"GITHUB_TOKEN": "ghp_secret", "GITHUB_OWNER": "acme", "GITHUB_PERSONAL": "true"}
+    out = run_script("install-flux.sh", "--dry-run", "--context", "k3s", env=env)
     assert out.returncode == 0, out.stdout + out.stderr
     assert (
-        "would run: flux --context k3s install --components-extra=image-reflector-controller,image-automation-controller"
-        in out.stdout
-    )
-    assert f"would run: kubectl --context k3s apply -f {CLUSTER / 'flux-system.yaml'}" in out.stdout
+        "would run: flux --context k3s bootstrap github --owner=acme --repository=node-fleet --branch=main"
+        " --path=gitops/clusters/production --interval=1m"
+        " --components-extra=image-reflector-controller,image-automation-controller --read-write-key --personal"
+    ) in out.stdout
     assert "would create or update secret monitoring/grafana-admin" in out.stdout
+    assert "NODE_FLEET_HOOK_URL and NODE_FLEET_HOOK_HMAC_KEY are not set" in out.stdout
     calls = log.read_text().splitlines()
-    assert calls[0] == "flux --context k3s check --pre"
-    assert all(" get " in c or c.endswith("check --pre") or c.startswith("openssl") for c in calls), calls
+    assert calls[:2] == ["kubectl --context k3s cluster-info", "flux --context k3s check --pre"]
+    assert all(" get " in c or c.endswith(("cluster-info", "check --pre")) or c.startswith("openssl") for c in calls)
+    assert "ghp_secret" not in out.stdout + out.stderr + log.read_text()
 
 
-def test_reconcile_goes_in_dependency_order_with_source(stub_path):
-    env, log = stub_path
-    out = subprocess.run(["bash", str(GITOPS / "scripts" / "reconcile.sh")], capture_output=True, text=True, env=env)
+def test_install_secrets_only_keeps_values_off_command_lines(tmp_path):
+    env, log = stub_env(tmp_path)
+    env |= {
+        "NODE_FLEET_HOOK_URL": "https://abc.lambda-url.eu-west-1.on.aws/",
+        "NODE_FLEET_HOOK_HMAC_KEY": "hmac-key-value",
+        "PROMETHEUS_LAMBDA_PASSWORD": "prom-password",
+        "GRAFANA_ADMIN_PASSWORD": "grafana-password",
+    }
+    out = run_script("install-flux.sh", "--secrets-only", env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    calls = log.read_text()
+    for value in ("hmac-key-value", "prom-password", "grafana-password", "abc.lambda-url"):
+        assert value not in calls + out.stdout + out.stderr, value
+    assert "create secret generic node-fleet-gate-hook --from-file=address=" in calls
+    assert "create secret generic prometheus-lambda-htpasswd --from-file=htpasswd=" in calls
+    assert "bootstrap" not in calls
+
+
+def test_uninstall_asks_first(tmp_path):
+    env, log = stub_env(tmp_path)
+    out = run_script("uninstall-flux.sh", env=env)
+    assert out.returncode == 1 and "--yes" in out.stderr
+    assert "uninstall" not in log.read_text()
+    out = run_script("uninstall-flux.sh", "--dry-run", "--keep-namespace", env=env)
+    assert out.returncode == 0 and "would run: flux uninstall --silent --keep-namespace" in out.stdout
+    assert "uninstall" not in log.read_text()
+
+
+def test_uninstall_with_yes(tmp_path):
+    env, log = stub_env(tmp_path)
+    out = run_script("uninstall-flux.sh", "--yes", "--context", "k3s", env=env)
+    assert out.returncode == 0, out.stderr
+    assert "flux --context k3s uninstall --silent" in log.read_text().splitlines()
+
+
+def test_reconcile_goes_in_dependency_order_with_source(tmp_path):
+    env, log = stub_env(tmp_path)
+    out = run_script("reconcile.sh", env=env)
     assert out.returncode == 0, out.stderr
     assert log.read_text().splitlines() == [
         f"flux reconcile kustomization {name} --namespace flux-system --with-source"
@@ -587,13 +927,16 @@ def test_reconcile_goes_in_dependency_order_with_source(stub_path):
     ]
 
 
-def test_status_reads_only(stub_path):
-    env, log = stub_path
-    out = subprocess.run(["bash", str(GITOPS / "scripts" / "status.sh")], capture_output=True, text=True, env=env)
+def test_check_status_reads_only(tmp_path):
+    env, log = stub_env(tmp_path)
+    out = run_script("check-status.sh", env=env)
     assert out.returncode == 0, out.stderr
     calls = log.read_text().splitlines()
-    assert "flux get all -A" in calls
-    assert all(c.split()[1] in ("get", "events") for c in calls), calls
+    assert "flux get all -A" in calls and "flux check" in calls
+    for call in calls:
+        assert re.search(r"\s(get|events|check)(\s|$)", call), call
+        assert not re.search(r"\s(apply|create|delete|patch|reconcile|uninstall|bootstrap|suspend|resume)\s", call)
+    assert "MISSING: flux-system/node-fleet-gate-hook" in out.stdout
 
 
 def test_kubectl_is_the_one_from_the_venv_when_installed(kubectl):
