@@ -241,6 +241,7 @@ def state_to_json(state: ScalingState) -> str:
         ],
         "backoff_until": state.backoff_until,
         "paused": state.paused,
+        "gate_held_since": state.gate_held_since,
     }
     return json.dumps(doc, allow_nan=False, separators=(",", ":"))
 
@@ -275,6 +276,7 @@ def state_from_json(text: str) -> ScalingState:
         drains=tuple(_drain(x, f"state.drains[{i}]") for i, x in enumerate(_list(obj, "drains"))),
         backoff_until=_time(obj, "backoff_until", "state", optional=True),
         paused=paused,
+        gate_held_since=_time(obj, "gate_held_since", "state", optional=True),
     )
 
 

@@ -164,7 +164,8 @@ class Ec2Fleet:
         return tuple(dict.fromkeys(self._subnets().values()))
 
     def list_workers(self) -> Sequence[Instance]:
-        return tuple(_instance(raw) for raw in self._describe(self._worker_filters()))
+        # Shutting-down and terminated workers too, while EC2 lists them: their Nodes get cleaned up.
+        return tuple(_instance(raw) for raw in self._describe(self._worker_filters(states=None)))
 
     def launch(self, az: str, count: int, token: str) -> LaunchResult:
         if count <= 0:
@@ -228,12 +229,15 @@ class Ec2Fleet:
             self._subnet_zone = {s: zones[s] for s in self.options.subnet_ids}
         return self._subnet_zone
 
-    def _worker_filters(self, token: str | None = None) -> list[dict[str, Any]]:
+    def _worker_filters(
+        self, token: str | None = None, states: tuple[str, ...] | None = _ALIVE
+    ) -> list[dict[str, Any]]:
         filters = [
             {"Name": f"tag:{CLUSTER_TAG}", "Values": [self.cluster_name]},
             {"Name": f"tag:{ROLE_TAG}", "Values": [WORKER_ROLE]},
-            {"Name": "instance-state-name", "Values": list(_ALIVE)},
         ]
+        if states is not None:
+            filters.append({"Name": "instance-state-name", "Values": list(states)})
         if token is not None:
             filters.append({"Name": f"tag:{LAUNCH_TOKEN_TAG}", "Values": [token]})
         return filters
