@@ -93,10 +93,10 @@ def _gate(args: argparse.Namespace) -> int:
         except json.JSONDecodeError as exc:
             raise ValueError(f"{args.objects}: not JSON ({exc.msg} at line {exc.lineno})") from None
     else:
-        from autoscaler.adapters.kube import KubeCluster
+        from autoscaler.adapters.kube import KubeOptions
         from gitops_hooks.reader import list_objects
 
-        data = list_objects(KubeCluster.from_kubeconfig(str(args.kubeconfig)))
+        data = list_objects(KubeOptions(kubeconfig=str(args.kubeconfig)).cluster())
     print(json.dumps(gate_objects(data)))
     return 0
 

@@ -17,8 +17,10 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
+from autoscaler.ports import PermanentError
 
-class ConfigError(ValueError):
+
+class ConfigError(ValueError, PermanentError):
     """A setting is missing, malformed or out of range; the message names it."""
 
 

@@ -17,6 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from autoscaler.config import ConfigError, Settings
 from autoscaler.events import InvalidEvent, Manual, Request, parse, parse_alarm_actions
+from autoscaler.ports import PermanentError
 from autoscaler.service import LeaseBusy, Report, Wiring, handle
 
 logger = Logger()
@@ -55,6 +56,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     logger.append_keys(request=type(request).__name__, event_id=request.event_id)
     try:
         answer = _manual(request, settings, context) if isinstance(request, Manual) else _serve(request, settings)
+    except PermanentError as exc:
+        metrics.add_metric(name="Errors", unit=MetricUnit.Count, value=1)
+        logger.error("permanent error, not retried", extra={"error": str(exc)})
+        return {"status": "error", "error": str(exc)}
     except LeaseBusy:
         metrics.add_metric(name="LeaseContention", unit=MetricUnit.Count, value=1)
         logger.warning("lease taken; the event will be delivered again")

@@ -70,6 +70,10 @@ class Metrics(Protocol):
         """Current usage; a value that cannot be trusted comes back unknown (None), never zero."""
 
 
+class PermanentError(Exception):
+    """Retrying cannot fix it (bad configuration, an instance that is not ours): report, do not retry."""
+
+
 class StaleStateError(Exception):
     """The state changed since it was loaded (optimistic concurrency): do nothing this cycle."""
 

@@ -28,7 +28,7 @@ from botocore.exceptions import ClientError
 
 from autoscaler.config import ConfigError
 from autoscaler.model import Instance, InstanceState
-from autoscaler.ports import LaunchResult
+from autoscaler.ports import LaunchResult, PermanentError
 
 logger = Logger(child=True)
 
@@ -71,7 +71,7 @@ class FleetError(Exception):
     """The fleet cannot do what was asked, and retrying will not change that."""
 
 
-class NotOurInstance(FleetError):
+class NotOurInstance(FleetError, PermanentError):
     """The instance does not carry this cluster's worker tags: it is never terminated."""
 
 
