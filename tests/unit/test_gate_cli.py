@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -11,7 +12,8 @@ from autoscaler.cli import main
 from gitops_hooks.flux import supported
 
 # Objects of other kinds are refused as input (exit 1), which test_sim covers.
-SHAPES = [(d, o, s) for d, o, s, _ in KUSTOMIZATION_CASES + HELM_RELEASE_CASES if supported(o)] + [
+# Copied at collection: test_flux's tests may change their case objects in place as they run.
+SHAPES = [(d, copy.deepcopy(o), s) for d, o, s, _ in KUSTOMIZATION_CASES + HELM_RELEASE_CASES if supported(o)] + [
     (f"canary phase {phase or 'empty'}", canary(phase), state) for phase, state, _ in CANARY_CASES
 ]
 
