@@ -55,6 +55,12 @@ def _parser() -> argparse.ArgumentParser:
     gate_source.add_argument("--kubeconfig", type=Path, help="read Kustomizations, HelmReleases and Canaries")
     gate.set_defaults(run=_gate)
 
+    from autoscaler import local_invoke
+
+    invoke = sub.add_parser("invoke", help="run a function of template.yaml in process, as `sam local invoke` would")
+    local_invoke.add_arguments(invoke)
+    invoke.set_defaults(run=local_invoke.run)
+
     demo = sub.add_parser("demo", help="the main job on an embedded default: simulate the flash-sale scenario")
     demo.add_argument("--plot", type=Path, default=DEMO_PLOT)
     demo.set_defaults(run=_demo)

@@ -462,11 +462,8 @@ def load_event(event_path: str | os.PathLike[str]) -> Any:
         raise LocalInvokeError(f"event {path} is not valid JSON: {exc}") from None
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m autoscaler.local_invoke FUNCTION --event FILE [--env-vars FILE] [--template FILE]`."""
-    parser = argparse.ArgumentParser(
-        prog="python -m autoscaler.local_invoke", description="Invoke a function of template.yaml in process."
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of `node-fleet invoke`, as `sam local invoke` takes them."""
     parser.add_argument("function", metavar="FUNCTION_LOGICAL_ID")
     parser.add_argument("--event", "-e", required=True, type=Path, help="event JSON file (see events/)")
     parser.add_argument("--env-vars", "-n", type=Path, help='overrides: {"LogicalId": {...}} or {"Parameters": {...}}')
@@ -474,7 +471,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--parameter-overrides", nargs="*", default=[], metavar="KEY=VALUE", help="template parameter values"
     )
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
     overrides = dict(item.split("=", 1) for item in args.parameter_overrides if "=" in item)
     try:
         result = invoke(args.template, args.function, args.event, args.env_vars, parameter_overrides=overrides)
@@ -483,7 +482,3 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(json.dumps(result, indent=2, default=str))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 from template_helpers import TEMPLATE
 
+from autoscaler.cli import main as cli_main
 from autoscaler.local_invoke import (
     LambdaContext,
     LocalInvokeError,
     function_ids,
     invoke,
     load_template,
-    main,
     resolve_function,
 )
 
@@ -280,11 +280,14 @@ def test_context_counts_down():
     assert context.log_group_name == "/aws/lambda/f"
 
 
-def test_main_prints_the_result(project, capsys):
-    code = main(["Fn", "--event", str(project / "event.json"), "--template", str(project / "template.yaml")])
+def test_node_fleet_invoke_prints_the_result(project, capsys):
+    code = cli_main(
+        ["invoke", "Fn", "--event", str(project / "event.json"), "--template", str(project / "template.yaml")]
+    )
     assert code == 0
     assert json.loads(capsys.readouterr().out)["event"] == {"hello": "world"}
-    assert main(["Nope", "--event", str(project / "event.json"), "--template", str(project / "template.yaml")]) == 1
+    nope = ["invoke", "Nope", "--event", str(project / "event.json"), "--template", str(project / "template.yaml")]
+    assert cli_main(nope) == 1
     assert "no function 'Nope'" in capsys.readouterr().err
 
 
