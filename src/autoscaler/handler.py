@@ -76,9 +76,34 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
 
 def _serve(request: Request, settings: Settings) -> dict[str, Any]:
-    report = handle(request, wiring(settings), settings, token=request.event_id)
+    w = wiring(settings)
+    report = handle(request, w, settings, token=request.event_id)
     _record(report, settings)
+    _notify(report, settings, w)
     return _answer(report)
+
+
+def _notify(report: Report, settings: Settings, w: Wiring) -> None:
+    """Tell the operators' topic what changed: launches, drains, terminations and failures."""
+    if w.notify is None or report.cycle is None or settings.dry_run:
+        return
+    decision, outcome = report.cycle.decision, report.cycle.outcome
+    lines = [
+        f"launched {', '.join(outcome.launched)}" if outcome.launched else "",
+        f"launch failures: {'; '.join(outcome.launch_failures)}" if outcome.launch_failures else "",
+        f"draining {', '.join(outcome.cordoned)}" if outcome.cordoned else "",
+        f"terminated {', '.join(outcome.terminated)}" if outcome.terminated else "",
+        f"drains undone: {', '.join(outcome.drains_timed_out)}" if outcome.drains_timed_out else "",
+    ]
+    lines = [line for line in lines if line]
+    if not lines:
+        return
+    reasons = "; ".join(f"{r.code}: {r.detail}" for r in decision.reasons)
+    try:
+        w.notify(f"node-fleet {settings.cluster_name}: {decision.action}", "\n".join([*lines, f"why: {reasons}"]))
+    except Exception:  # a notification is never worth failing or retrying a cycle that acted
+        logger.exception("notification failed")
+        metrics.add_metric(name="NotificationErrors", unit=MetricUnit.Count, value=1)
 
 
 def _manual(request: Manual, settings: Settings, context: LambdaContext) -> dict[str, Any]:

@@ -102,6 +102,8 @@ class Wiring:
     gate: Gate | None = None
     idempotency: Any = None
     """Powertools' persistence layer for manual events (on the state table)."""
+    notify: Callable[[str, str], None] | None = None
+    """Publishes (subject, message) to the operators' topic: scale actions, drains, failures."""
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.time
 

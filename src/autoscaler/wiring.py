@@ -61,6 +61,21 @@ def prometheus(environ: Mapping[str, str]):
     return PrometheusMetrics(options, auth=auth, ca_pem=_optional_secret(environ, "PROMETHEUS_CA_PARAM"))
 
 
+def notifier(environ: Mapping[str, str]):
+    """SNS publisher for NOTIFY_TOPIC_ARN, or None when no topic is configured."""
+    topic = environ.get("NOTIFY_TOPIC_ARN", "").strip()
+    if not topic:
+        return None
+    import boto3
+
+    client = boto3.client("sns")
+
+    def publish(subject: str, message: str) -> None:
+        client.publish(TopicArn=topic, Subject=subject[:100], Message=message)
+
+    return publish
+
+
 def build(settings: Settings, environ: Mapping[str, str]) -> Wiring:
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
@@ -87,6 +102,7 @@ def build(settings: Settings, environ: Mapping[str, str]) -> Wiring:
             expiry_attr="expires_at",
             static_pk_value=f"idempotency#{cluster}",
         ),
+        notify=notifier(environ),
     )
 
 

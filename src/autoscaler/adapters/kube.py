@@ -1,0 +1,657 @@
+"""The Cluster port over the Kubernetes API of the K3s server, through the `kubernetes` client.
+
+Configuration (`KubeOptions.from_env`), one of:
+    K8S_API_URL       https://<server>:6443, the API server (http:// only for a loopback host)
+    K8S_TOKEN_PARAM   name of the SSM SecureString parameter that holds the bearer token
+    K8S_CA_PARAM      name of the SSM parameter that holds the cluster CA certificate (PEM)
+or, for local use when K8S_API_URL is not set:
+    KUBECONFIG        path(s) of a kubeconfig (":"-separated, as kubectl reads it)
+    K8S_CONTEXT       its context to use (default: the current context)
+and, for either:
+    K8S_VERIFY_SSL    true (default) | false: verify the server's certificate
+    K8S_PAGE_SIZE     items per list page, 10..5000 (default 500)
+    K8S_TIMEOUT_S     read timeout of one request in seconds, 1..300 (default 15)
+
+This module never reads SSM: the caller reads the parameters `secret_parameter_names` names and
+passes their values to `from_env`, so the secrets stay out of the environment and the logs.
+
+Speed: a cycle on a 1,000-node, 30,000-pod cluster lists everything each minute. Lists are read
+a page at a time (`limit`/`continue`) as raw JSON, and only the fields the core needs are kept;
+the client's per-object models are never built. The `kubernetes` package is imported lazily
+and only its `client.api_client`/`configuration`/`rest` modules (the API classes and the
+hundreds of model modules stay unimported); `bench/cycle.py` measures both paths.
+
+Errors: a refused request raises `KubeError` (`retryable` tells the service whether the next
+cycle may succeed: connection failures, timeouts, 409, 429 and 5xx are); 401 and 403 raise
+`KubeAuthError`, also a `PermanentError`, since only an operator can fix the credentials.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import json
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote, urlsplit
+
+from autoscaler.config import ConfigError
+from autoscaler.model import Node, Pod
+from autoscaler.ports import EvictionOutcome, PermanentError
+
+if TYPE_CHECKING:
+    from kubernetes.client.api_client import ApiClient
+    from kubernetes.client.configuration import Configuration
+
+T = TypeVar("T")
+
+DRAINING_TAINT = {"key": "node-fleet.io/draining", "value": "true", "effect": "NoSchedule"}
+CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
+DEFAULT_PAGE_SIZE = 500
+DEFAULT_TIMEOUT_S = 15.0
+CONNECT_TIMEOUT_S = 5.0
+FINISHED_PHASES = ("Succeeded", "Failed")
+
+# ---------------------------------------------------------------------------------------------
+# Configuration
+
+
+def secret_parameter_names(environ: Mapping[str, str]) -> dict[str, str]:
+    """The SSM parameters the caller must read for `KubeOptions.from_env`: {"token": name, "ca": name}
+    for those configured."""
+    names = {"token": environ.get("K8S_TOKEN_PARAM", "").strip(), "ca": environ.get("K8S_CA_PARAM", "").strip()}
+    return {k: v for k, v in names.items() if v}
+
+
+@dataclass(frozen=True)
+class KubeOptions:
+    """How to reach the API server: a URL, a bearer token and a CA, or a kubeconfig."""
+
+    api_url: str | None = None
+    token: str | None = field(default=None, repr=False)
+    ca_pem: str | None = field(default=None, repr=False)
+    kubeconfig: str | None = None
+    context: str | None = None
+    verify_ssl: bool = True
+    page_size: int = DEFAULT_PAGE_SIZE
+    timeout_s: float = DEFAULT_TIMEOUT_S
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str], *, token: str | None = None, ca_pem: str | None = None
+    ) -> KubeOptions:
+        """Options from the environment; `token` and `ca_pem` are the values of the SSM parameters
+        named by K8S_TOKEN_PARAM and K8S_CA_PARAM. Raises ConfigError naming the variable at fault."""
+        verify = _env_bool(environ, "K8S_VERIFY_SSL", True)
+        page_size = int(_env_number(environ, "K8S_PAGE_SIZE", DEFAULT_PAGE_SIZE, 10, 5000, int))
+        timeout_s = _env_number(environ, "K8S_TIMEOUT_S", DEFAULT_TIMEOUT_S, 1, 300, float)
+        common = {"verify_ssl": verify, "page_size": page_size, "timeout_s": timeout_s}
+        url = environ.get("K8S_API_URL", "").strip()
+        if url:
+            return cls(api_url=_api_url(url), token=_token(environ, token), ca_pem=_ca(environ, ca_pem), **common)
+        kubeconfig = environ.get("KUBECONFIG", "").strip()
+        if kubeconfig:
+            return cls(kubeconfig=kubeconfig, context=environ.get("K8S_CONTEXT", "").strip() or None, **common)
+        raise ConfigError(
+            "K8S_API_URL is not set: set it (with K8S_TOKEN_PARAM and K8S_CA_PARAM naming the SSM parameters "
+            "that hold the API token and CA certificate), or set KUBECONFIG for local use"
+        )
+
+    def configuration(self) -> Configuration:
+        """The `kubernetes` client's own Configuration for these options."""
+        from kubernetes.client.configuration import Configuration
+        from urllib3.util.retry import Retry
+
+        if self.api_url is not None:
+            cfg = Configuration(host=self.api_url)
+            cfg.api_key = {"BearerToken": self.token or ""}
+            cfg.api_key_prefix = {"BearerToken": "Bearer"}
+            cfg.ca_cert_data = self.ca_pem
+        elif self.kubeconfig is not None:
+            from kubernetes.config.config_exception import ConfigException
+            from kubernetes.config.kube_config import load_kube_config
+
+            cfg = Configuration()
+            try:
+                load_kube_config(
+                    config_file=self.kubeconfig,
+                    context=self.context,
+                    client_configuration=cfg,
+                    persist_config=False,
+                )
+            except (ConfigException, OSError, ValueError) as exc:
+                which = "K8S_CONTEXT" if self.context and "context" in str(exc).lower() else "KUBECONFIG"
+                raise ConfigError(f"{which}: cannot load {self.kubeconfig!r}: {exc}") from exc
+        else:
+            raise ConfigError("K8S_API_URL or KUBECONFIG must be set")
+        if not self.verify_ssl:
+            cfg.verify_ssl = False
+        # A connection that cannot be made is retried twice; a request the server took is never
+        # replayed here (the next cycle retries it), so the Lambda's time budget stays bounded.
+        cfg.retries = Retry(total=2, connect=2, read=0, status=0, other=0, redirect=0, backoff_factor=0.2)
+        return cfg
+
+    def api_client(self) -> ApiClient:
+        from kubernetes.client.api_client import ApiClient
+
+        return ApiClient(self.configuration())
+
+    def cluster(self) -> KubeCluster:
+        return KubeCluster(self.api_client(), page_size=self.page_size, timeout_s=self.timeout_s)
+
+
+def _env_bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("true", "1", "yes"):
+        return True
+    if raw in ("false", "0", "no"):
+        return False
+    raise ConfigError(f"{name}={environ[name]!r} is not a valid bool: allowed true or false")
+
+
+def _env_number(
+    environ: Mapping[str, str], name: str, default: float, low: float, high: float, kind: Callable[[str], float]
+) -> float:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
+    if not (low <= value <= high) or (isinstance(value, float) and not math.isfinite(value)):
+        raise ConfigError(f"{name}={value!r} is out of range: allowed {low:g}..{high:g}")
+    return value
+
+
+def _api_url(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.scheme not in ("https", "http") or not host or parts.query or parts.fragment:
+        raise ConfigError(f"K8S_API_URL={url!r} is not a valid URL: allowed https://<host>[:<port>]")
+    if parts.scheme == "http" and not _loopback(host):
+        raise ConfigError(
+            f"K8S_API_URL={url!r} uses http://: allowed https:// (http:// only for a loopback host), "
+            "so the bearer token never crosses the network in clear"
+        )
+    return url.rstrip("/")
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _token(environ: Mapping[str, str], token: str | None) -> str:
+    param = environ.get("K8S_TOKEN_PARAM", "").strip()
+    if not param:
+        raise ConfigError(
+            "K8S_TOKEN_PARAM must name the SSM parameter that holds the API token when K8S_API_URL is set"
+        )
+    token = (token or "").strip()
+    if not token:
+        raise ConfigError(f"K8S_TOKEN_PARAM={param!r}: the API token read from it is empty")
+    if any(ch.isspace() for ch in token):
+        raise ConfigError(f"K8S_TOKEN_PARAM={param!r}: the API token read from it contains whitespace")
+    return token
+
+
+def _ca(environ: Mapping[str, str], ca_pem: str | None) -> str | None:
+    param = environ.get("K8S_CA_PARAM", "").strip()
+    if not param:
+        if ca_pem:
+            raise ConfigError("K8S_CA_PARAM is not set, but a CA certificate was given")
+        return None
+    if not ca_pem or "-----BEGIN CERTIFICATE-----" not in ca_pem:
+        raise ConfigError(f"K8S_CA_PARAM={param!r}: the value read from it is not a PEM certificate")
+    return ca_pem.strip() + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Quantities
+
+
+_QUANTITY = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+))(?:([eE][+-]?\d+)|(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E))?$")
+_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+_DECIMAL = {"n": -9, "u": -6, "m": -3, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
+MIB = 2**20
+
+
+def parse_quantity(text: str | int | float) -> Decimal:
+    """A Kubernetes resource quantity ("100m", "1.5Gi", "2e3", "1k") as an exact Decimal.
+
+    Raises ValueError for text that is not a quantity."""
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        return Decimal(str(text))
+    m = _QUANTITY.match(text.strip()) if isinstance(text, str) else None
+    if m is None:
+        raise ValueError(f"{text!r} is not a Kubernetes quantity")
+    number, exponent, suffix = m.groups()
+    try:
+        value = Decimal(number + (exponent or ""))
+    except InvalidOperation:
+        raise ValueError(f"{text!r} is not a Kubernetes quantity") from None
+    if suffix in _BINARY:
+        return value * _BINARY[suffix]
+    if suffix:
+        return value.scaleb(_DECIMAL[suffix])
+    return value
+
+
+@functools.lru_cache(maxsize=4096)
+def cpu_millis(text: str, *, round_up: bool = True) -> int:
+    """CPU in millicores: rounded up for a request (as the scheduler does), down for capacity."""
+    value = parse_quantity(text) * 1000
+    return math.ceil(value) if round_up else math.floor(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def mem_bytes(text: str, *, round_up: bool = True) -> int:
+    value = parse_quantity(text)
+    return math.ceil(value) if round_up else math.floor(value)
+
+
+def _mib(byte_count: int, *, round_up: bool) -> int:
+    return -(-byte_count // MIB) if round_up else byte_count // MIB
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing raw objects
+
+
+def parse_provider_id(provider_id: str | None) -> tuple[str | None, str | None]:
+    """(availability zone, instance id) from `aws:///<az>/<instance-id>`; (None, None) for any
+    other provider. The instance is never guessed from a node's name or DNS name."""
+    if not provider_id or not provider_id.startswith("aws://"):
+        return None, None
+    parts = [p for p in provider_id[len("aws://") :].split("/") if p]
+    if not parts or not re.fullmatch(r"i-[0-9a-f]{8,17}", parts[-1]):
+        return None, None
+    return (parts[-2] if len(parts) >= 2 else None), parts[-1]
+
+
+def parse_time(text: str | None) -> float | None:
+    """An RFC 3339 timestamp from the API as epoch seconds."""
+    if not text:
+        return None
+    return datetime.fromisoformat(text).timestamp()
+
+
+def parse_node(obj: Mapping[str, Any]) -> Node:
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    status = obj.get("status") or {}
+    alloc = status.get("allocatable") or status.get("capacity") or {}
+    labels = meta.get("labels") or {}
+    az, instance_id = parse_provider_id(spec.get("providerID"))
+    if instance_id is not None and az is None:
+        az = labels.get("topology.kubernetes.io/zone")
+    return Node(
+        name=meta["name"],
+        alloc_cpu_m=cpu_millis(str(alloc.get("cpu", "0")), round_up=False),
+        alloc_mem_mib=_mib(mem_bytes(str(alloc.get("memory", "0")), round_up=False), round_up=False),
+        instance_id=instance_id,
+        az=az,
+        ready=any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or ()),
+        cordoned=bool(spec.get("unschedulable")),
+        control_plane=any(k in labels and labels[k] != "false" for k in CONTROL_PLANE_LABELS),
+        annotations=dict(meta.get("annotations") or {}),
+        created_at=parse_time(meta.get("creationTimestamp")) or 0.0,
+    )
+
+
+def _container_requests(container: Mapping[str, Any]) -> tuple[int, int]:
+    requests = (container.get("resources") or {}).get("requests")
+    if not requests:
+        return 0, 0
+    cpu, mem = requests.get("cpu"), requests.get("memory")
+    return (cpu_millis(str(cpu)) if cpu is not None else 0, mem_bytes(str(mem)) if mem is not None else 0)
+
+
+def pod_requests(spec: Mapping[str, Any]) -> tuple[int, int]:
+    """(millicores, bytes) the scheduler reserves for a pod: the sum over its containers, or the
+    largest init container (with the restartable "sidecar" init containers started before it)
+    if that is more, plus the pod overhead; pod-level requests, when set, take precedence."""
+    cpu = mem = 0
+    for c in spec.get("containers") or ():
+        c_cpu, c_mem = _container_requests(c)
+        cpu += c_cpu
+        mem += c_mem
+    init_cpu = init_mem = side_cpu = side_mem = 0
+    for c in spec.get("initContainers") or ():
+        c_cpu, c_mem = _container_requests(c)
+        if c.get("restartPolicy") == "Always":
+            cpu += c_cpu
+            mem += c_mem
+            side_cpu += c_cpu
+            side_mem += c_mem
+            c_cpu, c_mem = side_cpu, side_mem
+        else:
+            c_cpu += side_cpu
+            c_mem += side_mem
+        init_cpu, init_mem = max(init_cpu, c_cpu), max(init_mem, c_mem)
+    cpu, mem = max(cpu, init_cpu), max(mem, init_mem)
+    pod_level = (spec.get("resources") or {}).get("requests") or {}
+    if pod_level.get("cpu") is not None:
+        cpu = cpu_millis(str(pod_level["cpu"]))
+    if pod_level.get("memory") is not None:
+        mem = mem_bytes(str(pod_level["memory"]))
+    overhead = spec.get("overhead") or {}
+    if overhead.get("cpu") is not None:
+        cpu += cpu_millis(str(overhead["cpu"]))
+    if overhead.get("memory") is not None:
+        mem += mem_bytes(str(overhead["memory"]))
+    return cpu, mem
+
+
+def _unschedulable_since(meta: Mapping[str, Any], status: Mapping[str, Any]) -> float | None:
+    for c in status.get("conditions") or ():
+        if c.get("type") == "PodScheduled" and c.get("status") == "False" and c.get("reason") == "Unschedulable":
+            return parse_time(c.get("lastTransitionTime")) or parse_time(meta.get("creationTimestamp")) or 0.0
+    return None
+
+
+def parse_pod(obj: Mapping[str, Any], has_pdb: bool = False) -> Pod:
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    status = obj.get("status") or {}
+    cpu, mem = pod_requests(spec)
+    node = spec.get("nodeName") or None
+    owner = next((r.get("kind") for r in meta.get("ownerReferences") or () if r.get("controller")), None)
+    grace = spec.get("terminationGracePeriodSeconds")
+    return Pod(
+        name=meta["name"],
+        namespace=meta.get("namespace", ""),
+        cpu_m=cpu,
+        mem_mib=_mib(mem, round_up=True),
+        node=node,
+        owner_kind=owner,
+        annotations=dict(meta.get("annotations") or {}),
+        has_pdb=has_pdb,
+        local_storage=any("emptyDir" in v or "hostPath" in v for v in spec.get("volumes") or ()),
+        unschedulable_since=None if node else _unschedulable_since(meta, status),
+        grace_period_s=30 if grace is None else int(grace),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DisruptionBudget:
+    """A policy/v1 PodDisruptionBudget: which pods it covers and how many it lets go now."""
+
+    namespace: str
+    name: str
+    disruptions_allowed: int
+    match_labels: Mapping[str, str] | None
+    """None: the PDB has no selector and covers no pod; {} with no expressions: every pod of its namespace."""
+    match_expressions: tuple[tuple[str, str, frozenset[str]], ...] = ()
+
+    def selects(self, namespace: str, labels: Mapping[str, str]) -> bool:
+        if namespace != self.namespace or self.match_labels is None:
+            return False
+        for key, value in self.match_labels.items():
+            if labels.get(key) != value:
+                return False
+        for key, op, values in self.match_expressions:
+            present = key in labels
+            if op == "In":
+                ok = present and labels[key] in values
+            elif op == "NotIn":
+                ok = not present or labels[key] not in values
+            elif op == "Exists":
+                ok = present
+            elif op == "DoesNotExist":
+                ok = not present
+            else:  # an operator the API server would have refused: select nothing, as it cannot match
+                ok = False
+            if not ok:
+                return False
+        return True
+
+
+def parse_pdb(obj: Mapping[str, Any]) -> DisruptionBudget:
+    meta = obj.get("metadata") or {}
+    selector = (obj.get("spec") or {}).get("selector")
+    expressions = ()
+    if selector is not None:
+        expressions = tuple(
+            (e.get("key", ""), e.get("operator", ""), frozenset(e.get("values") or ()))
+            for e in selector.get("matchExpressions") or ()
+        )
+    return DisruptionBudget(
+        namespace=meta.get("namespace", ""),
+        name=meta["name"],
+        disruptions_allowed=int((obj.get("status") or {}).get("disruptionsAllowed", 0)),
+        match_labels=None if selector is None else dict(selector.get("matchLabels") or {}),
+        match_expressions=expressions,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The adapter
+
+
+class KubeError(Exception):
+    """The API server refused a request, or could not be reached."""
+
+    def __init__(self, method: str, path: str, status: int, reason: str, message: str) -> None:
+        self.method, self.path, self.status, self.reason, self.message = method, path, status, reason, message
+        answer = " ".join(str(x) for x in (status or "no answer", reason) if x)
+        super().__init__(f"{method} {path}: {answer}: {message}")
+
+    @property
+    def retryable(self) -> bool:
+        """Worth another try next cycle: no answer, a timeout, 409, 429 or a server error."""
+        return self.status == 0 or self.status in (409, 429) or self.status >= 500
+
+    @classmethod
+    def from_response(cls, method: str, path: str, status: int, data: bytes) -> KubeError:
+        reason, message = "", data[:300].decode("utf-8", "replace").strip()
+        try:
+            body = json.loads(data)
+            if isinstance(body, dict) and body.get("kind") == "Status":
+                reason, message = body.get("reason", ""), body.get("message", "")
+        except ValueError:
+            pass
+        if status == 401:
+            message = (
+                f"{message or 'Unauthorized'} (the API server refused the bearer token: "
+                "check the token in K8S_TOKEN_PARAM, or the kubeconfig)"
+            )
+        elif status == 403:
+            message = f"{message} (the token's identity lacks RBAC permission for this request)"
+        kind = KubeAuthError if status in (401, 403) else cls
+        return kind(method, path, status, reason, message)
+
+
+class KubeAuthError(KubeError, PermanentError):
+    """401 or 403: the credentials or their RBAC rights are wrong; retrying cannot fix that."""
+
+
+class KubeCluster:
+    """The Cluster port over an ApiClient; every call is one or a few raw JSON requests."""
+
+    def __init__(
+        self, api_client: ApiClient, *, page_size: int = DEFAULT_PAGE_SIZE, timeout_s: float = DEFAULT_TIMEOUT_S
+    ) -> None:
+        if page_size < 1:
+            raise ValueError("page_size must be positive")
+        self._api = api_client
+        self.page_size = page_size
+        self.timeout = (min(CONNECT_TIMEOUT_S, timeout_s), timeout_s)
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str], *, token: str | None = None, ca_pem: str | None = None
+    ) -> KubeCluster:
+        return KubeOptions.from_env(environ, token=token, ca_pem=ca_pem).cluster()
+
+    def close(self) -> None:
+        self._api.close()
+
+    # -- the Cluster port --------------------------------------------------------------------
+
+    def list_nodes(self) -> list[Node]:
+        return self._list("/api/v1/nodes", parse_node)
+
+    def list_pods(self) -> list[Pod]:
+        """Every pod not Succeeded or Failed (bound, or pending), with has_pdb from the PDBs."""
+        by_namespace: dict[str, list[DisruptionBudget]] = {}
+        for budget in self.list_pdbs():
+            by_namespace.setdefault(budget.namespace, []).append(budget)
+
+        def parse(obj: Mapping[str, Any]) -> Pod | None:
+            if (obj.get("status") or {}).get("phase") in FINISHED_PHASES:
+                return None
+            meta = obj.get("metadata") or {}
+            namespace = meta.get("namespace", "")
+            budgets = by_namespace.get(namespace)
+            labels = meta.get("labels") or {}
+            return parse_pod(obj, has_pdb=bool(budgets) and any(b.selects(namespace, labels) for b in budgets))
+
+        field_selector = ",".join(f"status.phase!={phase}" for phase in FINISHED_PHASES)
+        return [p for p in self._list("/api/v1/pods", parse, {"fieldSelector": field_selector}) if p is not None]
+
+    def list_pdbs(self) -> list[DisruptionBudget]:
+        return self._list("/apis/policy/v1/poddisruptionbudgets", parse_pdb)
+
+    def cordon(self, node: str) -> None:
+        """spec.unschedulable=true and the node-fleet.io/draining=true:NoSchedule taint, other taints kept."""
+        self._update_node(node, cordon=True)
+
+    def uncordon(self, node: str) -> None:
+        """Undo cordon: schedulable again and without our taint; a node already gone is left alone."""
+        self._update_node(node, cordon=False)
+
+    def evict(self, pod: Pod) -> EvictionOutcome:
+        path = f"/api/v1/namespaces/{quote(pod.namespace, safe='')}/pods/{quote(pod.name, safe='')}/eviction"
+        body = {
+            "apiVersion": "policy/v1",
+            "kind": "Eviction",
+            "metadata": {"name": pod.name, "namespace": pod.namespace},
+        }
+        status, _ = self._call("POST", path, body=body, content_type="application/json", ok=(200, 201, 404, 429))
+        if status == 429:
+            return EvictionOutcome.BLOCKED
+        if status == 404:
+            return EvictionOutcome.GONE
+        return EvictionOutcome.EVICTED
+
+    def delete_node(self, node: str) -> None:
+        self._call("DELETE", f"/api/v1/nodes/{quote(node, safe='')}", ok=(200, 202, 404))
+
+    # -- GitOps gate -------------------------------------------------------------------------
+
+    def list_custom(self, group: str, version: str, plural: str) -> list[dict[str, Any]] | None:
+        """Every object of a custom kind, cluster-wide, as raw dicts; None when the kind is not
+        installed (the API answers 404 for its path)."""
+        path = f"/apis/{quote(group, safe='')}/{quote(version, safe='')}/{quote(plural, safe='')}"
+        try:
+            return self._list(path, dict)
+        except KubeError as err:
+            if err.status == 404:
+                return None
+            raise
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def _update_node(self, node: str, *, cordon: bool, attempts: int = 4) -> None:
+        path = f"/api/v1/nodes/{quote(node, safe='')}"
+        for attempt in range(attempts):
+            status, data = self._call("GET", path, ok=(200, 404))
+            if status == 404:
+                if cordon:
+                    raise KubeError("GET", path, 404, "NotFound", f'nodes "{node}" not found: cannot cordon it')
+                return
+            current = json.loads(data)
+            spec = current.get("spec") or {}
+            taints = [t for t in spec.get("taints") or () if t.get("key") != DRAINING_TAINT["key"]]
+            if cordon:
+                taints.append(dict(DRAINING_TAINT))
+            if bool(spec.get("unschedulable")) == cordon and taints == list(spec.get("taints") or ()):
+                return
+            # Taints have no merge key: the list is sent whole, guarded by the resourceVersion read.
+            patch = {
+                "metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
+                "spec": {"unschedulable": True if cordon else None, "taints": taints or None},
+            }
+            status, _ = self._call(
+                "PATCH", path, body=patch, content_type="application/strategic-merge-patch+json", ok=(200, 404, 409)
+            )
+            if status == 200 or (status == 404 and not cordon):
+                return
+            if status == 404:
+                raise KubeError("PATCH", path, 404, "NotFound", f'nodes "{node}" not found: cannot cordon it')
+            if attempt == attempts - 1:
+                raise KubeError(
+                    "PATCH", path, 409, "Conflict", f"node {node} kept changing; gave up after {attempts} tries"
+                )
+
+    def _list(self, path: str, parse: Callable[[dict[str, Any]], T], query: Mapping[str, str] | None = None) -> list[T]:
+        """Every item of a list, read page by page; each page's JSON is dropped once parsed.
+
+        A continue token that expired (410) restarts the list once from the beginning."""
+        restarted = False
+        out: list[T] = []
+        token: str | None = None
+        while True:
+            params: list[tuple[str, Any]] = [("limit", self.page_size), *(query or {}).items()]
+            if token:
+                params.append(("continue", token))
+            status, data = self._call("GET", path, query=params, ok=(200, 410) if token else (200,))
+            if status == 410:
+                if restarted:
+                    raise KubeError("GET", path, 410, "Expired", "the list's continue token expired twice")
+                restarted, token, out = True, None, []
+                continue
+            page = json.loads(data)
+            out.extend(parse(item) for item in page.get("items") or ())
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return out
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Iterable[tuple[str, Any]] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+        ok: Sequence[int] = (200,),
+    ) -> tuple[int, bytes]:
+        """One raw request through the client (its auth, TLS and pool); the body is returned as bytes."""
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        request = self._api.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=list(query) if query else None,
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        try:
+            response = self._api.call_api(*request, _request_timeout=self.timeout)
+            data = response.read()
+            response.response.release_conn()
+        except (HTTPError, ApiException, OSError) as exc:
+            detail = getattr(exc, "reason", None) or exc
+            raise KubeError(method, path, 0, type(exc).__name__, str(detail)) from exc
+        if response.status not in ok:
+            raise KubeError.from_response(method, path, response.status, data)
+        return response.status, data
