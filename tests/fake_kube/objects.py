@@ -1,0 +1,472 @@
+"""Builders of Kubernetes objects shaped as a K3s API server returns them.
+
+Each builder returns a plain dict with kind, apiVersion, metadata, spec and status, with the
+fields a real object carries (managedFields, default tolerations, conditions, container
+statuses...), so list sizes and parsing costs resemble a real cluster's. Seed them with
+`FakeKube.add`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+T0 = "2025-03-01T08:00:00Z"
+
+
+def _uid(*parts: str) -> str:
+    h = hashlib.md5("/".join(parts).encode(), usedforsecurity=False).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+
+
+def node(
+    name: str,
+    *,
+    instance_id: str | None = "i-0123456789abcdef0",
+    az: str = "eu-west-1a",
+    provider_id: str | None = None,
+    cpu: str = "2",
+    memory: str = "7901Mi",
+    ready: bool = True,
+    unschedulable: bool = False,
+    control_plane: bool = False,
+    role_label: str = "node-role.kubernetes.io/control-plane",
+    labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
+    taints: Sequence[Mapping[str, Any]] | None = None,
+    created: str = T0,
+    instance_type: str = "t3.large",
+) -> dict[str, Any]:
+    """A K3s node. `provider_id` overrides the one built from `az` and `instance_id`."""
+    if provider_id is None:
+        provider_id = f"aws:///{az}/{instance_id}" if instance_id else f"k3s://{name}"
+    all_labels = {
+        "beta.kubernetes.io/arch": "amd64",
+        "beta.kubernetes.io/instance-type": "k3s",
+        "beta.kubernetes.io/os": "linux",
+        "kubernetes.io/arch": "amd64",
+        "kubernetes.io/hostname": name,
+        "kubernetes.io/os": "linux",
+        "node.kubernetes.io/instance-type": instance_type,
+        "topology.kubernetes.io/region": az[:-1],
+        "topology.kubernetes.io/zone": az,
+    }
+    if control_plane:
+        all_labels[role_label] = "true"
+        all_labels["node-role.kubernetes.io/etcd"] = "true"
+    all_labels.update(labels or {})
+    all_annotations = {
+        "alpha.kubernetes.io/provided-node-ip": "10.0.1.23",
+        "flannel.alpha.coreos.com/backend-data": '{"VNI":1,"VtepMAC":"6e:1f:8d:33:5a:01"}',
+        "flannel.alpha.coreos.com/backend-type": "vxlan",
+        "flannel.alpha.coreos.com/kube-subnet-manager": "true",
+        "flannel.alpha.coreos.com/public-ip": "10.0.1.23",
+        "k3s.io/hostname": name,
+        "k3s.io/internal-ip": "10.0.1.23",
+        "k3s.io/node-args": '["agent","--node-label","node-fleet.io/pool=workers"]',
+        "k3s.io/node-config-hash": "4KZJ6OAWXZ2ZHPQ3UQ4TZXE6KRB7N2HZQ3KZ7L2E4M3S6VQ4ZJXA====",
+        "k3s.io/node-env": '{"K3S_URL":"https://10.0.1.10:6443"}',
+        "node.alpha.kubernetes.io/ttl": "0",
+        "volumes.kubernetes.io/controller-managed-attach-detach": "true",
+    }
+    all_annotations.update(annotations or {})
+    spec: dict[str, Any] = {"podCIDR": "10.42.3.0/24", "podCIDRs": ["10.42.3.0/24"], "providerID": provider_id}
+    if unschedulable:
+        spec["unschedulable"] = True
+    if taints:
+        spec["taints"] = [dict(t) for t in taints]
+    capacity = {"cpu": cpu, "ephemeral-storage": "20959212Ki", "hugepages-2Mi": "0", "memory": memory, "pods": "110"}
+
+    def condition(kind: str, status: str, reason: str, message: str) -> dict[str, str]:
+        return {
+            "type": kind,
+            "status": status,
+            "lastHeartbeatTime": "2025-03-01T09:58:12Z",
+            "lastTransitionTime": created,
+            "reason": reason,
+            "message": message,
+        }
+
+    return {
+        "kind": "Node",
+        "apiVersion": "v1",
+        "metadata": {
+            "name": name,
+            "uid": _uid("node", name),
+            "creationTimestamp": created,
+            "labels": all_labels,
+            "annotations": all_annotations,
+            "finalizers": ["wrangler.cattle.io/node"],
+            "managedFields": [
+                {
+                    "manager": "k3s",
+                    "operation": "Update",
+                    "apiVersion": "v1",
+                    "time": created,
+                    "fieldsType": "FieldsV1",
+                    "fieldsV1": {"f:metadata": {"f:annotations": {".": {}, "f:k3s.io/hostname": {}}}},
+                }
+            ],
+        },
+        "spec": spec,
+        "status": {
+            "capacity": capacity,
+            "allocatable": dict(capacity),
+            "conditions": [
+                condition("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory"),
+                condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+                condition("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+                condition(
+                    "Ready",
+                    "True" if ready else "False",
+                    "KubeletReady" if ready else "KubeletNotReady",
+                    "kubelet is posting ready status" if ready else "container runtime network not ready",
+                ),
+            ],
+            "addresses": [{"type": "InternalIP", "address": "10.0.1.23"}, {"type": "Hostname", "address": name}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "nodeInfo": {
+                "machineID": "ec2d0f8a1c3b4e5f9a7b6c5d4e3f2a1b",
+                "systemUUID": "ec2d0f8a-1c3b-4e5f-9a7b-6c5d4e3f2a1b",
+                "bootID": "0d1f5a7c-2b3e-4f6a-8c9d-0e1f2a3b4c5d",
+                "kernelVersion": "6.1.128-136.201.amzn2023.x86_64",
+                "osImage": "Amazon Linux 2023.6.20250218",
+                "containerRuntimeVersion": "containerd://2.0.4-k3s2",
+                "kubeletVersion": "v1.32.3+k3s1",
+                "kubeProxyVersion": "v1.32.3+k3s1",
+                "operatingSystem": "linux",
+                "architecture": "amd64",
+            },
+            "images": [
+                {
+                    "names": [
+                        "docker.io/rancher/mirrored-pause@sha256:74c4244427b7",
+                        "docker.io/rancher/mirrored-pause:3.6",
+                    ],
+                    "sizeBytes": 301463,
+                },
+                {
+                    "names": ["ghcr.io/example/web@sha256:5f3a9e2b1c0d", "ghcr.io/example/web:1.4.2"],
+                    "sizeBytes": 48213377,
+                },
+            ],
+        },
+    }
+
+
+def pod(
+    name: str,
+    namespace: str = "default",
+    *,
+    node: str | None = "worker-1",
+    cpu: str | None = "100m",
+    memory: str | None = "128Mi",
+    containers: Sequence[Mapping[str, Any]] | None = None,
+    init_containers: Sequence[Mapping[str, Any]] | None = None,
+    owner: tuple[str, str] | None = ("ReplicaSet", "web-7d9f8b6c5"),
+    owner_is_controller: bool = True,
+    labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
+    phase: str | None = None,
+    volumes: Sequence[Mapping[str, Any]] = (),
+    unschedulable_since: str | None = None,
+    grace_period_s: int | None = 30,
+    overhead: Mapping[str, str] | None = None,
+    created: str = T0,
+) -> dict[str, Any]:
+    """A pod with one container requesting `cpu`/`memory` (or the given `containers`' resources).
+
+    `unschedulable_since` makes it a pod the scheduler could not place (Pending, not bound,
+    PodScheduled=False/Unschedulable since that time)."""
+    if unschedulable_since is not None:
+        node = None
+    if phase is None:
+        phase = "Running" if node else "Pending"
+    if containers is None:
+        requests = {k: v for k, v in (("cpu", cpu), ("memory", memory)) if v is not None}
+        containers = [{"name": "app", "requests": requests}]
+    all_labels = {"app.kubernetes.io/name": name.rsplit("-", 2)[0], "pod-template-hash": "7d9f8b6c5"}
+    all_labels.update(labels or {})
+    owner_refs = []
+    if owner is not None:
+        kind, owner_name = owner
+        ref = {
+            "apiVersion": "batch/v1" if kind == "Job" else "apps/v1",
+            "kind": kind,
+            "name": owner_name,
+            "uid": _uid(kind, namespace, owner_name),
+        }
+        if owner_is_controller:
+            ref |= {"controller": True, "blockOwnerDeletion": True}
+        owner_refs.append(ref)
+    metadata: dict[str, Any] = {
+        "name": name,
+        "generateName": name.rsplit("-", 1)[0] + "-",
+        "namespace": namespace,
+        "uid": _uid("pod", namespace, name),
+        "creationTimestamp": created,
+        "labels": all_labels,
+        "managedFields": [
+            {
+                "manager": "kube-controller-manager",
+                "operation": "Update",
+                "apiVersion": "v1",
+                "time": created,
+                "fieldsType": "FieldsV1",
+                "fieldsV1": {"f:metadata": {"f:generateName": {}, "f:labels": {".": {}, "f:pod-template-hash": {}}}},
+            },
+            {
+                "manager": "k3s",
+                "operation": "Update",
+                "apiVersion": "v1",
+                "time": created,
+                "fieldsType": "FieldsV1",
+                "fieldsV1": {"f:status": {"f:conditions": {}, "f:phase": {}, "f:podIP": {}}},
+                "subresource": "status",
+            },
+        ],
+    }
+    if owner_refs:
+        metadata["ownerReferences"] = owner_refs
+    if annotations:
+        metadata["annotations"] = dict(annotations)
+
+    def container(c: Mapping[str, Any]) -> dict[str, Any]:
+        out = {
+            "name": c["name"],
+            "image": c.get("image", "ghcr.io/example/web:1.4.2"),
+            "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
+            "resources": {"requests": dict(c.get("requests") or {})} if c.get("requests") else {},
+            "volumeMounts": [
+                {
+                    "name": "kube-api-access-x7k2p",
+                    "readOnly": True,
+                    "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
+                }
+            ],
+            "terminationMessagePath": "/dev/termination-log",
+            "terminationMessagePolicy": "File",
+            "imagePullPolicy": "IfNotPresent",
+        }
+        if c.get("limits"):
+            out["resources"]["limits"] = dict(c["limits"])
+        if c.get("restartPolicy"):
+            out["restartPolicy"] = c["restartPolicy"]
+        return out
+
+    spec: dict[str, Any] = {
+        "volumes": [
+            *[dict(v) for v in volumes],
+            {
+                "name": "kube-api-access-x7k2p",
+                "projected": {
+                    "sources": [
+                        {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                        {
+                            "downwardAPI": {
+                                "items": [
+                                    {
+                                        "path": "namespace",
+                                        "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"},
+                                    }
+                                ]
+                            }
+                        },
+                    ],
+                    "defaultMode": 420,
+                },
+            },
+        ],
+        "containers": [container(c) for c in containers],
+        "restartPolicy": "Always",
+        "dnsPolicy": "ClusterFirst",
+        "serviceAccountName": "default",
+        "serviceAccount": "default",
+        "securityContext": {},
+        "schedulerName": "default-scheduler",
+        "tolerations": [
+            {
+                "key": "node.kubernetes.io/not-ready",
+                "operator": "Exists",
+                "effect": "NoExecute",
+                "tolerationSeconds": 300,
+            },
+            {
+                "key": "node.kubernetes.io/unreachable",
+                "operator": "Exists",
+                "effect": "NoExecute",
+                "tolerationSeconds": 300,
+            },
+        ],
+        "priority": 0,
+        "enableServiceLinks": True,
+        "preemptionPolicy": "PreemptLowerPriority",
+    }
+    if grace_period_s is not None:
+        spec["terminationGracePeriodSeconds"] = grace_period_s
+    if init_containers:
+        spec["initContainers"] = [container(c) for c in init_containers]
+    if overhead:
+        spec["overhead"] = dict(overhead)
+    if node:
+        spec["nodeName"] = node
+
+    status: dict[str, Any] = {"phase": phase, "qosClass": "Burstable"}
+    if unschedulable_since is not None:
+        status["conditions"] = [
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "lastProbeTime": None,
+                "lastTransitionTime": unschedulable_since,
+                "reason": "Unschedulable",
+                "message": "0/3 nodes are available: 3 Insufficient cpu. preemption: 0/3 nodes are available: "
+                "3 No preemption victims found for incoming pod.",
+            }
+        ]
+    elif node:
+        running = phase == "Running"
+        status |= {
+            "conditions": [
+                {
+                    "type": kind,
+                    "status": "True" if ok else "False",
+                    "lastProbeTime": None,
+                    "lastTransitionTime": created,
+                }
+                for kind, ok in (
+                    ("PodReadyToStartContainers", True),
+                    ("Initialized", True),
+                    ("Ready", running),
+                    ("ContainersReady", running),
+                    ("PodScheduled", True),
+                )
+            ],
+            "hostIP": "10.0.1.23",
+            "hostIPs": [{"ip": "10.0.1.23"}],
+            "podIP": "10.42.3.17",
+            "podIPs": [{"ip": "10.42.3.17"}],
+            "startTime": created,
+            "containerStatuses": [
+                {
+                    "name": c["name"],
+                    "state": {"running": {"startedAt": created}} if running else {"terminated": {"exitCode": 0}},
+                    "lastState": {},
+                    "ready": running,
+                    "restartCount": 0,
+                    "image": "ghcr.io/example/web:1.4.2",
+                    "imageID": "ghcr.io/example/web@sha256:5f3a9e2b1c0d",
+                    "containerID": "containerd://" + _uid("ctr", namespace, name, c["name"]).replace("-", ""),
+                    "started": running,
+                }
+                for c in containers
+            ],
+        }
+    else:
+        status["conditions"] = [
+            {"type": "PodScheduled", "status": "False", "lastProbeTime": None, "lastTransitionTime": created}
+        ]
+    return {"kind": "Pod", "apiVersion": "v1", "metadata": metadata, "spec": spec, "status": status}
+
+
+def pdb(
+    name: str,
+    namespace: str = "default",
+    *,
+    match_labels: Mapping[str, str] | None = None,
+    match_expressions: Sequence[Mapping[str, Any]] | None = None,
+    selector: Mapping[str, Any] | None = None,
+    min_available: int | str | None = None,
+    max_unavailable: int | str | None = None,
+    disruptions_allowed: int | None = None,
+) -> dict[str, Any]:
+    """A policy/v1 PodDisruptionBudget. `disruptions_allowed` pins its status (the fake then only
+    decrements it on evictions); without it the fake computes the status from the matching pods."""
+    if selector is None:
+        selector = {}
+        if match_labels:
+            selector["matchLabels"] = dict(match_labels)
+        if match_expressions:
+            selector["matchExpressions"] = [dict(e) for e in match_expressions]
+    spec: dict[str, Any] = {"selector": dict(selector)}
+    if min_available is not None:
+        spec["minAvailable"] = min_available
+    if max_unavailable is not None:
+        spec["maxUnavailable"] = max_unavailable
+    obj: dict[str, Any] = {
+        "kind": "PodDisruptionBudget",
+        "apiVersion": "policy/v1",
+        "metadata": {"name": name, "namespace": namespace, "generation": 1, "creationTimestamp": T0},
+        "spec": spec,
+    }
+    if disruptions_allowed is not None:
+        obj["status"] = {
+            "observedGeneration": 1,
+            "disruptionsAllowed": disruptions_allowed,
+            "currentHealthy": 0,
+            "desiredHealthy": 0,
+            "expectedPods": 0,
+        }
+    return obj
+
+
+def kustomization(name: str, namespace: str = "flux-system", *, ready: bool = True) -> dict[str, Any]:
+    """A Flux Kustomization (kustomize.toolkit.fluxcd.io/v1)."""
+    return {
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+        "kind": "Kustomization",
+        "metadata": {"name": name, "namespace": namespace, "generation": 3, "creationTimestamp": T0},
+        "spec": {
+            "interval": "10m",
+            "path": f"./gitops/{name}",
+            "prune": True,
+            "wait": True,
+            "timeout": "5m",
+            "sourceRef": {"kind": "GitRepository", "name": "flux-system"},
+        },
+        "status": {
+            "observedGeneration": 3,
+            "lastAppliedRevision": "main@sha1:0f3c2a1b",
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True" if ready else "Unknown",
+                    "reason": "ReconciliationSucceeded" if ready else "Progressing",
+                    "message": "Applied revision: main@sha1:0f3c2a1b" if ready else "Reconciliation in progress",
+                    "lastTransitionTime": T0,
+                    "observedGeneration": 3,
+                }
+            ],
+        },
+    }
+
+
+def synthetic_cluster(nodes: int, pods_per_node: int, *, light_every: int = 10) -> Iterator[dict[str, Any]]:
+    """A cluster for benchmarks: one control-plane node, `nodes` workers with `pods_per_node`
+    pods each (spread over 20 namespaces and deployments), and a PDB per deployment.
+
+    Every `light_every`-th worker carries small pods (a scale-down candidate); the others are
+    about 75% requested."""
+    yield node("server-0", instance_id="i-0000000000000000a", control_plane=True, cpu="2", memory="3883Mi")
+    zones = ("eu-west-1a", "eu-west-1b", "eu-west-1c")
+    for n in range(nodes):
+        name = f"ip-10-0-{n // 250}-{n % 250 + 1}.eu-west-1.compute.internal"
+        yield node(name, instance_id=f"i-{n + 1:017x}", az=zones[n % 3])
+        light = light_every and n % light_every == 0
+        for k in range(pods_per_node):
+            namespace = f"team-{(n * pods_per_node + k) % 20:02d}"
+            app = f"svc-{k % 10}"
+            yield pod(
+                f"{app}-{n:05d}-{k:03d}",
+                namespace,
+                node=name,
+                cpu="10m" if light else "50m",
+                memory="16Mi" if light else "200Mi",
+                owner=("ReplicaSet", f"{app}-7d9f8b6c5"),
+                labels={"app": app},
+            )
+    for t in range(20):
+        for k in range(10):
+            yield pdb(f"svc-{k}", f"team-{t:02d}", match_labels={"app": f"svc-{k}"}, max_unavailable=1)
