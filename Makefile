@@ -10,7 +10,10 @@ SAM_CLI_VERSION := 1.170.0
 CFN_LINT_VERSION := 1.58.0
 SAM_STAMP := $(SAM_VENV)/.installed-$(SAM_CLI_VERSION)-$(CFN_LINT_VERSION)
 
-.PHONY: demo test lint bench clean sam
+# Prometheus (server and promtool) comes from the Debian package; root installs it, others via sudo.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test lint bench clean sam prometheus
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,19 +29,30 @@ $(SAM_STAMP):
 
 sam: $(SAM_STAMP)
 
-demo: $(STAMP)
-	$(BIN)/node-fleet demo
+prometheus:
+	@command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || { \
+	  echo "installing the Debian package prometheus"; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
+demo: $(STAMP) prometheus
+	$(BIN)/node-fleet demo $(DEMO_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 
-test: lint sam
+test: lint sam prometheus
 	$(BIN)/pytest
 
-bench: $(STAMP)
+# Every benchmark of the project; bench/README.md keeps the latest figures.
+bench: $(STAMP) sam
 	$(BIN)/python bench/speed.py
 	$(BIN)/python bench/replay.py
+	$(BIN)/python bench/coldstart.py
+	$(BIN)/python bench/bundle.py
+	$(BIN)/python bench/cycle.py
+	$(BIN)/python bench/latency.py
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) build *.egg-info src/*.egg-info
