@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/cycle.py [--nodes 100,1000] [--pods-per-node 30] [--runs 3]
 
-For each cluster size, the fake API server (tests/fake_kube) runs in its own process with a
+For each cluster size, the fake API server (autoscaler.stack.kube_api) runs in its own process with a
 synthetic cluster: one control-plane node, N workers with 30 pods each, 200 PDBs. Each
 measurement is a fresh Python process (so its peak RSS is its own) that lists nodes, PDBs and
 pods through the `kubernetes` client, builds a ClusterSnapshot, and runs planner.plan with fixed
@@ -36,8 +36,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
 CONTINUE = re.compile(rb'"continue":\s*"([^"]*)"')
 NOW = 1_740_830_400.0  # 2025-03-01T12:00:00Z, after every synthetic timestamp
 
@@ -265,11 +263,19 @@ def main() -> None:
     )
     for size in (int(s) for s in args.nodes.split(",")):
         server = subprocess.Popen(
-            [sys.executable, "-m", "fake_kube", "--nodes", str(size), "--pods-per-node", str(args.pods_per_node)],
+            [
+                sys.executable,
+                "-m",
+                "autoscaler.stack.kube_api",
+                "--nodes",
+                str(size),
+                "--pods-per-node",
+                str(args.pods_per_node),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
-            env={**os.environ, "PYTHONPATH": str(ROOT / "tests")},
+            env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
         )
         try:
             ready = server.stdout.readline().split()

@@ -87,9 +87,19 @@ def act(
         if p.node is not None and not p.is_daemonset:
             pods_by_node[p.node].append(p)
     for drain in state.drains:
-        fresh = drain in started
+        fresh, present = drain in started, drain.node in nodes
         state = _advance(
-            drain, fresh, pods_by_node[drain.node], state, ports, settings, now, may_remove, checkpoint, outcome
+            drain,
+            fresh,
+            present,
+            pods_by_node[drain.node],
+            state,
+            ports,
+            settings,
+            now,
+            may_remove,
+            checkpoint,
+            outcome,
         )
     return state, outcome
 
@@ -97,6 +107,7 @@ def act(
 def _advance(
     drain: Drain,
     fresh: bool,
+    present: bool,
     pods: list[Pod],
     state: ScalingState,
     ports: Ports,
@@ -113,7 +124,13 @@ def _advance(
         return checkpoint(replace(state, drains=drains, **changes))
 
     overdue = now > drain.deadline
-    if drain.phase in (DrainPhase.CORDONED, DrainPhase.EVICTING):
+    if drain.phase in (DrainPhase.CORDONED, DrainPhase.EVICTING) and not present:
+        # The Node object is gone (deleted by hand): nothing is left to drain, only the instance.
+        if not may_remove:
+            return state
+        state = record(replace(drain, phase=DrainPhase.TERMINATING))
+        drain = next(d for d in state.drains if d.node == drain.node)
+    elif drain.phase in (DrainPhase.CORDONED, DrainPhase.EVICTING):
         if fresh or drain.phase is DrainPhase.CORDONED:
             ports.cluster.cordon(drain.node)
             outcome.cordoned.append(drain.node)

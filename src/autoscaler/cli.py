@@ -12,6 +12,7 @@ from autoscaler.config import ConfigError, Settings
 from autoscaler.sim.workload import TraceError
 
 DEMO_PLOT = Path("out/demo.png")
+DEMO_LOG = Path("out/demo.log")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,14 +58,46 @@ def _parser() -> argparse.ArgumentParser:
 
     from autoscaler import local_invoke
 
-    invoke = sub.add_parser("invoke", help="run a function of template.yaml in process, as `sam local invoke` would")
+    invoke = sub.add_parser(
+        "invoke",
+        help="run a function of template.yaml in process, as `sam local invoke` would",
+        description="Run a function of template.yaml in this process, as `sam local invoke` would. With --local, "
+        "against an embedded stack started for the call (no AWS account, no cluster); a Function URL request "
+        "(events/gitops_webhook_progressing.json) is then re-signed with the stack's HMAC key and a fresh timestamp.",
+    )
     local_invoke.add_arguments(invoke)
-    invoke.set_defaults(run=local_invoke.run)
+    from autoscaler.demo.local import LOCAL_HELP
 
-    demo = sub.add_parser("demo", help="the main job on an embedded default: simulate the flash-sale scenario")
-    demo.add_argument("--plot", type=Path, default=DEMO_PLOT)
+    invoke.add_argument("--local", action="store_true", help=LOCAL_HELP)
+    invoke.set_defaults(run=_invoke)
+
+    demo = sub.add_parser(
+        "demo",
+        help="the main job on an embedded default: the real handlers against an embedded stack, live",
+        description="Start an embedded stack (moto, a fake Kubernetes API with simulated kubelets, a real "
+        "Prometheus, Flux Kustomizations) and run both functions as template.yaml deploys them on an accelerated "
+        "schedule: a flash sale, the quiet after it with a Flux reconcile holding scale-down, and a launch that "
+        "never joins. Prints a timeline and a summary, writes a PNG. Exit 0 when the scenario's expectations "
+        "were met, 1 when not, 2 when Prometheus is missing (sudo apt-get install prometheus). "
+        "The simulator's replay of the flash sale is `node-fleet simulate --scenario flash-sale`.",
+    )
+    demo.add_argument("--plot", type=Path, default=DEMO_PLOT, help=f"PNG of the run (default: {DEMO_PLOT})")
+    demo.add_argument(
+        "--log", type=Path, default=DEMO_LOG, help=f"the handlers' logs and metrics (default: {DEMO_LOG})"
+    )
+    demo.add_argument("--quick", action="store_true", help="shorter ticks and timers (about two minutes)")
     demo.set_defaults(run=_demo)
     return parser
+
+
+def _invoke(args: argparse.Namespace) -> int:
+    if args.local:
+        from autoscaler.demo.local import run_local
+
+        return run_local(args)
+    from autoscaler import local_invoke
+
+    return local_invoke.run(args)
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -108,14 +141,22 @@ def _gate(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from autoscaler.sim.runner import compare, settings_for
-    from autoscaler.sim.scenarios import scenario
+    import signal
 
-    workload = scenario("flash-sale")
-    result = compare(workload, settings_for(workload, Settings.from_env(os.environ), None))
-    _print_table(result)
-    _plot(result, args.plot)
-    return 0
+    from autoscaler.demo.run import run_demo
+
+    # Ctrl-C must reach the demo as KeyboardInterrupt (so it stops what it started), even when this
+    # process was started with SIGINT ignored; SIGTERM stops it the same way.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler), signal.signal(signal.SIGTERM, _terminated)
+    try:
+        return run_demo(args.plot, args.log, quick=args.quick)
+    finally:
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _print_table(result) -> None:

@@ -91,7 +91,7 @@ def load_template(template_path: str | os.PathLike[str]) -> dict[str, Any]:
     except OSError as exc:
         raise LocalInvokeError(f"cannot read template {path}: {exc.strerror or exc}") from None
     try:
-        document = yaml.load(text, Loader=_cfn_loader())  # a SafeLoader subclass
+        document = yaml.load(text, Loader=_cfn_loader())  # nosec B506  # _cfn_loader() is a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise LocalInvokeError(f"{path} is not valid YAML: {exc}") from None
     if not isinstance(document, dict) or not isinstance(document.get("Resources"), dict):

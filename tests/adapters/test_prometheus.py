@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from prom_server import INSTALL_HINT, OpenMetrics, PrometheusServer, binaries, closed_port_url, misbehaving_server
+from prom_server import misbehaving_server
 
 from autoscaler.adapters.prometheus import (
     OVERRIDE_ENV,
@@ -34,6 +34,7 @@ from autoscaler.adapters.prometheus import (
 )
 from autoscaler.config import ConfigError
 from autoscaler.model import MetricsView
+from autoscaler.stack.prometheus import INSTALL_HINT, OpenMetrics, PrometheusServer, binaries, closed_port_url
 
 STEP_S = 15
 HISTORY_S = 30 * 60

@@ -143,6 +143,16 @@ def test_a_cycle_that_dies_between_any_two_steps_is_resumed_by_the_next(deaths_a
     assert not [n for n in cluster.list_nodes() if n.cordoned], "nothing is left cordoned"
 
 
+def test_a_drain_whose_node_was_deleted_meanwhile_terminates_the_instance():
+    fleet, cluster = world(pods=busy("n2", 1))
+    p = ports(fleet, cluster)
+    p.state.save(ScalingState(drains=(Drain("n2", "i-0002", NOW - 30, NOW + 270, DrainPhase.CORDONED),)))
+    cluster.nodes = [n for n in cluster.nodes if n.name != "n2"]
+    state, _ = step(p, carry(p))
+    assert ("cordon", "n2") not in cluster.calls and ("terminate", "i-0002") in fleet.calls
+    assert state.drains == ()
+
+
 def test_a_pdb_that_refuses_eviction_is_retried_then_the_drain_is_undone_at_the_deadline():
     fleet, cluster = world(pods=busy("n2", 1))
     cluster.blocked = {"b-n2-0"}

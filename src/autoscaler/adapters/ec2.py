@@ -34,7 +34,7 @@ logger = Logger(child=True)
 
 CLUSTER_TAG = "node-fleet.io/cluster"
 ROLE_TAG = "node-fleet.io/role"
-LAUNCH_TOKEN_TAG = "node-fleet.io/launch-token"
+LAUNCH_TOKEN_TAG = "node-fleet.io/launch-token"  # nosec B105  # an EC2 tag key, not a password
 WORKER_ROLE = "worker"
 
 SPOT = "spot"

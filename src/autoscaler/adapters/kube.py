@@ -315,7 +315,7 @@ def _container_requests(container: Mapping[str, Any]) -> tuple[int, int]:
     requests = (container.get("resources") or {}).get("requests")
     if not requests:
         return 0, 0
-    cpu, mem = requests.get("cpu"), requests.get("memory")
+    cpu, mem = requests.get("cpu"), requests.get("memory")  # nosec B113  # a dict of resource requests, not HTTP
     return (cpu_millis(str(cpu)) if cpu is not None else 0, mem_bytes(str(mem)) if mem is not None else 0)
 
 

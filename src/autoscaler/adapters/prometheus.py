@@ -592,7 +592,7 @@ def _request_auth(auth: PrometheusAuth | None) -> AuthBase | None:
         return None
     if auth.bearer_token is not None:
         return _Bearer(auth.bearer_token)
-    assert auth.username is not None and auth.password is not None
+    assert auth.username is not None and auth.password is not None  # nosec B101  # narrows types; __post_init__ checked
     return HTTPBasicAuth(auth.username, auth.password)
 
 

@@ -79,7 +79,7 @@ class VirtualCluster:
     def __init__(self, workload: Workload, model: ClusterModel, record: RunRecord) -> None:
         self.model = model
         self.record = record
-        self._rng = random.Random(model.seed)
+        self._rng = random.Random(model.seed)  # nosec B311  # seeded, reproducible simulation; not security
         self._sigma = math.log(model.ready_p95_s / model.ready_median_s) / 1.645
         self._arrivals = sorted(workload.pods, key=lambda p: p.start_s)
         self._next_arrival = 0

@@ -51,7 +51,7 @@ class _Builder:
     """Collects pods; sizes and usage drawn from one seeded Random."""
 
     def __init__(self, prefix: str, seed: int) -> None:
-        self.rng = random.Random(seed)
+        self.rng = random.Random(seed)  # nosec B311  # seeded, reproducible scenarios; not security
         self.prefix = prefix
         self.pods: list[_Live] = []
 

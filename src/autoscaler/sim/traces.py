@@ -653,7 +653,7 @@ def _read_nasa(path: Path, start: int, stop: float) -> list[int]:
             for info in tar:
                 if info.isfile() and info.name.rsplit("/", 1)[-1] == "workload.txt":
                     f = tar.extractfile(info)
-                    assert f is not None
+                    assert f is not None  # nosec B101  # extractfile() of a regular file (isfile above) is never None
                     return _read_ints(path, f, start, stop)
     except (OSError, tarfile.TarError, EOFError) as exc:
         raise TraceError(f"{path}: cannot read as a bzip2 tar archive: {exc}") from exc

@@ -1,6 +1,6 @@
 """The fake API server: an in-memory object store behind a ThreadingHTTPServer on 127.0.0.1.
 
-What it serves and what it leaves out is written at the top of `fake_kube/__init__.py`.
+What it serves and what it leaves out is written at the top of `kube_api/__init__.py`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import math
 import ssl
 import threading
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -145,7 +146,7 @@ class _Store:
 class FakeKube:
     """An in-process Kubernetes API server for tests: `with FakeKube() as kube: kube.url ...`."""
 
-    def __init__(
+    def __init__(  # nosec B107  # the fake server's default test token, not a credential
         self, token: str | None = "fake-token", *, evict_mode: str = "delete", tls: tuple[str, str] | None = None
     ) -> None:
         """`token`: the bearer token every request must carry (None: no auth check).
@@ -221,6 +222,24 @@ class FakeKube:
             for res in resources:
                 self._resources[(res.group, res.version, res.plural)] = res
                 self._stores.setdefault(res, _Store())
+
+    @contextmanager
+    def locked(self) -> Iterator[FakeKube]:
+        """Hold the store's lock: no request is served meanwhile, so a read-modify-write of the
+        seeding API (get, change, add) cannot lose a change a client made in between."""
+        with self._lock:
+            yield self
+
+    def clear(self) -> None:
+        """Forget every object (built-in and custom kinds; installed kinds stay installed), the
+        injected faults and the requests seen."""
+        with self._lock:
+            for store in self._stores.values():
+                store.entries.clear()
+                store.sorted_keys = None
+            self._pinned_pdbs.clear()
+            self._faults.clear()
+            self.requests.clear()
 
     def uninstall(self, res: Resource) -> None:
         with self._lock:

@@ -1,9 +1,10 @@
-"""A fake Kubernetes API server for the adapter tests: HTTP on 127.0.0.1, objects in memory.
+"""A fake Kubernetes API server: HTTP on 127.0.0.1, objects in memory.
 
 No real API server can be installed here (no K3s, kube-apiserver or envtest binary), so the
-tests drive the real `kubernetes` client against this one. It serves what
-`autoscaler.adapters.kube` relies on, with the JSON shapes, status codes and Status bodies of a
-real server:
+adapter tests, the integration tests and `make demo` drive the real `kubernetes` client against
+this one (part of the embedded stack, `autoscaler.stack`; never used by the deployed Lambda). It
+serves what `autoscaler.adapters.kube` relies on, with the JSON shapes, status codes and Status
+bodies of a real server:
 
     with FakeKube(token="t") as kube:          # or kube = FakeKube().start(); ...; kube.stop()
         kube.add(objects.node("n1"), objects.pod("web-1", node="n1"))

@@ -1,0 +1,304 @@
+"""Scaling cycles end to end (issue 4's "Done when"): autoscaler.handler.lambda_handler on schedule
+ticks against moto's server (EC2, DynamoDB, SSM), the fake Kubernetes API with simulated kubelets,
+and a real Prometheus scraping them.
+
+Each test starts from a freshly seeded cluster: the K3s server (tainted, not a worker) and two
+Ready workers of 2000m / 7680Mi in two zones. Timers whose minimum is long (drain timeout 30 s,
+provision time 60 s, lease 30 s) are crossed with a clock offset on the handler's wiring rather
+than by waiting; Prometheus then has no sample inside its 5 s rate window at that future time, so
+metrics read "unknown" there, which the paths under test do not need.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from autoscaler.adapters.kube import KubeError
+from autoscaler.stack.kube_api import objects
+
+
+def codes(answer: dict) -> list[str]:
+    return [r["code"] for r in answer.get("reasons", ())]
+
+
+def settle(cluster, timeout_s: float = 10.0) -> None:
+    """Wait until no pod waits (every pod of the workloads is bound)."""
+    cluster.wait(lambda: all(p["spec"].get("nodeName") for p in cluster.pods()), timeout_s, "every pod bound")
+
+
+def test_scale_up_for_unschedulable_pods_launches_once_and_the_pods_land(cluster):
+    first, second = cluster.stack.seeded_workers
+    # 8 x 600m: three fit on each 2000m worker, two are left unschedulable (1200m: one more worker).
+    cluster.kubelets.add_workload("sale", replicas=8, cpu_m=600)
+    cluster.wait(lambda: len(cluster.unschedulable()) == 2, what="two pods unschedulable")
+    before = set(cluster.alive())
+
+    answer = cluster.tick()
+    assert answer["action"] == "scale_up" and sum(answer["launches"].values()) == 1, answer
+    assert "unschedulable_pods" in codes(answer)
+    launched = set(cluster.alive()) - before
+    assert len(launched) == 1
+    (new,) = launched
+    tags = {t["Key"]: t["Value"] for t in cluster.alive()[new]["Tags"]}
+    assert tags["node-fleet.io/cluster"] == cluster.stack.cluster_name and tags["node-fleet.io/role"] == "worker"
+
+    # While the pods wait for the new node (booting), further ticks launch nothing more.
+    assert cluster.node(cluster.kubelets.node_of(new) or "-") is None
+    again = cluster.tick()
+    assert again["action"] == "none" and "capacity_in_flight" in codes(again), again
+    assert set(cluster.alive()) == before | {new}
+
+    node = cluster.wait(
+        lambda: cluster.kubelets.node_of(new) in cluster.ready_workers() and cluster.kubelets.node_of(new)
+    )
+    settle(cluster)
+    assert len(cluster.pods_on(node)) == 2
+    after = cluster.tick()
+    assert after["action"] == "none" and not after["launches"], after
+    assert set(cluster.alive()) == before | {new}
+    assert cluster.ready_workers() == {first, second, node}
+
+
+def test_scale_down_after_the_unneeded_time_drains_terminates_and_deletes_the_node(cluster):
+    cluster.set(SCALE_DOWN_UNNEEDED_TIME_S="2")
+    workers = cluster.stack.seeded_workers
+    cluster.kubelets.add_workload("web", replicas=2, cpu_m=300, nodes=workers)
+    cluster.stack.wait_for_metrics()
+    instances = {cluster.node(n)["spec"]["providerID"].rsplit("/", 1)[1]: n for n in workers}
+
+    waiting = cluster.tick()
+    assert waiting["action"] == "none" and "no_candidate" in codes(waiting), waiting
+    assert set(cluster.state().unneeded_since) == set(workers)
+
+    time.sleep(2.2)  # the unneeded time, for real
+    cluster.stack.wait_for_metrics()
+    answer = cluster.tick()
+    assert answer["action"] == "scale_down" and len(answer["remove"]) == 1, answer
+    (gone,) = answer["remove"]
+    (kept,) = set(workers) - {gone}
+    assert cluster.cordoned(gone)
+    assert [d.node for d in cluster.state().drains] == [gone]
+    # The eviction went through; the ReplicaSet replaces the pod, and it lands on the kept node.
+    cluster.wait(lambda: not cluster.pods_on(gone), what="the drained node is empty")
+    settle(cluster)
+    assert len(cluster.pods_on(kept)) == 2
+
+    cluster.tick()
+    gone_id = next(i for i, n in instances.items() if n == gone)
+    assert cluster.instance_state(gone_id) in ("shutting-down", "terminated")
+    assert cluster.node(gone) is None
+    assert set(cluster.alive()) == {i for i, n in instances.items() if n == kept}
+    state = cluster.state()
+    assert state.drains == () and state.last_scale_down is not None
+    evictions = [m for m in cluster.mutations() if m[1].endswith("/eviction")]
+    assert [status for _, _, status in evictions] == [201]
+
+
+def test_a_pdb_blocks_the_drain_until_the_timeout_then_the_node_is_uncordoned(cluster):
+    cluster.set(SCALE_DOWN_UNNEEDED_TIME_S="0", DRAIN_TIMEOUT_S="30")
+    busy, light = cluster.stack.seeded_workers
+    cluster.kubelets.add_workload("web", replicas=1, cpu_m=700, nodes=[busy])
+    cluster.kubelets.add_workload("db", replicas=1, cpu_m=300, nodes=[light])
+    cluster.kube.add(objects.pdb("db", match_labels={"app": "db"}, min_available=1))
+    assert cluster.kube.get("poddisruptionbudgets", "db", "default", "policy")["status"]["disruptionsAllowed"] == 0
+    cluster.stack.wait_for_metrics()
+    (db_pod,) = cluster.pods("db")
+
+    answer = cluster.tick()
+    assert answer["action"] == "scale_down" and answer["remove"] == [light], answer
+    assert cluster.cordoned(light)
+    again = cluster.tick(offset=10)
+    assert again["action"] == "none", again
+    evictions = [m for m in cluster.mutations() if m[1].endswith("/eviction")]
+    assert [status for _, _, status in evictions] == [429, 429]
+    assert cluster.pods_on(light) == [db_pod["metadata"]["name"]]
+    assert cluster.cordoned(light)
+
+    # Past the drain timeout: the drain is undone, nothing forced, the node serves again.
+    cluster.tick(offset=31)
+    assert not cluster.cordoned(light)
+    assert cluster.pods_on(light) == [db_pod["metadata"]["name"]]
+    assert len(cluster.alive()) == 2
+    state = cluster.state()
+    assert state.drains == () and state.last_failure is not None
+    evictions = [m for m in cluster.mutations() if m[1].endswith("/eviction")]
+    assert len(evictions) == 2, "no eviction is tried past the deadline"
+
+
+def test_a_cycle_that_crashes_mid_drain_is_resumed_by_the_next(cluster):
+    cluster.set(SCALE_DOWN_UNNEEDED_TIME_S="0")
+    workers = cluster.stack.seeded_workers
+    cluster.kubelets.add_workload("web", replicas=2, cpu_m=300, nodes=workers)
+    cluster.stack.wait_for_metrics()
+    # The Eviction API fails once with a 500: the cycle raises (the invoker would retry it).
+    cluster.kube.fail_next("/api/v1/namespaces/default/pods/", count=1, status=500, method="POST")
+
+    with pytest.raises(KubeError) as failed:
+        cluster.tick()
+    assert failed.value.status == 500 and failed.value.retryable
+    (drain,) = cluster.state().drains
+    assert drain.phase == "cordoned" and cluster.cordoned(drain.node)
+    assert cluster.lease_item() is None, "the crashed cycle released its lease"
+    assert len(cluster.pods_on(drain.node)) == 1
+
+    resumed = cluster.tick()
+    assert resumed["action"] == "none" and resumed["remove"] == [], "the drain is resumed, not started again"
+    assert [d.phase for d in cluster.state().drains] == ["evicting"]
+    cluster.wait(lambda: not cluster.pods_on(drain.node), what="the drained node is empty")
+    settle(cluster)
+
+    cluster.tick()
+    assert cluster.instance_state(drain.instance_id) in ("shutting-down", "terminated")
+    assert cluster.node(drain.node) is None
+    assert len(cluster.alive()) == 1 and cluster.state().drains == ()
+
+
+def test_a_drain_whose_node_was_deleted_meanwhile_does_not_wedge_the_autoscaler(cluster):
+    cluster.set(SCALE_DOWN_UNNEEDED_TIME_S="0")
+    workers = cluster.stack.seeded_workers
+    cluster.kubelets.add_workload("web", replicas=2, cpu_m=300, nodes=workers)
+    cluster.stack.wait_for_metrics()
+    cluster.kube.fail_next("/api/v1/namespaces/default/pods/", count=1, status=500, method="POST")
+    with pytest.raises(KubeError):
+        cluster.tick()  # the drain is saved as CORDONED, then the cycle crashes
+    (drain,) = cluster.state().drains
+    cluster.kube.remove("nodes", drain.node)  # meanwhile an operator deletes the Node (kubectl delete node)
+
+    cluster.tick()  # the Node is gone: nothing to drain, the instance still goes
+    assert cluster.state().drains == ()
+    assert cluster.instance_state(drain.instance_id) in ("shutting-down", "terminated")
+
+
+def test_a_cycle_killed_between_terminate_and_node_deletion_is_resumed_after_its_lease(cluster):
+    cluster.set(SCALE_DOWN_UNNEEDED_TIME_S="0", LEASE_DURATION_S="30")
+    workers = cluster.stack.seeded_workers
+    cluster.kubelets.add_workload("web", replicas=2, cpu_m=300, nodes=workers)
+    cluster.stack.wait_for_metrics()
+    answer = cluster.tick()
+    (gone,) = answer["remove"]
+    cluster.wait(lambda: not cluster.pods_on(gone), what="the drained node is empty")
+    settle(cluster)
+
+    # The next cycle terminates the instance, then dies before it records the phase after it:
+    # the state save raises (through botocore's event hooks) and the lease is never released,
+    # as when the Lambda is killed at its timeout.
+    wiring = cluster.wiring()
+    killed: list[str] = []
+
+    def kill(params, **kwargs):
+        if not killed and '"phase":"deleting"' in params["Item"].get("body", {}).get("S", ""):
+            killed.append(gone)
+            raise RuntimeError("Task timed out after 60.00 seconds")
+
+    wiring.ports.state.client.meta.events.register("provide-client-params.dynamodb.PutItem", kill)
+    release = wiring.lease.release
+    wiring.lease.release = lambda owner: None
+    with pytest.raises(RuntimeError, match="timed out"):
+        cluster.tick()
+    wiring.lease.release = release
+    assert killed == [gone]
+    (drain,) = cluster.state().drains
+    assert drain.phase == "terminating" and cluster.instance_state(drain.instance_id) in ("shutting-down", "terminated")
+    assert cluster.node(gone) is not None, "the Node object is still there"
+
+    # The lease outlives the dead cycle: the next tick does nothing, and says so.
+    assert cluster.tick()["status"] == "lease_taken"
+    # Once the lease has expired, a tick picks the drain up where it stopped.
+    resumed = cluster.tick(offset=31)
+    assert resumed["status"] == "acted"
+    assert cluster.node(gone) is None
+    assert cluster.state().drains == () and len(cluster.alive()) == 1
+
+
+def test_a_launch_that_never_joins_is_terminated_after_the_provision_time_with_back_off(cluster):
+    cluster.set(MAX_NODE_PROVISION_TIME_S="60", PROVISION_BACKOFF_S="120")
+    cluster.kubelets.add_workload("burst", replicas=8, cpu_m=600)
+    cluster.wait(lambda: len(cluster.unschedulable()) == 2, what="two pods unschedulable")
+    cluster.kubelets.never_join(1)
+    before = set(cluster.alive())
+    # EC2 launch times have a one-second resolution, and a worker launched in the same second as
+    # the broken one would count as a healthy launch since it (no back-off then): be a second later.
+    time.sleep(1.1)
+
+    launched = cluster.tick()
+    assert launched["action"] == "scale_up", launched
+    (broken,) = set(cluster.alive()) - before
+    time.sleep(cluster.stack.boot_delay_s + 0.5)  # long enough for a healthy worker to join
+    assert cluster.kubelets.node_of(broken) not in cluster.node_names()
+    waiting = cluster.tick(offset=10)
+    assert waiting["action"] == "none" and "capacity_in_flight" in codes(waiting), waiting
+
+    # Past max_node_provision_time: terminated, and the pool backs off instead of relaunching.
+    expired = cluster.tick(offset=62)
+    assert "unjoined_instance" in codes(expired) and "backing_off" in codes(expired), expired
+    assert not expired["launches"]
+    assert cluster.instance_state(broken) in ("shutting-down", "terminated")
+    assert set(cluster.alive()) == before
+    state = cluster.state()
+    assert state.backoff_until is not None and state.backoff_until >= time.time() + 62 + 100
+    assert state.last_failure is not None and state.launches == ()
+    held = cluster.tick(offset=90)
+    assert held["action"] == "none" and "backing_off" in codes(held), held
+
+    # After the back-off, a new launch; this one joins and the pods land.
+    retried = cluster.tick(offset=62 + 121)
+    assert retried["action"] == "scale_up", retried
+    (healthy,) = set(cluster.alive()) - before
+    cluster.wait(lambda: cluster.kubelets.node_of(healthy) in cluster.ready_workers(), what="the new worker joins")
+    settle(cluster)
+
+
+def test_a_kustomization_in_progress_holds_scale_down_and_the_hook_writes_the_gate(cluster):
+    cluster.set(SCALE_DOWN_UNNEEDED_TIME_S="0")
+    busy, idle = cluster.stack.seeded_workers
+    cluster.kubelets.add_workload("web", replicas=1, cpu_m=300, nodes=[busy])
+    cluster.kube.add(objects.kustomization("apps", ready=False))
+    cluster.stack.wait_for_metrics()
+
+    # The autoscaler's own fresh check holds (no gate item has been written yet).
+    assert cluster.gate_item() is None
+    held = cluster.tick()
+    assert held["action"] == "none" and "gitops_hold" in codes(held), held
+    assert any("Kustomization flux-system/apps" in r["detail"] for r in held["reasons"]), held
+    assert not cluster.cordoned(idle) and len(cluster.alive()) == 2
+
+    # The hook's poll writes the gate item the autoscaler reads.
+    polled = cluster.poll_gate()
+    assert polled["status"] == "ok" and polled["blocked"] is True, polled
+    item = cluster.gate_item()
+    assert item["blocked"] is True
+    assert [(r["kind"], r["name"]) for r in item["reasons"]] == [("Kustomization", "apps")]
+
+    # Flux finishes: the hook opens the gate, and the idle worker goes.
+    cluster.kube.add(objects.kustomization("apps", ready=True))
+    assert cluster.poll_gate()["blocked"] is False
+    assert cluster.gate_item()["blocked"] is False
+    cluster.stack.wait_for_metrics()
+    answer = cluster.tick()
+    assert answer["action"] == "scale_down" and answer["remove"] == [idle], answer
+    assert cluster.node(idle) is None and len(cluster.alive()) == 1
+
+
+def test_prometheus_down_means_no_scale_down_while_scale_up_from_pending_pods_still_works(cluster):
+    # Last in the module: it stops the module's Prometheus (started again at the end).
+    cluster.set(SCALE_DOWN_UNNEEDED_TIME_S="0")
+    busy, idle = cluster.stack.seeded_workers
+    cluster.kubelets.add_workload("web", replicas=1, cpu_m=300, nodes=[busy])
+    cluster.stack.wait_for_metrics()
+    prometheus = cluster.stack.prometheus
+    prometheus.stop()
+    try:
+        held = cluster.tick()
+        assert held["action"] == "none" and "metrics_unknown" in codes(held), held
+        assert not cluster.cordoned(idle) and len(cluster.alive()) == 2
+
+        cluster.kubelets.add_workload("burst", replicas=4, cpu_m=900)
+        cluster.wait(lambda: len(cluster.unschedulable()) == 1, what="one pod unschedulable")
+        before = set(cluster.alive())
+        answer = cluster.tick()
+        assert answer["action"] == "scale_up" and sum(answer["launches"].values()) == 1, answer
+        assert len(set(cluster.alive()) - before) == 1
+    finally:
+        prometheus.start()
