@@ -108,7 +108,10 @@ def webhook(event: dict[str, Any], w: HookWiring, settings: Settings, max_age_s:
         return _reply(400, "body: expected base64 or text")
     if len(body) > MAX_BODY_BYTES:
         return _reply(400, f"body: at most {MAX_BODY_BYTES} bytes")
-    headers = {str(k).lower(): v for k, v in (event.get("headers") or {}).items()}
+    raw_headers = event.get("headers") or {}
+    if not isinstance(raw_headers, dict):
+        return _reply(400, "headers: expected an object")
+    headers = {str(k).lower(): v for k, v in raw_headers.items()}
     if not _signed(body, headers.get("x-signature"), w.hmac_key):
         metrics.add_metric(name="WebhookRejected", unit=MetricUnit.Count, value=1)
         logger.warning("webhook rejected: missing or wrong signature")
@@ -119,7 +122,7 @@ def webhook(event: dict[str, Any], w: HookWiring, settings: Settings, max_age_s:
         reason, kind, name = str(notice["reason"]), str(obj["kind"]), str(obj["name"])
         namespace = str(obj.get("namespace", ""))
         sent = datetime.fromisoformat(str(notice["timestamp"]).replace("Z", "+00:00")).timestamp()
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError, OverflowError):
         return _reply(400, "body: expected a Flux event with involvedObject, reason and timestamp")
     now = w.clock()
     if now - sent > max_age_s or sent - now > 60:
@@ -148,7 +151,10 @@ def _raw_body(event: dict[str, Any]) -> bytes | None:
             return base64.b64decode(body, validate=True)
         except (binascii.Error, ValueError):
             return None
-    return body.encode()
+    try:
+        return body.encode()
+    except UnicodeEncodeError:  # a lone surrogate: not text any HTTP body could carry
+        return None
 
 
 def _signed(body: bytes, header: Any, key: bytes) -> bool:

@@ -74,6 +74,8 @@ MARKER_LABEL = "node_fleet_query"
 _FRESHNESS_SUFFIX = "/freshness"
 
 RETRY_STATUSES = (500, 502, 503, 504)
+FUTURE_TOLERANCE_S = 60.0
+"""A freshness timestamp this far after `now` is impossible (queries evaluate at `now`): unknown."""
 
 # Environment variables (the template sets them; the lead documents them in the README).
 ENV_URL = "PROMETHEUS_URL"
@@ -569,7 +571,7 @@ class PrometheusMetrics:
             raise _QueryError(f"request failed ({type(e).__name__})", query_level=False) from None
         try:
             body = response.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deep to read
             body = None
         if not isinstance(body, dict):
             body = {}
@@ -647,17 +649,35 @@ def _failed(q: Query, reason: str) -> _Outcome:
 def _samples(data: Mapping[str, Any]) -> list[tuple[dict[str, str], float]]:
     if data.get("resultType") != "vector":
         raise _QueryError(f"expected an instant vector, got {data.get('resultType')!r}", query_level=True)
+    result = data.get("result")
+    if result is None:
+        result = []
+    if not isinstance(result, list):
+        raise _QueryError("malformed answer: result is not a list", query_level=False)
     found = []
-    for item in data.get("result") or ():
-        labels = dict(item.get("metric") or {})
-        found.append((labels, _value(item.get("value"))))
+    for item in result:
+        metric = item.get("metric") if isinstance(item, Mapping) else None
+        metric = {} if metric is None else metric
+        if (
+            not isinstance(item, Mapping)
+            or not isinstance(metric, Mapping)
+            or not all(isinstance(v, str) for v in metric.values())
+        ):
+            raise _QueryError("malformed answer: a series is not {metric: {label: string}, value}", query_level=False)
+        found.append((dict(metric), _value(item.get("value"))))
     return found
 
 
 def _value(pair: object) -> float:
+    """The value of a [time, "value"] pair; NaN for anything else (a wrong type is never a number)."""
+    if not isinstance(pair, list) or len(pair) != 2:
+        return math.nan
+    value = pair[1]
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return math.nan
     try:
-        return float(pair[1])  # type: ignore[index]
-    except (TypeError, ValueError, IndexError):
+        return float(value)
+    except (ValueError, OverflowError):
         return math.nan
 
 
@@ -686,6 +706,8 @@ def _age_problem(ts: float | None, now: float, limit: float) -> str | None:
     if ts is None or not math.isfinite(ts):
         return "no current sample"
     age = now - ts
+    if age < -FUTURE_TOLERANCE_S:
+        return f"newest sample {-age:.0f}s in the future"
     if age > limit:
         return f"stale: newest sample {age:.0f}s old (limit {limit:g}s)"
     return None
@@ -755,12 +777,15 @@ def _judge_custom(q: Query, data: Mapping[str, Any]) -> _Outcome:
     if kind == "scalar":
         value = _value(data.get("result"))
     elif kind == "vector":
-        result = data.get("result") or []
+        try:
+            result = _samples(data)
+        except _QueryError as e:
+            return _failed(q, e.reason)
         if not result:
             return _failed(q, "empty result")
         if len(result) > 1:
             return _failed(q, f"{len(result)} series where one was expected (aggregate them, e.g. sum(...))")
-        value = _value(result[0].get("value"))
+        value = result[0][1]
     else:
         return _failed(q, f"expected a scalar or a one-sample vector, got {kind!r}")
     problem = _number_problem(value)

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import bisect
 import csv
+import functools
 import math
 import re
 import tarfile
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
@@ -70,10 +71,30 @@ _CHUNK_BYTES = 1 << 20
 """How much of the NASA archive's text is read at a time."""
 
 
+MAX_REPLICAS = 100_000
+"""A request rate that needs more replicas than this is not a trace a replay can run: TraceError."""
+
+
+def _names_the_file(loader: Callable[..., Workload]) -> Callable[..., Workload]:
+    """Decoding and CSV errors met while reading become a TraceError that names the file."""
+
+    @functools.wraps(loader)
+    def wrapped(path: str | Path, *args: Any, **kwargs: Any) -> Workload:
+        try:
+            return loader(path, *args, **kwargs)
+        except UnicodeDecodeError as exc:
+            raise TraceError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from exc
+        except csv.Error as exc:
+            raise TraceError(f"{path}: not a readable CSV file: {exc}") from exc
+
+    return wrapped
+
+
 # --------------------------------------------------------------------------------------------------
 # Pod CSV
 
 
+@_names_the_file
 def load_pods_csv(path: str | Path) -> Workload:
     """Read the project's pod CSV: header `name,start_s,end_s,cpu_m,mem_mib,usage`.
 
@@ -324,6 +345,7 @@ def from_nasa(
         chunk = values[i : i + step]
         times.append(float(i))
         rates.append(sum(chunk) / len(chunk))
+    _check_replicas(path, model, rates)
     return rates_to_workload(
         "nasa",
         times,
@@ -334,6 +356,7 @@ def from_nasa(
     )
 
 
+@_names_the_file
 def from_elb(
     path: str | Path,
     model: ServiceModel | None = None,
@@ -375,6 +398,8 @@ def from_elb(
                 stamp = datetime.fromisoformat(row[0].strip())
             except ValueError:
                 _bad(where, "timestamp", "a time like '2014-04-10 00:04:00'", row[0])
+            if stamp.tzinfo is not None:  # the trace's times are UTC; an explicit offset must agree with the rest
+                stamp = stamp.astimezone(UTC).replace(tzinfo=None)
             if first is None:
                 first = stamp
             t = (stamp - first).total_seconds()
@@ -388,6 +413,7 @@ def from_elb(
     return _series_workload("elb", path, times, rates, times[-1] + period_s, model, start_s, duration_s, "NAB AWS ELB")
 
 
+@_names_the_file
 def from_azure(
     path: str | Path,
     model: ServiceModel | None = None,
@@ -442,6 +468,7 @@ def from_azure(
     return _series_workload("azure", path, times, rates, 60.0 * len(totals), model, start_s, duration_s, label)
 
 
+@_names_the_file
 def from_alibaba(
     path: str | Path,
     scale: float = ALIBABA_SCALE,
@@ -510,6 +537,9 @@ def from_alibaba(
                 continue  # outside the window
             if deleted == created:
                 zero_length += 1
+                continue
+            if cpu > node_cpu_m * scale or mem > node_mem_mib * scale:  # before dividing: no float overflow
+                too_big += 1
                 continue
             cpu_m = max(1, math.ceil(cpu / scale))
             mem_mib = max(1, math.ceil(mem / scale))
@@ -610,8 +640,19 @@ def _series_workload(
     if w_start >= w_end:
         raise TraceError(f"{path}: window start_s={_num(start_s)} is past the end of the trace ({_num(end)} s)")
     grid, means = _resample(times, rates, w_start, w_end, model.step_s)
+    _check_replicas(path, model, means)
     desc = f"{label} from {path}, seconds {_num(w_start)}..{_num(w_end)} of the trace"
     return rates_to_workload(name, grid, means, model, horizon_s=w_end - w_start, description=desc)
+
+
+def _check_replicas(path: Path, model: ServiceModel, rates: Sequence[float]) -> None:
+    peak = max(rates, default=0.0)
+    needed = peak * model.cost_m_per_rps / (model.pod_cpu_m * model.target_utilization)
+    if not needed <= MAX_REPLICAS:  # also catches an infinite product
+        raise TraceError(
+            f"{path}: a rate of {peak:g} requests/s needs {needed:.3g} replicas of the service model, "
+            f"more than {MAX_REPLICAS}: not a trace a replay can run"
+        )
 
 
 def _resample(
