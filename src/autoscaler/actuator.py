@@ -60,18 +60,17 @@ def act(
         ports.cluster.delete_node(name)
         outcome.nodes_deleted.append(name)
 
-    if decision.launches:
-        launches = list(state.launches)
-        for az, count in decision.launches.items():
-            result = ports.fleet.launch(az, count, token=f"{token}:{az}")
-            outcome.launched.extend(result.instance_ids)
-            outcome.launch_failures.extend(result.failures)
+    for az, count in decision.launches.items():
+        result = ports.fleet.launch(az, count, token=f"{token}:{az}")
+        outcome.launched.extend(result.instance_ids)
+        outcome.launch_failures.extend(result.failures)
+        if result.instance_ids:
+            # Saved zone by zone: a later zone's failure must not lose what this one started.
             deadline = now + settings.max_node_provision_time_s
-            launches.extend(Launch(i, az, now, deadline) for i in result.instance_ids)
-        state = replace(state, launches=tuple(launches))
-        if not outcome.launched:
-            state = replace(state, last_failure=now, backoff_until=now + settings.provision_backoff_s)
-        state = checkpoint(state)
+            new = tuple(Launch(i, az, now, deadline) for i in result.instance_ids)
+            state = checkpoint(replace(state, launches=(*state.launches, *new)))
+    if decision.launches and not outcome.launched:
+        state = checkpoint(replace(state, last_failure=now, backoff_until=now + settings.provision_backoff_s))
 
     nodes = {n.name: n for n in snapshot.nodes}
     started = [

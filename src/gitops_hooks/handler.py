@@ -27,6 +27,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from autoscaler.config import ConfigError, Settings
+from autoscaler.ports import PermanentError
 from gitops_hooks.gate import GateMemory, evaluate
 from gitops_hooks.reader import FluxObjects, GateStore, list_objects, record_of
 
@@ -68,10 +69,19 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         logger.error("invalid setting, nothing done", extra={"error": str(exc)})
         metrics.add_metric(name="Errors", unit=MetricUnit.Count, value=1)
         return {"status": "error", "error": str(exc)}
-    if isinstance(event, dict) and isinstance(event.get("requestContext"), dict) and "http" in event["requestContext"]:
-        return webhook(event, wiring(), settings, max_age)
-    if isinstance(event, dict) and event.get("detail-type") == "Scheduled Event":
-        return poll(wiring(), settings)
+    try:
+        if (
+            isinstance(event, dict)
+            and isinstance(event.get("requestContext"), dict)
+            and "http" in event["requestContext"]
+        ):
+            return webhook(event, wiring(), settings, max_age)
+        if isinstance(event, dict) and event.get("detail-type") == "Scheduled Event":
+            return poll(wiring(), settings)
+    except PermanentError as exc:
+        logger.error("permanent error, not retried", extra={"error": str(exc)})
+        metrics.add_metric(name="Errors", unit=MetricUnit.Count, value=1)
+        return {"status": "error", "error": str(exc)}
     logger.error("unexpected event, nothing done")
     metrics.add_metric(name="InvalidEvents", unit=MetricUnit.Count, value=1)
     return {"status": "rejected", "error": "event: expected a schedule tick or a Function URL request"}
