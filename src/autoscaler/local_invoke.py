@@ -397,7 +397,7 @@ def lambda_environment(spec: FunctionSpec) -> dict[str, str]:
 
 
 @contextmanager
-def _patched_environ(values: Mapping[str, str]) -> Iterator[None]:
+def patched_environ(values: Mapping[str, str]) -> Iterator[None]:
     saved = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
     try:
@@ -437,7 +437,7 @@ def invoke(
     """
     spec = resolve_function(template_path, logical_id, env_vars_path, parameter_overrides=parameter_overrides)
     event = load_event(event_path)
-    with _patched_environ(lambda_environment(spec)), _code_on_path(spec.code_dir):
+    with patched_environ(lambda_environment(spec)), _code_on_path(spec.code_dir):
         try:
             module = importlib.import_module(spec.module_name)
         except ImportError as exc:

@@ -35,6 +35,7 @@ from autoscaler.local_invoke import (
     function_ids,
     lambda_environment,
     load_template,
+    patched_environ,
     resolve_function,
 )
 
@@ -105,20 +106,6 @@ def signed_webhook(event: Mapping[str, Any], key: str) -> dict[str, Any]:
     headers["x-signature"] = "sha256=" + hmac.new(key.encode(), body.encode(), hashlib.sha256).hexdigest()
     out["headers"] = headers
     return out
-
-
-@contextlib.contextmanager
-def patched_environ(values: Mapping[str, str]) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, old in saved.items():
-            if old is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = old
 
 
 @contextlib.contextmanager
