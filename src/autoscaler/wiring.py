@@ -37,11 +37,11 @@ def _required(environ: Mapping[str, str], variable: str) -> str:
 
 
 def kube_cluster(environ: Mapping[str, str]):
-    from autoscaler.adapters.kube import KubeCluster
+    from autoscaler.adapters.kube import KubeCluster, secret_parameter_names
 
-    return KubeCluster.from_env(
-        environ, token=_optional_secret(environ, "K8S_TOKEN_PARAM"), ca_pem=_optional_secret(environ, "K8S_CA_PARAM")
-    )
+    names = secret_parameter_names(environ)
+    token, ca_pem = (secret(names[k]) if k in names else None for k in ("token", "ca"))
+    return KubeCluster.from_env(environ, token=token, ca_pem=ca_pem)
 
 
 def prometheus(environ: Mapping[str, str]):

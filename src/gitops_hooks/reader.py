@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gitops_hooks.flux import RESOURCES
@@ -37,7 +37,6 @@ class GateAnswer:
     cap_hit: bool = False
     unknown: str | None = None
     """Why the gate could not be read (then `blocked` is True)."""
-    verdict: GateVerdict | None = field(default=None, compare=False)
 
 
 def list_objects(source: FluxObjects) -> list[dict[str, Any]]:
@@ -61,9 +60,7 @@ def check(source: FluxObjects, store: GateStore | None, now: float, settle_s: fl
     event_hold = float(record.get("event_hold_until") or 0) if record else 0.0
     if event_hold > now and not verdict.cap_hit:
         reasons += (dict(record.get("event_reason") or {}),)
-    return GateAnswer(
-        verdict.blocked or (event_hold > now and not verdict.cap_hit), reasons, verdict.cap_hit, None, verdict
-    )
+    return GateAnswer(verdict.blocked or (event_hold > now and not verdict.cap_hit), reasons, verdict.cap_hit)
 
 
 def record_of(
