@@ -14,10 +14,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from functools import cached_property
 
+from autoscaler.model import Taint
 from autoscaler.ports import PermanentError
+
+TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+# The API's rules for a label key (optional DNS-subdomain prefix, then a name) and a label value.
+_LABEL_KEY = re.compile(
+    r"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+)
+_LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
 
 
 class ConfigError(ValueError, PermanentError):
@@ -40,6 +50,8 @@ class Settings:
     scale_down_delay_after_add_s: int = 600
     scale_down_delay_after_failure_s: int = 180
     max_node_provision_time_s: int = 900
+    scale_down_unready_time_s: int = 1200
+    """A worker NotReady this long is replaced, then removed (Cluster Autoscaler's default)."""
     provision_backoff_s: int = 300
     new_pod_scale_up_delay_s: int = 0
     drain_timeout_s: int = 300
@@ -49,6 +61,11 @@ class Settings:
     max_empty_bulk_delete: int = 10
     node_cpu_m: int = 2000
     node_mem_mib: int = 7680
+    node_max_pods: int = 110
+    worker_labels: str = ""
+    """Labels every new worker gets, `key=value,key=value` (the launch template's --node-label)."""
+    worker_taints: str = ""
+    """Taints every new worker gets, `key=value:Effect,key:Effect` (the launch template's --node-taint)."""
     lease_duration_s: int = 180
     """Longer than the function's timeout, so a lease never expires under a live cycle."""
     gate_settle_s: int = 120
@@ -69,6 +86,37 @@ class Settings:
             raise ConfigError(f"MIN_NODES={self.min_nodes} must be <= MAX_NODES={self.max_nodes}")
         if self.cpu_low >= self.cpu_high:
             raise ConfigError(f"CPU_LOW={self.cpu_low} must be below CPU_HIGH={self.cpu_high}")
+        _ = self.labels, self.taints  # malformed ones fail here, naming the variable
+
+    @cached_property
+    def labels(self) -> dict[str, str]:
+        """WORKER_LABELS as a mapping."""
+        labels: dict[str, str] = {}
+        for item in _items(self.worker_labels):
+            key, sep, value = item.partition("=")
+            if not sep or not _LABEL_KEY.fullmatch(key) or not _LABEL_VALUE.fullmatch(value):
+                raise ConfigError(f"WORKER_LABELS item {item!r} is not key=value with a valid label key and value")
+            labels[key] = value
+        return labels
+
+    @cached_property
+    def taints(self) -> tuple[Taint, ...]:
+        """WORKER_TAINTS as taints."""
+        taints = []
+        for item in _items(self.worker_taints):
+            head, sep, effect = item.rpartition(":")
+            key, _, value = head.partition("=")
+            if (
+                not sep
+                or effect not in TAINT_EFFECTS
+                or not _LABEL_KEY.fullmatch(key)
+                or not _LABEL_VALUE.fullmatch(value)
+            ):
+                raise ConfigError(
+                    f"WORKER_TAINTS item {item!r} is not key[=value]:Effect with Effect one of {', '.join(TAINT_EFFECTS)}"
+                )
+            taints.append(Taint(key, value, effect))
+        return tuple(taints)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -82,6 +130,10 @@ class Settings:
 
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)
+
+
+def _items(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 def _env(name: str) -> str:
@@ -123,6 +175,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "scale_down_delay_after_add_s": (0, DAY),
     "scale_down_delay_after_failure_s": (0, DAY),
     "max_node_provision_time_s": (60, 7200),
+    "scale_down_unready_time_s": (60, DAY),
     "provision_backoff_s": (0, 7200),
     "new_pod_scale_up_delay_s": (0, 3600),
     "drain_timeout_s": (30, 3600),
@@ -131,6 +184,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "max_empty_bulk_delete": (1, 1000),
     "node_cpu_m": (100, 1_000_000),
     "node_mem_mib": (128, 10_000_000),
+    "node_max_pods": (1, 1000),
     "lease_duration_s": (30, 3600),
     "gate_settle_s": (0, 3600),
     "gate_max_hold_s": (60, DAY),

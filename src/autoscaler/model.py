@@ -17,7 +17,113 @@ SCALE_DOWN_DISABLED_ANNOTATIONS = (
     "cluster-autoscaler.kubernetes.io/scale-down-disabled",
 )
 SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
+SAFE_TO_EVICT_LOCAL_VOLUMES = "cluster-autoscaler.kubernetes.io/safe-to-evict-local-volumes"
 DO_NOT_DISRUPT = "karpenter.sh/do-not-disrupt"
+HOSTNAME_LABEL = "kubernetes.io/hostname"
+ZONE_LABEL = "topology.kubernetes.io/zone"
+NODE_NAME_FIELD = "metadata.name"
+"""The one field a node selector term's matchFields may name."""
+
+
+# -- placement: what kube-scheduler's filters read ------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Requirement:
+    """A NodeSelectorRequirement or LabelSelectorRequirement: In, NotIn, Exists, DoesNotExist, Gt, Lt."""
+
+    key: str
+    operator: str
+    values: tuple[str, ...] = ()
+
+
+NodeSelectorTerm = tuple[Requirement, ...]
+"""Requirements ANDed; a term with none matches no node, as in the API."""
+
+
+@dataclass(frozen=True, slots=True)
+class LabelSelector:
+    """A metav1.LabelSelector: matchLabels and matchExpressions ANDed; an empty one selects all."""
+
+    match_labels: tuple[tuple[str, str], ...] = ()
+    match_expressions: tuple[Requirement, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Taint:
+    key: str
+    value: str = ""
+    effect: str = "NoSchedule"
+    """NoSchedule, PreferNoSchedule or NoExecute."""
+
+
+@dataclass(frozen=True, slots=True)
+class Toleration:
+    key: str = ""
+    """Empty with operator Exists tolerates every taint."""
+    operator: str = "Equal"
+    value: str = ""
+    effect: str = ""
+    """Empty matches every effect."""
+
+
+@dataclass(frozen=True, slots=True)
+class PodAffinityTerm:
+    """A required pod (anti-)affinity term, its namespaces resolved by the adapter."""
+
+    selector: LabelSelector | None
+    """None selects no pod."""
+    topology_key: str
+    namespaces: frozenset[str] = frozenset()
+    """The namespaces whose pods count; empty with `all_namespaces` False means the pod's own."""
+    all_namespaces: bool = False
+    """namespaceSelector {} (or one we cannot read: namespaces are not listed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpreadConstraint:
+    """A topologySpreadConstraint with whenUnsatisfiable DoNotSchedule (ScheduleAnyway never filters)."""
+
+    max_skew: int
+    topology_key: str
+    selector: LabelSelector | None
+    """matchLabelKeys already folded in by the adapter; None selects no pod."""
+    min_domains: int = 1
+    honor_node_affinity: bool = True
+    """nodeAffinityPolicy (default Honor): only nodes the pod's selector and affinity allow count."""
+    honor_taints: bool = False
+    """nodeTaintsPolicy (default Ignore)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HostPort:
+    port: int
+    protocol: str = "TCP"
+    ip: str = ""
+    """Empty or 0.0.0.0 binds every address of the node."""
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Everything besides resources that decides which nodes may run a pod."""
+
+    node_selector: tuple[tuple[str, str], ...] = ()
+    node_affinity: tuple[NodeSelectorTerm, ...] | None = None
+    """requiredDuringSchedulingIgnoredDuringExecution's terms (ORed); None: no requirement."""
+    tolerations: tuple[Toleration, ...] = ()
+    host_ports: tuple[HostPort, ...] = ()
+    affinity: tuple[PodAffinityTerm, ...] = ()
+    anti_affinity: tuple[PodAffinityTerm, ...] = ()
+    spread: tuple[SpreadConstraint, ...] = ()
+    volume_affinity: tuple[tuple[NodeSelectorTerm, ...], ...] = ()
+    """One entry per bound persistent volume: the terms (ORed) a node must match to reach it
+    (a PV's nodeAffinity, a zonal volume's zone; a node-local volume names one node)."""
+    volume_problem: str | None = None
+    """A volume whose placement cannot be known (claim or volume missing or unreadable): the pod
+    fits on no node but its own."""
+
+
+NO_CONSTRAINTS = Placement()
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +143,15 @@ class Pod:
     unschedulable_since: float | None = None
     """When the scheduler marked it PodScheduled=False/Unschedulable; None if it never did."""
     grace_period_s: int = 30
+    labels: Mapping[str, str] = field(default_factory=dict)
+    placement: Placement = NO_CONSTRAINTS
+    local_volumes: tuple[str, ...] = ()
+    """Names of its emptyDir and hostPath volumes (for safe-to-evict-local-volumes)."""
+    pdbs: tuple[str, ...] = ()
+    """`namespace/name` of every PodDisruptionBudget that selects it."""
+    mirror: bool = False
+    """A static pod's mirror: the kubelet runs it from a file, eviction cannot move it, and it
+    goes with its node; it neither blocks removal nor needs room elsewhere."""
 
     @property
     def key(self) -> str:
@@ -45,6 +160,11 @@ class Pod:
     @property
     def is_daemonset(self) -> bool:
         return self.owner_kind == "DaemonSet"
+
+    @property
+    def stays(self) -> bool:
+        """Goes with its node instead of moving: DaemonSet and mirror pods."""
+        return self.mirror or self.owner_kind == "DaemonSet"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +180,14 @@ class Node:
     control_plane: bool = False
     annotations: Mapping[str, str] = field(default_factory=dict)
     created_at: float = 0.0
+    labels: Mapping[str, str] = field(default_factory=dict)
+    taints: tuple[Taint, ...] = ()
+    alloc_pods: int = 110
+    addresses: frozenset[str] = frozenset()
+    """InternalIP, Hostname and InternalDNS addresses, for matching a node to its instance when
+    its providerID is not aws:/// (K3s's default is k3s://<hostname>)."""
+    ready_since: float | None = None
+    """lastTransitionTime of the Ready condition (when it became Ready, or stopped being)."""
 
     @property
     def scale_down_disabled(self) -> bool:
@@ -85,6 +213,8 @@ class Instance:
     instance_type: str
     launched_at: float
     lifecycle: str = "on-demand"  # or "spot"
+    private_ip: str | None = None
+    private_dns_name: str | None = None
 
     @property
     def alive(self) -> bool:
@@ -123,6 +253,10 @@ class ClusterSnapshot:
     metrics: MetricsView = MetricsView(unknown_reason="not queried")
     zones: tuple[str, ...] = ()
     """Availability zones the fleet can launch into."""
+    pdbs: Mapping[str, int] = field(default_factory=dict)
+    """`namespace/name` of each PodDisruptionBudget -> its status.disruptionsAllowed."""
+    daemonsets: tuple[Pod, ...] = ()
+    """One pod per DaemonSet, built from its template: what would land on a new worker."""
 
 
 @dataclass(frozen=True, slots=True)
