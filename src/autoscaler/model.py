@@ -333,6 +333,10 @@ class ReasonCode(enum.StrEnum):
     GITOPS_HOLD = "gitops_hold"
     GITOPS_HOLD_CAPPED = "gitops_hold_capped"
     STEADY = "steady"
+    NO_WORKER_FITS = "no_worker_fits"
+    """Pending pods no new worker could host (selector, affinity, taint, volume zone)."""
+    UNREADY_NODE = "unready_node"
+    AMBIGUOUS_INSTANCE = "ambiguous_instance"
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,6 +365,27 @@ class Intent:
     """Who asked and why, repeated in the decision's reasons."""
 
 
+@dataclass(frozen=True, slots=True)
+class NodeVerdict:
+    """Whether a worker could be removed now, were its unneeded timer and cool-downs run out."""
+
+    candidate: bool
+    reason: str
+    """A short code: unneeded, empty, utilization_high, pod_cannot_move, no_room, pdb_exhausted,
+    scale_down_disabled, not_ready, draining, cordoned, ambiguous_instance, control_plane..."""
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Unhelpable:
+    """A pending pod no new worker could host: reported, never launched for."""
+
+    pod: str
+    reason: str
+    """The kube-scheduler filter that rejects it on a new worker (NodeAffinity, TaintToleration...)."""
+    detail: str = ""
+
+
 class Action(enum.StrEnum):
     SCALE_UP = "scale_up"
     SCALE_DOWN = "scale_down"
@@ -382,6 +407,9 @@ class Decision:
     reasons: tuple[Reason, ...] = ()
     state: ScalingState = field(default_factory=ScalingState)
     """The state to persist after acting (unneeded-since times, sustained-CPU clocks...)."""
+    nodes: Mapping[str, NodeVerdict] = field(default_factory=dict)
+    """Every worker node's scale-down verdict, when scale-down was looked at."""
+    unhelpable: tuple[Unhelpable, ...] = ()
 
     @property
     def launch_count(self) -> int:

@@ -8,7 +8,7 @@ says what it promises; the same contract tests run against every implementation.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -50,7 +50,14 @@ class Cluster(Protocol):
         """Every Node object."""
 
     def list_pods(self) -> Sequence[Pod]:
-        """Every pod that is bound, or pending, and not finished."""
+        """Every pod that is bound, or pending, and not finished, with its placement resolved
+        (volumes to node affinity, PDBs to `pdbs`)."""
+
+    def disruption_budgets(self) -> Mapping[str, int]:
+        """`namespace/name` of every PodDisruptionBudget -> status.disruptionsAllowed."""
+
+    def daemonset_pods(self) -> Sequence[Pod]:
+        """One unbound pod per DaemonSet, from its template: what a new worker would run."""
 
     def cordon(self, node: str) -> None:
         """Mark the node unschedulable (and taint it as draining)."""

@@ -44,12 +44,18 @@ class Report:
 
 
 def observe(ports: Ports, now: float) -> ClusterSnapshot:
+    # Kubernetes and EC2 first: scale-up for pending pods never waits on Prometheus.
+    nodes, pods = tuple(ports.cluster.list_nodes()), tuple(ports.cluster.list_pods())
+    budgets, daemonsets = dict(ports.cluster.disruption_budgets()), tuple(ports.cluster.daemonset_pods())
+    instances, zones = tuple(ports.fleet.list_workers()), tuple(ports.fleet.zones())
     return ClusterSnapshot(
-        nodes=tuple(ports.cluster.list_nodes()),
-        pods=tuple(ports.cluster.list_pods()),
-        instances=tuple(ports.fleet.list_workers()),
+        nodes=nodes,
+        pods=pods,
+        instances=instances,
         metrics=ports.metrics.sample(now),
-        zones=tuple(ports.fleet.zones()),
+        zones=zones,
+        pdbs=budgets,
+        daemonsets=daemonsets,
     )
 
 

@@ -361,6 +361,12 @@ class RecordingCluster:
         self.log.calls.append(("cluster.list_pods",))
         return [Pod("web-0", "default", 500, 512, node="n0")]
 
+    def disruption_budgets(self):
+        return {}
+
+    def daemonset_pods(self):
+        return []
+
     def cordon(self, node):
         self.log.calls.append(("cluster.cordon", node))
 

@@ -47,6 +47,8 @@ class FakeCluster:
     pods: list[Pod] = field(default_factory=list)
     blocked: set[str] = field(default_factory=set)
     """Pods whose eviction a PDB refuses (429)."""
+    budgets: dict[str, int] = field(default_factory=dict)
+    daemonsets: list[Pod] = field(default_factory=list)
     calls: list[tuple] = field(default_factory=list)
 
     def list_nodes(self):
@@ -54,6 +56,12 @@ class FakeCluster:
 
     def list_pods(self):
         return list(self.pods)
+
+    def disruption_budgets(self):
+        return dict(self.budgets)
+
+    def daemonset_pods(self):
+        return list(self.daemonsets)
 
     def cordon(self, node):
         self.calls.append(("cordon", node))

@@ -522,6 +522,12 @@ class KubeCluster:
         field_selector = ",".join(f"status.phase!={phase}" for phase in FINISHED_PHASES)
         return [p for p in self._list("/api/v1/pods", parse, {"fieldSelector": field_selector}) if p is not None]
 
+    def disruption_budgets(self) -> dict[str, int]:
+        return {f"{b.namespace}/{b.name}": b.disruptions_allowed for b in self.list_pdbs()}
+
+    def daemonset_pods(self) -> list[Pod]:
+        return []
+
     def list_pdbs(self) -> list[DisruptionBudget]:
         return self._list("/apis/policy/v1/poddisruptionbudgets", parse_pdb)
 

@@ -13,7 +13,7 @@ import bisect
 import math
 import random
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from autoscaler.model import Instance, InstanceState, MetricsView, Node, Pod, ScalingState
@@ -318,6 +318,12 @@ class SimCluster:
             )
             for p in self._vc.pods.values()
         ]
+
+    def disruption_budgets(self) -> Mapping[str, int]:
+        return {}
+
+    def daemonset_pods(self) -> Sequence[Pod]:
+        return ()
 
     def cordon(self, node: str) -> None:
         self._set_cordon(node, True)
