@@ -283,6 +283,21 @@ class Drain:
     started_at: float
     deadline: float
     phase: DrainPhase = DrainPhase.CORDONED
+    held_since: float | None = None
+    """Since when scaling has been paused with this drain under way; its deadline moves on by
+    the time held, so a pause never times a drain out."""
+
+
+@dataclass(frozen=True, slots=True)
+class IntentRecord:
+    """What an alarm's or manual event's plan still has to do, stored under the event id before
+    acting: a redelivered event carries it on (same zones, same nodes) instead of planning again."""
+
+    recorded_at: float
+    launches: Mapping[str, int] = field(default_factory=dict)
+    """Zones not launched into yet."""
+    remove: Mapping[str, str] = field(default_factory=dict)
+    """Node -> its instance, for the drains not started yet."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +317,8 @@ class ScalingState:
     paused: bool = False
     gate_held_since: float | None = None
     """Since when the GitOps gate has held scale-down without a break (for its cap)."""
+    intents: Mapping[str, IntentRecord] = field(default_factory=dict)
+    """Event id -> the intent's progress, kept for a day after it arrived."""
 
 
 class ReasonCode(enum.StrEnum):

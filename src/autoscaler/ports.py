@@ -42,7 +42,7 @@ class Fleet(Protocol):
         """Start up to `count` workers in `az`. Calling again with the same token starts nothing new."""
 
     def terminate(self, instance_id: str) -> None:
-        """Terminate one worker; refuses an instance that is not this cluster's worker."""
+        """Terminate one worker; raises NotOurInstance for an instance that is not this cluster's worker."""
 
 
 class Cluster(Protocol):
@@ -79,6 +79,10 @@ class Metrics(Protocol):
 
 class PermanentError(Exception):
     """Retrying cannot fix it (bad configuration, an instance that is not ours): report, do not retry."""
+
+
+class NotOurInstance(PermanentError):
+    """Fleet.terminate refuses an instance that does not carry this cluster's worker tags."""
 
 
 class StaleStateError(Exception):

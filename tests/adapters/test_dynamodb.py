@@ -26,7 +26,7 @@ from autoscaler.adapters.dynamodb import (
     state_from_json,
     state_to_json,
 )
-from autoscaler.model import Drain, DrainPhase, Launch, ScalingState
+from autoscaler.model import Drain, DrainPhase, IntentRecord, Launch, ScalingState
 from autoscaler.ports import StaleStateError
 from aws_table import create_state_table, state_table_properties
 
@@ -46,12 +46,13 @@ FULL_STATE = ScalingState(
         Launch("i-0bbb", "eu-west-1b", NOW - 60, NOW + 840),
     ),
     drains=(
-        Drain("worker-c", "i-0ccc", NOW - 120, NOW + 180, DrainPhase.EVICTING),
+        Drain("worker-c", "i-0ccc", NOW - 120, NOW + 180, DrainPhase.EVICTING, held_since=NOW - 10),
         Drain("worker-d", None, NOW - 5, NOW + 295),
     ),
     backoff_until=NOW + 300,
     paused=True,
     gate_held_since=NOW - 45,
+    intents={"event-1": IntentRecord(NOW - 20, {"eu-west-1a": 2}, {"worker-e": "i-0eee"})},
 )
 
 
@@ -298,6 +299,17 @@ def _with_drain(**changes) -> str:
         pytest.param(_with(launches=[[]]), r"state.launches\[0\] must be a JSON object", id="launch not object"),
         pytest.param(_with(launches=[{"az": "a"}]), r"state.launches\[0\].instance_id", id="launch without id"),
         pytest.param(_with_drain(phase="evicted"), r"state.drains\[0\].phase must be one of", id="unknown phase"),
+        pytest.param(_with(intents=[]), "state.intents must be a JSON object", id="intents list"),
+        pytest.param(
+            _with(intents={"e": {"recorded_at": 1, "launches": {"a": 0}}}),
+            r"state.intents\['e'\].launches\['a'\] must be a whole number",
+            id="intent launching none",
+        ),
+        pytest.param(
+            _with(intents={"e": {"recorded_at": 1, "remove": {"n": None}}}),
+            r"state.intents\['e'\].remove.n",
+            id="intent removal without instance",
+        ),
         pytest.param(_with_drain(deadline=None), r"state.drains\[0\].deadline", id="drain without deadline"),
         pytest.param(_with_drain(node=""), r"state.drains\[0\].node", id="drain without node"),
         pytest.param('{"format": 1, "backoff_until": NaN}', "NaN", id="NaN"),

@@ -7,13 +7,15 @@ from dataclasses import dataclass, field, replace
 from builders import NOW
 
 from autoscaler.model import Instance, InstanceState, MetricsView, Node, Pod
-from autoscaler.ports import EvictionOutcome, LaunchResult, Ports
+from autoscaler.ports import EvictionOutcome, LaunchResult, NotOurInstance, Ports
 from autoscaler.sim.cluster import MemoryStateStore
 
 
 @dataclass
 class FakeFleet:
     instances: list[Instance] = field(default_factory=list)
+    foreign: list[Instance] = field(default_factory=list)
+    """Instances without this cluster's tags: never listed, and terminate refuses them."""
     fail_launches: bool = False
     calls: list[tuple] = field(default_factory=list)
     _tokens: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -36,6 +38,8 @@ class FakeFleet:
 
     def terminate(self, instance_id):
         self.calls.append(("terminate", instance_id))
+        if any(i.id == instance_id for i in self.foreign):
+            raise NotOurInstance(f"refusing to terminate {instance_id}: not a worker of this cluster")
         self.instances = [
             replace(i, state=InstanceState.TERMINATED) if i.id == instance_id else i for i in self.instances
         ]

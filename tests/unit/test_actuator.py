@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from builders import NOW, busy, pending, pod, worker
 from fakes import FakeCluster, FakeFleet, FakeMetrics, ports
@@ -15,8 +17,8 @@ from autoscaler.sim.cluster import MemoryStateStore
 S = Settings()
 
 
-def world(n=3, pods=()):
-    ws = [worker(i) for i in range(n)]
+def world(n=3, pods=(), cordoned=()):
+    ws = [worker(i, cordoned=f"n{i}" in cordoned) for i in range(n)]
     return FakeFleet([w[0] for w in ws]), FakeCluster([w[1] for w in ws], list(pods))
 
 
@@ -24,6 +26,11 @@ def step(p, decision, now=NOW, settings=S, may_remove=True, checkpoint=None):
     """One act() on a fresh snapshot, saving through the port like the service does."""
     snap = observe(p, now)
     return act(decision, snap, p, settings, now, "tok", checkpoint or p.state.save, may_remove)
+
+
+def removing(*names, **kw):
+    """A scale-down of the `world` nodes `names`, each matched to its instance as the planner does."""
+    return Decision(Action.SCALE_DOWN, remove=names, instances={n: f"i-{int(n[1:]):04d}" for n in names}, **kw)
 
 
 def carry(p, **kw):
@@ -77,7 +84,7 @@ def test_drain_is_recorded_before_the_cordon():
         seen.append((tuple((d.node, d.phase) for d in state.drains), list(cluster.calls)))
         return p.state.save(state)
 
-    step(p, Decision(Action.SCALE_DOWN, remove=("n2",)), checkpoint=checkpoint)
+    step(p, removing("n2"), checkpoint=checkpoint)
     recorded_first = next(calls for drains, calls in seen if drains)
     assert recorded_first == [], "the drain is saved before anything touches the node"
 
@@ -85,7 +92,7 @@ def test_drain_is_recorded_before_the_cordon():
 def test_drain_cordons_then_evicts_then_terminates_and_deletes_across_cycles():
     fleet, cluster = world(pods=busy("n2", 2))
     p = ports(fleet, cluster)
-    state, _ = step(p, Decision(Action.SCALE_DOWN, remove=("n2",)))
+    state, _ = step(p, removing("n2"))
     assert cluster.calls[0] == ("cordon", "n2")
     assert [c[0] for c in cluster.calls[1:]] == ["evict", "evict"]
     assert state.drains[0].phase is DrainPhase.EVICTING
@@ -101,7 +108,7 @@ def test_drain_cordons_then_evicts_then_terminates_and_deletes_across_cycles():
 def test_an_empty_node_goes_in_one_cycle():
     fleet, cluster = world()
     p = ports(fleet, cluster)
-    state, outcome = step(p, Decision(Action.SCALE_DOWN, remove=("n2",)))
+    state, outcome = step(p, removing("n2"))
     assert outcome.terminated == ["i-0002"] and outcome.nodes_deleted == ["n2"]
     assert state.drains == ()
 
@@ -133,7 +140,7 @@ def test_a_cycle_that_dies_between_any_two_steps_is_resumed_by_the_next(deaths_a
         return stored
 
     with pytest.raises(Died):
-        step(p, Decision(Action.SCALE_DOWN, remove=("n2",)), checkpoint=dying)
+        step(p, removing("n2"), checkpoint=dying)
     # The next cycle starts from what was stored and finishes (or never started) the job.
     step(p, carry(p), now=NOW + 60)
     assert p.state.load().drains == ()
@@ -157,7 +164,7 @@ def test_a_pdb_that_refuses_eviction_is_retried_then_the_drain_is_undone_at_the_
     fleet, cluster = world(pods=busy("n2", 1))
     cluster.blocked = {"b-n2-0"}
     p = ports(fleet, cluster)
-    _, outcome = step(p, Decision(Action.SCALE_DOWN, remove=("n2",)))
+    _, outcome = step(p, removing("n2"))
     assert outcome.eviction_blocked == 1
     _, outcome = step(p, carry(p), now=NOW + 120)
     assert outcome.eviction_blocked == 1 and p.state.load().drains
@@ -170,7 +177,7 @@ def test_a_pdb_that_refuses_eviction_is_retried_then_the_drain_is_undone_at_the_
 
 
 def test_force_terminates_after_the_deadline_when_the_operator_asked_for_it():
-    fleet, cluster = world(pods=busy("n2", 1))
+    fleet, cluster = world(pods=busy("n2", 1), cordoned=("n2",))
     cluster.blocked = {"b-n2-0"}
     p = ports(fleet, cluster)
     drain = Drain("n2", "i-0002", NOW - 400, NOW - 100, DrainPhase.EVICTING)
@@ -179,7 +186,7 @@ def test_force_terminates_after_the_deadline_when_the_operator_asked_for_it():
 
 
 def test_a_pod_that_became_unmovable_stops_the_drain():
-    fleet, cluster = world(pods=[*busy("n2", 1), pod("bare", "n2", owner_kind=None)])
+    fleet, cluster = world(pods=[*busy("n2", 1), pod("bare", "n2", owner_kind=None)], cordoned=("n2",))
     drain = Drain("n2", "i-0002", NOW - 30, NOW + 270, DrainPhase.EVICTING)
     _, outcome = step(ports(fleet, cluster), Decision(Action.NONE, state=ScalingState(drains=(drain,))))
     assert outcome.drains_timed_out == ["n2"] and ("uncordon", "n2") in cluster.calls
@@ -187,7 +194,7 @@ def test_a_pod_that_became_unmovable_stops_the_drain():
 
 
 def test_under_a_gitops_hold_drains_wait_but_still_time_out():
-    fleet, cluster = world(pods=busy("n2", 1))
+    fleet, cluster = world(pods=busy("n2", 1), cordoned=("n2",))
     p = ports(fleet, cluster)
     drain = Drain("n2", "i-0002", NOW - 30, NOW + 270, DrainPhase.EVICTING)
     p.state.save(ScalingState(drains=(drain,)))
@@ -221,3 +228,179 @@ def test_dry_run_decides_but_changes_nothing():
     result = run_cycle(ports(fleet, cluster, FakeMetrics(), store), S.replace(dry_run=True), NOW, "cycle-1")
     assert result.decision.action is Action.SCALE_UP
     assert fleet.calls == [] and cluster.calls == []
+
+
+# -- pause: node-fleet changes nothing ----------------------------------------------------------------
+
+
+def test_while_paused_nothing_is_launched_evicted_terminated_or_cleaned_up():
+    fleet, cluster = world(pods=busy("n2", 1), cordoned=("n2",))
+    p = ports(fleet, cluster)
+    drain = Drain("n2", "i-0002", NOW - 30, NOW + 270, DrainPhase.EVICTING)
+    paused = ScalingState(paused=True, drains=(drain,))
+    decision = removing(
+        "n1", launches={"eu-west-1a": 1}, terminate_unjoined=("i-0000",), delete_nodes=("n0",), state=paused
+    )
+    state, _ = step(p, decision)
+    assert fleet.calls == [] and cluster.calls == []
+    assert state.drains == (replace(drain, held_since=NOW),)
+
+
+def test_a_drain_held_by_a_pause_goes_on_after_it_with_its_deadline_moved_by_the_time_held():
+    fleet, cluster = world(pods=busy("n2", 1), cordoned=("n2",))
+    cluster.blocked = {"b-n2-0"}
+    p = ports(fleet, cluster)
+    drain = Drain("n2", "i-0002", NOW - 30, NOW + 60, DrainPhase.EVICTING)
+    p.state.save(ScalingState(paused=True, drains=(drain,)))
+    step(p, carry(p))
+    step(p, carry(p), now=NOW + 3600)
+    assert cluster.calls == [], "held for an hour, well past the deadline, untouched"
+    resumed = replace(p.state.load(), paused=False)
+    state, outcome = step(p, Decision(Action.NONE, state=resumed), now=NOW + 3630)
+    assert outcome.drains_timed_out == [] and outcome.eviction_blocked == 1
+    assert state.drains == (replace(drain, deadline=NOW + 60 + 3630),)
+    _, outcome = step(p, carry(p), now=NOW + 3630 + 61)
+    assert outcome.drains_timed_out == ["n2"], "the time left when paused runs out after the pause"
+
+
+def test_while_paused_a_cycle_leaves_an_instance_that_never_joined_alone():
+    fleet, cluster = world()
+    stray = replace(fleet.instances[0], id="i-stray", launched_at=NOW - 3600)
+    fleet.instances.append(stray)
+    p = ports(fleet, cluster)
+    p.state.save(ScalingState(paused=True))
+    run_cycle(p, S, NOW, "cycle-1")
+    assert fleet.calls == [] and cluster.calls == []
+
+
+# -- the state is checked against what is observed ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("desc", "drain", "cordoned", "pods", "dropped"),
+    [
+        (
+            "an injected terminating record for a busy worker nobody cordoned",
+            Drain("n2", "i-0002", NOW - 30, NOW + 270, DrainPhase.TERMINATING),
+            (),
+            busy("n2", 2),
+            "n2: node n2 is not cordoned: given back by hand, or never drained",
+        ),
+        (
+            "a terminating record for a node holding a pod that must not move",
+            Drain("n2", "i-0002", NOW - 30, NOW + 270, DrainPhase.TERMINATING),
+            ("n2",),
+            [pod("bare", "n2", owner_kind=None)],
+            "n2: default/bare has no controller",
+        ),
+        (
+            "an evicting record for a node given back by hand",
+            Drain("n2", "i-0002", NOW - 30, NOW + 270, DrainPhase.EVICTING),
+            (),
+            busy("n2", 1),
+            "n2: node n2 is not cordoned: given back by hand, or never drained",
+        ),
+        (
+            "a record naming an instance that is not ours",
+            Drain("n2", "i-foreign", NOW - 30, NOW + 270, DrainPhase.TERMINATING),
+            ("n2",),
+            [],
+            "n2: instance i-foreign is not a worker of this cluster (its tags are gone, or it no longer exists)",
+        ),
+        (
+            "a record pairing a node with another worker's instance",
+            Drain("n2", "i-0001", NOW - 30, NOW + 270, DrainPhase.TERMINATING),
+            ("n2",),
+            [],
+            "n2: node n2 is not matched to instance i-0001 without ambiguity",
+        ),
+        (
+            "a deleting record for an instance still running",
+            Drain("n2", "i-0002", NOW - 30, NOW + 270, DrainPhase.DELETING),
+            ("n2",),
+            [],
+            "n2: instance i-0002 is still running: this drain did not terminate it",
+        ),
+    ],
+)
+def test_a_drain_that_does_not_match_what_is_observed_is_dropped_not_acted_on(desc, drain, cordoned, pods, dropped):
+    fleet, cluster = world(pods=pods, cordoned=cordoned)
+    fleet.foreign = [replace(fleet.instances[0], id="i-foreign")]
+    p = ports(fleet, cluster)
+    p.state.save(ScalingState(drains=(drain,)))
+    state, outcome = step(p, carry(p))
+    assert outcome.drains_dropped == [dropped], desc
+    assert state.drains == () and p.state.load().drains == ()
+    assert fleet.calls == [], desc
+    assert {c[0] for c in cluster.calls} <= {"uncordon"}, desc
+    assert not [n for n in cluster.nodes if n.cordoned and n.name != "n2"]
+
+
+def test_a_dropped_drain_gives_its_cordoned_node_back_unless_it_is_another_instances():
+    fleet, cluster = world(cordoned=("n2",))
+    p = ports(fleet, cluster)
+    p.state.save(ScalingState(drains=(Drain("n2", "i-0001", NOW - 30, NOW + 270, DrainPhase.EVICTING),)))
+    step(p, carry(p))
+    assert cluster.calls == [], "n2 is i-0002's: this drain has no business with it"
+    p.state.save(replace(p.state.load(), drains=(Drain("n2", "i-0002", NOW, NOW + 270, DrainPhase.TERMINATING),)))
+    cluster.pods = [pod("pinned", "n2", annotations={"karpenter.sh/do-not-disrupt": "true"})]
+    step(p, carry(p))
+    assert cluster.calls == [("uncordon", "n2")] and fleet.calls == []
+
+
+def test_pods_that_stay_with_their_node_do_not_hold_its_termination():
+    stays = [
+        pod("ds", "n2", namespace="kube-system", owner_kind="DaemonSet"),
+        pod("static", "n2", namespace="kube-system", owner_kind="Node", mirror=True),
+    ]
+    fleet, cluster = world(pods=stays, cordoned=("n2",))
+    p = ports(fleet, cluster)
+    p.state.save(ScalingState(drains=(Drain("n2", "i-0002", NOW - 30, NOW + 270, DrainPhase.TERMINATING),)))
+    _, outcome = step(p, carry(p))
+    assert outcome.terminated == ["i-0002"] and not [c for c in cluster.calls if c[0] == "evict"]
+
+
+def test_force_never_terminates_a_node_holding_a_pod_that_must_not_move():
+    fleet, cluster = world(pods=[pod("bare", "n2", owner_kind=None)], cordoned=("n2",))
+    p = ports(fleet, cluster)
+    drain = Drain("n2", "i-0002", NOW - 400, NOW - 100, DrainPhase.EVICTING)
+    _, outcome = step(
+        p, Decision(Action.NONE, state=ScalingState(drains=(drain,))), settings=S.replace(drain_force=True)
+    )
+    assert fleet.calls == [] and outcome.drains_timed_out == ["n2"]
+
+
+def test_a_scale_down_starts_no_drain_for_a_node_not_matched_to_a_running_worker_of_ours():
+    fleet, cluster = world()
+    p = ports(fleet, cluster)
+    decision = Decision(Action.SCALE_DOWN, remove=("n1", "n2"), instances={"n1": "i-0002", "n2": "i-other"})
+    state, _ = step(p, decision)
+    assert state.drains == () and fleet.calls == [] and cluster.calls == []
+
+
+# -- a worker whose tags vanish mid-drain -------------------------------------------------------------
+
+
+def test_a_worker_whose_tags_vanish_as_it_is_terminated_is_given_back_and_its_drain_dropped():
+    fleet, cluster = world(cordoned=("n2",))
+    fleet.foreign = [fleet.instances[2]]  # still listed by the snapshot, refused by terminate
+    p = ports(fleet, cluster)
+    p.state.save(ScalingState(drains=(Drain("n2", "i-0002", NOW - 30, NOW + 270, DrainPhase.EVICTING),)))
+    state, outcome = step(p, carry(p))
+    assert fleet.calls == [("terminate", "i-0002")]
+    assert cluster.calls == [("uncordon", "n2")] and state.drains == ()
+    assert outcome.drains_dropped == ["n2: refusing to terminate i-0002: not a worker of this cluster"]
+    _, outcome = step(p, carry(p), now=NOW + 60)
+    assert outcome.drains_dropped == [] and fleet.calls == [("terminate", "i-0002")], "not again, every cycle"
+
+
+def test_a_worker_that_leaves_the_fleets_list_mid_drain_is_given_back_and_its_drain_dropped():
+    fleet, cluster = world(pods=busy("n2", 1), cordoned=("n2",))
+    fleet.foreign, fleet.instances = [fleet.instances[2]], fleet.instances[:2]
+    p = ports(fleet, cluster)
+    p.state.save(ScalingState(drains=(Drain("n2", "i-0002", NOW - 30, NOW + 270, DrainPhase.EVICTING),)))
+    state, outcome = step(p, carry(p))
+    assert cluster.calls == [("uncordon", "n2")] and fleet.calls == [] and state.drains == ()
+    assert outcome.drains_dropped == [
+        "n2: instance i-0002 is not a worker of this cluster (its tags are gone, or it no longer exists)"
+    ]

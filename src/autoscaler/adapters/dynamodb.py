@@ -25,7 +25,7 @@ from aws_lambda_powertools import Logger
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from autoscaler.model import Drain, DrainPhase, Launch, ScalingState
+from autoscaler.model import Drain, DrainPhase, IntentRecord, Launch, ScalingState
 from autoscaler.ports import StaleStateError
 
 logger = Logger(child=True)
@@ -236,9 +236,14 @@ def state_to_json(state: ScalingState) -> str:
                 "started_at": d.started_at,
                 "deadline": d.deadline,
                 "phase": DrainPhase(d.phase).value,
+                "held_since": d.held_since,
             }
             for d in state.drains
         ],
+        "intents": {
+            event_id: {"recorded_at": r.recorded_at, "launches": dict(r.launches), "remove": dict(r.remove)}
+            for event_id, r in sorted(state.intents.items())
+        },
         "backoff_until": state.backoff_until,
         "paused": state.paused,
         "gate_held_since": state.gate_held_since,
@@ -277,6 +282,10 @@ def state_from_json(text: str) -> ScalingState:
         backoff_until=_time(obj, "backoff_until", "state", optional=True),
         paused=paused,
         gate_held_since=_time(obj, "gate_held_since", "state", optional=True),
+        intents={
+            event_id: _intent(x, f"state.intents[{event_id!r}]")
+            for event_id, x in _object(obj.get("intents", {}), "state.intents").items()
+        },
     )
 
 
@@ -304,6 +313,21 @@ def _drain(value: Any, where: str) -> Drain:
         started_at=_time(obj, "started_at", where),
         deadline=_time(obj, "deadline", where),
         phase=drain_phase,
+        held_since=_time(obj, "held_since", where, optional=True),
+    )
+
+
+def _intent(value: Any, where: str) -> IntentRecord:
+    obj = _object(value, where)
+    launches = _object(obj.get("launches", {}), f"{where}.launches")
+    for zone, count in launches.items():
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f"{where}.launches[{zone!r}] must be a whole number >= 1, got {count!r}")
+    remove = _object(obj.get("remove", {}), f"{where}.remove")
+    return IntentRecord(
+        recorded_at=_time(obj, "recorded_at", where),
+        launches=launches,
+        remove={node: _text(remove, node, f"{where}.remove") for node in remove},
     )
 
 

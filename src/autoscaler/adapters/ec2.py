@@ -26,9 +26,10 @@ from aws_lambda_powertools import Logger
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from autoscaler import ports
 from autoscaler.config import ConfigError
 from autoscaler.model import Instance, InstanceState
-from autoscaler.ports import LaunchResult, PermanentError
+from autoscaler.ports import LaunchResult
 
 logger = Logger(child=True)
 
@@ -71,7 +72,7 @@ class FleetError(Exception):
     """The fleet cannot do what was asked, and retrying will not change that."""
 
 
-class NotOurInstance(FleetError, PermanentError):
+class NotOurInstance(FleetError, ports.NotOurInstance):
     """The instance does not carry this cluster's worker tags: it is never terminated."""
 
 
