@@ -16,9 +16,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from autoscaler.config import ConfigError, Settings
-from autoscaler.events import InvalidEvent, Manual, Request, parse, parse_alarm_actions
+from autoscaler.events import AlarmChange, InvalidEvent, Manual, Request, parse, parse_alarm_actions
 from autoscaler.ports import PermanentError
-from autoscaler.service import LeaseBusy, Report, Wiring, handle
+from autoscaler.service import INTENT_MEMORY_S, LeaseBusy, Report, Wiring, handle
 
 logger = Logger()
 metrics = Metrics()
@@ -55,7 +55,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
     logger.append_keys(request=type(request).__name__, event_id=request.event_id)
     try:
-        answer = _manual(request, settings, context) if isinstance(request, Manual) else _serve(request, settings)
+        intended = isinstance(request, Manual) or (isinstance(request, AlarmChange) and request.intent is not None)
+        answer = _once(request, settings, context) if intended else _serve(request, settings)
     except PermanentError as exc:
         metrics.add_metric(name="Errors", unit=MetricUnit.Count, value=1)
         logger.error("permanent error, not retried", extra={"error": str(exc)})
@@ -94,6 +95,7 @@ def _notify(report: Report, settings: Settings, w: Wiring) -> None:
         f"draining {', '.join(outcome.cordoned)}" if outcome.cordoned else "",
         f"terminated {', '.join(outcome.terminated)}" if outcome.terminated else "",
         f"drains undone: {', '.join(outcome.drains_timed_out)}" if outcome.drains_timed_out else "",
+        f"drains dropped: {'; '.join(outcome.drains_dropped)}" if outcome.drains_dropped else "",
     ]
     lines = [line for line in lines if line]
     if not lines:
@@ -106,11 +108,13 @@ def _notify(report: Report, settings: Settings, w: Wiring) -> None:
         metrics.add_metric(name="NotificationErrors", unit=MetricUnit.Count, value=1)
 
 
-def _manual(request: Manual, settings: Settings, context: LambdaContext) -> dict[str, Any]:
-    """Applied once per event id: a redelivered manual event gets the first answer back."""
+def _once(request: Request, settings: Settings, context: LambdaContext) -> dict[str, Any]:
+    """A manual or alarm event is answered once per event id: delivered again after it succeeded, it
+    gets the first answer back. After a failure Powertools forgets the event and the retry runs; the
+    intent's record in the state (service.run_cycle) then keeps it from being applied twice."""
     from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
 
-    config = IdempotencyConfig(event_key_jmespath="event_id", expires_after_seconds=24 * 3600)
+    config = IdempotencyConfig(event_key_jmespath="event_id", expires_after_seconds=INTENT_MEMORY_S)
     config.register_lambda_context(context)
 
     @idempotent_function(data_keyword_argument="data", persistence_store=wiring(settings).idempotency, config=config)
@@ -170,6 +174,7 @@ def _record(report: Report, settings: Settings) -> None:
                 "evicted": outcome.evicted,
                 "eviction_blocked": outcome.eviction_blocked,
                 "drains_timed_out": outcome.drains_timed_out,
+                "drains_dropped": outcome.drains_dropped,
                 "nodes_deleted": outcome.nodes_deleted,
             },
             "gate": None if cycle.gate is None else {"blocked": cycle.gate.blocked, "unknown": cycle.gate.unknown},

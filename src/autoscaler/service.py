@@ -13,13 +13,25 @@ from typing import Any
 from autoscaler.actuator import Outcome, act
 from autoscaler.config import Settings
 from autoscaler.events import AlarmChange, Manual, Request, Tick
-from autoscaler.model import Action, ClusterSnapshot, Decision, Intent, Reason, ReasonCode, ScalingState
+from autoscaler.model import (
+    Action,
+    ClusterSnapshot,
+    Decision,
+    Intent,
+    IntentRecord,
+    Reason,
+    ReasonCode,
+    ScalingState,
+)
 from autoscaler.planner import plan
 from autoscaler.ports import Lease, Ports
 from gitops_hooks.reader import GateAnswer, reasons_text
 
 Gate = Callable[[float], GateAnswer]
 """May capacity be removed at `now`? Asked only when a removal or a drain is on the table."""
+
+INTENT_MEMORY_S = 24 * 3600
+"""How long an intent's record is kept: as long as EventBridge goes on redelivering an event."""
 
 
 class LeaseBusy(RuntimeError):
@@ -62,10 +74,15 @@ def observe(ports: Ports, now: float) -> ClusterSnapshot:
 def run_cycle(
     ports: Ports, settings: Settings, now: float, token: str, intent: Intent | None = None, gate: Gate | None = None
 ) -> CycleResult:
-    """`token` names this cycle; a retried cycle with the same token launches nothing twice."""
-    state = ports.state.load()
+    """`token` names this cycle (the event id); a retried cycle with the same token launches nothing
+    twice, and an intent is applied once per token: its plan is recorded under the token before
+    acting, and a retry carries that plan on instead of planning the intent again."""
+    state = _forget_old_intents(ports.state.load(), now)
     snapshot = observe(ports, now)
-    decision = plan(snapshot, state, settings, now, intent)
+    record = state.intents.get(token) if intent is not None else None
+    decision = plan(snapshot, state, settings, now, None if record is not None else intent)
+    if record is not None:
+        decision = _carry_on(decision, token, record)
     answer, may_remove = None, True
     if gate is not None and (decision.remove or decision.state.drains):
         answer = gate(now)
@@ -74,8 +91,39 @@ def run_cycle(
         decision = replace(decision, state=replace(decision.state, gate_held_since=None))
     if settings.dry_run:
         return CycleResult(snapshot, decision, Outcome(), ports.state.save(decision.state), answer)
+    if intent is not None:
+        decision = _record(decision, token, now if record is None else record.recorded_at)
     new_state, outcome = act(decision, snapshot, ports, settings, now, token, ports.state.save, may_remove)
     return CycleResult(snapshot, decision, outcome, new_state, answer)
+
+
+def _forget_old_intents(state: ScalingState, now: float) -> ScalingState:
+    kept = {event_id: r for event_id, r in state.intents.items() if now - r.recorded_at < INTENT_MEMORY_S}
+    return state if len(kept) == len(state.intents) else replace(state, intents=kept)
+
+
+def _carry_on(decision: Decision, token: str, record: IntentRecord) -> Decision:
+    """A redelivered intent does what its record still holds (same zones, same nodes) and nothing
+    else; the cycle's own housekeeping (drains, unjoined instances, orphan nodes) goes on."""
+    left = [f"launch {dict(record.launches)}" if record.launches else "", ", ".join(record.remove)]
+    detail = f"event {token} delivered again: " + ("; ".join(x for x in left if x) or "already applied")
+    action = Action.SCALE_UP if record.launches else Action.SCALE_DOWN if record.remove else Action.NONE
+    return replace(
+        decision,
+        action=action,
+        launches=dict(record.launches),
+        remove=tuple(record.remove),
+        instances=dict(record.remove),
+        reasons=(*decision.reasons, Reason(ReasonCode.REQUESTED, detail)),
+    )
+
+
+def _record(decision: Decision, token: str, recorded_at: float) -> Decision:
+    """The decision whose state records what it will do for the intent under `token`."""
+    remove = {n: decision.instances[n] for n in decision.remove if n in decision.instances}
+    record = IntentRecord(recorded_at, dict(decision.launches), remove)
+    state = decision.state
+    return replace(decision, state=replace(state, intents={**state.intents, token: record}))
 
 
 def _apply_gate(decision: Decision, answer: GateAnswer, settings: Settings, now: float) -> tuple[Decision, bool]:

@@ -124,3 +124,27 @@ def test_a_failure_a_retry_can_fix_raises(wired, capsys):
 
 def test_an_alarm_back_to_ok_is_ignored(wired):
     assert handler.lambda_handler(event("alarm_state_ok.json"), LambdaContext())["status"] == "ignored"
+
+
+@pytest.mark.parametrize("name", ["manual_scale_up.json", "alarm_state_alarm.json"])
+def test_an_intent_whose_cycle_failed_after_launching_launches_nothing_more_when_delivered_again(
+    wired, monkeypatch, name
+):
+    monkeypatch.setenv("ALARM_ACTIONS", json.dumps({"node-fleet-scale-cpu-high": {"action": "scale_up", "count": 2}}))
+    store, fleet = wired.ports.state, wired.ports.fleet
+    save = store.save
+
+    def failing_once(state):
+        if state.launches and not store.load().launches:  # DynamoDB fails as the first launch is recorded
+            store.save = save
+            raise ConnectionError("DynamoDB unreachable")
+        return save(state)
+
+    store.save = failing_once
+    with pytest.raises(ConnectionError):
+        handler.lambda_handler(event(name), LambdaContext())
+    answer = handler.lambda_handler(event(name), LambdaContext())
+    again = handler.lambda_handler(event(name), LambdaContext())
+    assert answer == again, "delivered after a success, the first answer comes back"
+    assert len([i for i in fleet.instances if i.alive]) == 4 + 2
+    assert len({c[3] for c in fleet.calls if c[0] == "launch"}) == 2, "one token a zone, the same on every delivery"

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from builders import NOW, busy, pending, worker
 from fakes import FakeCluster, FakeFleet, MemoryLease, ports
 
 from autoscaler.config import Settings
 from autoscaler.events import AlarmChange, Manual, Tick
-from autoscaler.model import Action, Intent, IntentKind, ReasonCode, ScalingState
-from autoscaler.service import LeaseBusy, Wiring, handle, run_cycle
+from autoscaler.model import Action, Drain, Intent, IntentKind, IntentRecord, ReasonCode, ScalingState
+from autoscaler.service import INTENT_MEMORY_S, LeaseBusy, Wiring, handle, run_cycle
 from gitops_hooks.reader import GateAnswer
 
 S = Settings()
@@ -136,3 +138,119 @@ def test_dry_run_under_the_lease_changes_nothing():
     report = handle(Tick("e1"), wiring(p)[0], S.replace(dry_run=True), "tok")
     assert report.cycle.decision.action is Action.SCALE_DOWN
     assert p.fleet.calls == [] and p.cluster.calls == []
+
+
+# -- intents are applied once, however often their event is delivered --------------------------------
+
+
+class Crash(Exception):
+    """The invocation dies here (a DynamoDB or Kubernetes error, or the Lambda's timeout)."""
+
+
+def crash_once(obj, name, *, after):
+    """Make `obj.name` raise Crash on its first call: after doing its work, or instead of it."""
+    real = getattr(obj, name)
+
+    def once(*args, **kwargs):
+        setattr(obj, name, real)
+        if after:
+            real(*args, **kwargs)
+        raise Crash(name)
+
+    setattr(obj, name, once)
+
+
+def crash_on_the_save_after_the_launch(p, lease):
+    """DynamoDB refuses the save that records the launch (the instance is running)."""
+    real = p.state.save
+
+    def save(state):
+        if state.launches and not p.state.load().launches:
+            p.state.save = real
+            raise Crash("save")
+        return real(state)
+
+    p.state.save = save
+
+
+def crash_in_a_drain(p, lease):
+    """A drain under way meets a Kubernetes error after the launch."""
+    p.state.save(replace(p.state.load(), drains=(Drain("n1", "i-0001", NOW - 30, NOW + 270),)))
+    crash_once(p.cluster, "cordon", after=False)
+
+
+def time_out_after_the_launch(p, lease):
+    """The Lambda times out as the launch returns: no finally runs, the lease stays taken."""
+    real_release = lease.release
+    crash_once(p.fleet, "launch", after=True)
+
+    def release(owner):
+        lease.release = real_release
+
+    lease.release = release
+
+
+INTENTS = [
+    pytest.param(Manual("e1", Intent(IntentKind.SCALE_UP, 1, "manual")), id="manual"),
+    pytest.param(AlarmChange("e1", "high-cpu", "ALARM", Intent(IntentKind.SCALE_UP, 1, "alarm high-cpu")), id="alarm"),
+]
+
+
+@pytest.mark.parametrize("request_", INTENTS)
+@pytest.mark.parametrize(
+    "fault", [crash_on_the_save_after_the_launch, crash_in_a_drain, time_out_after_the_launch], ids=lambda f: f.__name__
+)
+def test_an_intent_delivered_again_after_its_cycle_failed_launches_once(request_, fault):
+    p = quiet_world()
+    lease = MemoryLease()
+    before = {i.id for i in p.fleet.instances}
+    fault(p, lease)
+    with pytest.raises(Crash):
+        handle(request_, wiring(p, lease)[0], S, "e1")
+    # Delivered again once the lease (left behind by a timeout) has expired.
+    report = handle(request_, wiring(p, lease, clock=NOW + S.lease_duration_s + 1)[0], S, "e1")
+    added = [i.id for i in p.fleet.instances if i.id not in before]
+    assert len(added) == 1
+    assert {(c[1], c[3]) for c in p.fleet.calls if c[0] == "launch"} == {("eu-west-1a", "e1:eu-west-1a")}
+    assert [x.instance_id for x in report.cycle.state.launches] == added
+    assert report.cycle.state.intents["e1"] == IntentRecord(NOW, {}, {})
+
+
+def test_an_intent_delivered_again_after_it_was_applied_does_nothing_again():
+    p = quiet_world()
+    scale_up = Manual("e1", Intent(IntentKind.SCALE_UP, 2, "manual"))
+    handle(scale_up, wiring(p)[0], S, "e1")
+    report = handle(scale_up, wiring(p, clock=NOW + 60)[0], S, "e1")
+    assert [c[0] for c in p.fleet.calls] == ["launch", "launch"], "two zones, launched into once"
+    assert report.cycle.decision.launches == {}
+    assert report.cycle.decision.reasons[-1].detail == "event e1 delivered again: already applied"
+
+
+def test_a_pause_delivered_again_after_the_resume_does_not_pause_again():
+    p = quiet_world()
+    pause = Manual("e1", Intent(IntentKind.PAUSE, 0, "manual"))
+    handle(pause, wiring(p)[0], S, "e1")
+    handle(Manual("e2", Intent(IntentKind.RESUME, 0, "manual")), wiring(p, clock=NOW + 60)[0], S, "e2")
+    handle(pause, wiring(p, clock=NOW + 120)[0], S, "e1")
+    assert p.state.load().paused is False
+
+
+def test_a_scale_down_delivered_again_drains_the_nodes_it_chose_and_no_others():
+    p = quiet_world()
+    crash_once(p.cluster, "cordon", after=False)
+    scale_down = Manual("e1", Intent(IntentKind.SCALE_DOWN, 1, "manual"))
+    with pytest.raises(Crash):
+        handle(scale_down, wiring(p)[0], S, "e1")
+    chosen = [d.node for d in p.state.load().drains]
+    handle(scale_down, wiring(p, clock=NOW + 60)[0], S, "e1")
+    assert len(chosen) == 1 and [c for c in p.cluster.calls if c[0] == "delete_node"] == [("delete_node", chosen[0])]
+    assert len([i for i in p.fleet.instances if i.alive]) == 3
+
+
+def test_an_intent_is_remembered_for_a_day():
+    p = quiet_world()
+    p.state.save(
+        replace(p.state.load(), intents={"old": IntentRecord(NOW - INTENT_MEMORY_S), "new": IntentRecord(NOW)})
+    )
+    result = run_cycle(p, S, NOW, "tick")
+    assert set(result.state.intents) == {"new"}
