@@ -18,6 +18,7 @@ from autoscaler.model import (
     ClusterSnapshot,
     Decision,
     Intent,
+    IntentKind,
     IntentRecord,
     Reason,
     ReasonCode,
@@ -80,7 +81,9 @@ def run_cycle(
     state = _forget_old_intents(ports.state.load(), now)
     snapshot = observe(ports, now)
     record = state.intents.get(token) if intent is not None else None
-    decision = plan(snapshot, state, settings, now, None if record is not None else intent)
+    if record is not None and intent.kind in (IntentKind.PAUSE, IntentKind.RESUME):
+        intent = None  # applied already, and maybe undone since by another event
+    decision = plan(snapshot, state, settings, now, intent)
     if record is not None:
         decision = _carry_on(decision, token, record)
     answer, may_remove = None, True
@@ -103,17 +106,22 @@ def _forget_old_intents(state: ScalingState, now: float) -> ScalingState:
 
 
 def _carry_on(decision: Decision, token: str, record: IntentRecord) -> Decision:
-    """A redelivered intent does what its record still holds (same zones, same nodes) and nothing
-    else; the cycle's own housekeeping (drains, unjoined instances, orphan nodes) goes on."""
-    left = [f"launch {dict(record.launches)}" if record.launches else "", ", ".join(record.remove)]
-    detail = f"event {token} delivered again: " + ("; ".join(x for x in left if x) or "already applied")
-    action = Action.SCALE_UP if record.launches else Action.SCALE_DOWN if record.remove else Action.NONE
+    """A redelivered intent does what its record still holds (same zones, same nodes), and no more
+    of it than the plan made now allows (max_nodes, min_nodes, the safety rules)."""
+    allowed, launches = decision.launch_count, {}
+    for zone, count in record.launches.items():
+        launches[zone] = min(count, allowed)
+        allowed -= launches[zone]
+    launches = {zone: count for zone, count in launches.items() if count}
+    remove = {node: instance for node, instance in record.remove.items() if node in decision.remove}
+    left = [f"launch {launches}" if launches else "", ", ".join(remove)]
+    detail = f"event {token} delivered again: " + ("; ".join(x for x in left if x) or "nothing left to do")
     return replace(
         decision,
-        action=action,
-        launches=dict(record.launches),
-        remove=tuple(record.remove),
-        instances=dict(record.remove),
+        action=Action.SCALE_UP if launches else Action.SCALE_DOWN if remove else Action.NONE,
+        launches=launches,
+        remove=tuple(remove),
+        instances=remove,
         reasons=(*decision.reasons, Reason(ReasonCode.REQUESTED, detail)),
     )
 

@@ -223,7 +223,7 @@ def test_an_intent_delivered_again_after_it_was_applied_does_nothing_again():
     report = handle(scale_up, wiring(p, clock=NOW + 60)[0], S, "e1")
     assert [c[0] for c in p.fleet.calls] == ["launch", "launch"], "two zones, launched into once"
     assert report.cycle.decision.launches == {}
-    assert report.cycle.decision.reasons[-1].detail == "event e1 delivered again: already applied"
+    assert report.cycle.decision.reasons[-1].detail == "event e1 delivered again: nothing left to do"
 
 
 def test_a_pause_delivered_again_after_the_resume_does_not_pause_again():
@@ -254,3 +254,16 @@ def test_an_intent_is_remembered_for_a_day():
     )
     result = run_cycle(p, S, NOW, "tick")
     assert set(result.state.intents) == {"new"}
+
+
+def test_an_intent_delivered_again_carries_on_no_further_than_max_nodes_allows_now():
+    p = quiet_world()
+    at_five = S.replace(max_nodes=5)
+    crash_once(p.fleet, "launch", after=False)
+    with pytest.raises(Crash):
+        handle(Manual("e1", Intent(IntentKind.SCALE_UP, 1, "manual")), wiring(p)[0], at_five, "e1")
+    handle(Manual("e2", Intent(IntentKind.SCALE_UP, 1, "manual")), wiring(p, clock=NOW + 60)[0], at_five, "e2")
+    report = handle(
+        Manual("e1", Intent(IntentKind.SCALE_UP, 1, "manual")), wiring(p, clock=NOW + 120)[0], at_five, "e1"
+    )
+    assert report.cycle.decision.launches == {} and len([i for i in p.fleet.instances if i.alive]) == 5
