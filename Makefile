@@ -13,7 +13,7 @@ SAM_STAMP := $(SAM_VENV)/.installed-$(SAM_CLI_VERSION)-$(CFN_LINT_VERSION)
 # Prometheus (server and promtool) comes from the Debian package; root installs it, others via sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint bench clean sam prometheus
+.PHONY: demo test fuzz lint bench clean sam prometheus
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ lint: $(STAMP)
 
 test: lint sam prometheus
 	$(BIN)/pytest
+
+# The fuzzing and the invariant suite with hypothesis' long profile: ten times the examples.
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=long $(BIN)/pytest tests/reliability/test_fuzz.py tests/unit/test_invariants.py
 
 # Every benchmark of the project; bench/README.md keeps the latest figures.
 bench: $(STAMP) sam
