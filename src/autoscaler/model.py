@@ -407,6 +407,8 @@ class Decision:
     reasons: tuple[Reason, ...] = ()
     state: ScalingState = field(default_factory=ScalingState)
     """The state to persist after acting (unneeded-since times, sustained-CPU clocks...)."""
+    instances: Mapping[str, str] = field(default_factory=dict)
+    """The worker instance of each node in `remove`, matched without ambiguity."""
     nodes: Mapping[str, NodeVerdict] = field(default_factory=dict)
     """Every worker node's scale-down verdict, when scale-down was looked at."""
     unhelpable: tuple[Unhelpable, ...] = ()
