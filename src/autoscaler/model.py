@@ -314,7 +314,6 @@ class ReasonCode(enum.StrEnum):
     ABOVE_MAX = "above_max"
     AT_MAX = "at_max"
     CAPACITY_IN_FLIGHT = "capacity_in_flight"
-    POD_TOO_LARGE = "pod_too_large"
     BACKING_OFF = "backing_off"
     UNJOINED_INSTANCE = "unjoined_instance"
     ORPHAN_NODE = "orphan_node"
