@@ -136,7 +136,8 @@ def fetch_only(cluster, page_size: int) -> int:
 
 
 def list_with_models(core, policy, page_size: int):
-    from autoscaler.adapters.kube import DisruptionBudget
+    from autoscaler.adapters.kube_parse import DisruptionBudget
+    from autoscaler.model import LabelSelector, Requirement
 
     def pages(call, **kwargs):
         token = None
@@ -155,10 +156,12 @@ def list_with_models(core, policy, page_size: int):
             namespace=m.metadata.namespace,
             name=m.metadata.name,
             disruptions_allowed=(m.status.disruptions_allowed if m.status else 0) or 0,
-            match_labels=None if sel is None else dict(sel.match_labels or {}),
-            match_expressions=()
+            selector=None
             if sel is None
-            else tuple((e.key, e.operator, frozenset(e.values or ())) for e in sel.match_expressions or ()),
+            else LabelSelector(
+                tuple(sorted((sel.match_labels or {}).items())),
+                tuple(Requirement(e.key, e.operator, tuple(e.values or ())) for e in sel.match_expressions or ()),
+            ),
         )
         budgets.setdefault(budget.namespace, []).append(budget)
     pods = [
@@ -170,7 +173,7 @@ def list_with_models(core, policy, page_size: int):
 
 
 def node_from_model(m):
-    from autoscaler.adapters.kube import CONTROL_PLANE_LABELS, cpu_millis, mem_bytes, parse_provider_id
+    from autoscaler.adapters.kube_parse import CONTROL_PLANE_LABELS, cpu_millis, mem_bytes, parse_provider_id
     from autoscaler.model import Node
 
     labels = m.metadata.labels or {}
@@ -191,7 +194,7 @@ def node_from_model(m):
 
 
 def pod_from_model(m, budgets):
-    from autoscaler.adapters.kube import cpu_millis, mem_bytes
+    from autoscaler.adapters.kube_parse import cpu_millis, mem_bytes
     from autoscaler.model import Pod
 
     def requests(c):

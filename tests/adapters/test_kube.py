@@ -33,12 +33,14 @@ from autoscaler.adapters.kube import (
     KubeCluster,
     KubeError,
     KubeOptions,
+    secret_parameter_names,
+)
+from autoscaler.adapters.kube_parse import (
     cpu_millis,
     mem_bytes,
     parse_provider_id,
     parse_quantity,
     pod_requests,
-    secret_parameter_names,
 )
 from autoscaler.config import ConfigError
 from autoscaler.model import Pod
