@@ -233,6 +233,19 @@ def test_replay_honours_the_template_labels_and_taints_from_settings():
     assert all(p.bound_at is not None for p in record.pods)
 
 
+def test_node_fleet_launches_one_worker_per_anti_affine_replica_and_none_for_a_pod_no_worker_fits():
+    replicas = tuple(
+        PodSpec(f"web{i}", 600, None, 100, 128, labels=dict(WEB), placement=Placement(anti_affinity=(ANTI_HOST,)))
+        for i in range(4)
+    )
+    gpu = PodSpec("train", 600, None, 100, 128, placement=Placement(node_selector=(("gpu", "true"),)))
+    record = replay(Workload("w", (*replicas, gpu), 3600), "node-fleet", Settings())
+    bound = {p.name: p.bound_at for p in record.pods}
+    assert all(bound[f"web{i}"] is not None for i in range(4)), "two more workers, one replica each"
+    assert bound["train"] is None
+    assert max(s.instances for s in record.samples) == 4, "nothing launched for the GPU pod"
+
+
 def test_simulate_json_names_every_policy(capsys):
     assert main(["simulate", "--scenario", "flash-sale", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
