@@ -187,12 +187,7 @@ def _plan(args: argparse.Namespace) -> int:
         metrics = whatif.prometheus_usage(args.prometheus, os.environ)
     else:
         metrics = whatif.low_usage(cluster.nodes)
-        notes.append(
-            whatif.Note(
-                whatif.USAGE_ASSUMED_LOW,
-                "no --prometheus: CPU and memory usage taken as 0, so this is what the requests-driven rules do",
-            )
-        )
+        notes.append(whatif.USAGE_ASSUMED_LOW)
     answer = whatif.what_if(cluster, instances, metrics, settings, now, notes)
     print(json.dumps(whatif.to_json(answer)) if args.json else whatif.format_answer(answer))
     return 0

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from autoscaler.adapters.kube_parse import ClusterObjects, parse_cluster
 from autoscaler.config import Settings
 from autoscaler.matching import bind
 from autoscaler.model import (
@@ -30,26 +31,14 @@ from autoscaler.model import (
     MetricsView,
     Node,
     NodeVerdict,
-    Pod,
     ScalingState,
 )
 from autoscaler.planner import plan
 
 LIST_COMMAND = "kubectl get nodes,pods,pdb,pv,pvc,daemonsets,storageclasses -A -o json"
 INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
-USAGE_ASSUMED_LOW = "usage_assumed_low"
 NOT_A_WORKER = "not_a_worker"
 NOT_ASSESSED = "not_assessed"
-
-
-@dataclass(frozen=True, slots=True)
-class Cluster:
-    """What the Kubernetes API says, as the planner reads it."""
-
-    nodes: tuple[Node, ...]
-    pods: tuple[Pod, ...]
-    budgets: Mapping[str, int]
-    daemonsets: tuple[Pod, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +47,12 @@ class Note:
 
     code: str
     detail: str
+
+
+USAGE_ASSUMED_LOW = Note(
+    "usage_assumed_low",
+    "no --prometheus: CPU and memory usage taken as 0, so this is what the requests-driven rules do",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,28 +67,25 @@ class Answer:
 # -- reading ------------------------------------------------------------------------------------
 
 
-def read_cluster_file(path: Path) -> Cluster:
-    from autoscaler.adapters.kube_parse import parse_cluster
-
+def read_cluster_file(path: Path) -> ClusterObjects:
     data = _decode(path)
     kind = data.get("kind") if isinstance(data, Mapping) else None
     if not isinstance(kind, str) or not kind.endswith("List") or not isinstance(data.get("items"), list):
         raise ValueError(f"{path}: not a Kubernetes List (kind: List, items: [...]), as `{LIST_COMMAND}` prints")
     try:
-        objects = parse_cluster(data["items"])
+        return parse_cluster(data["items"])
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
-    return Cluster(objects.nodes, objects.pods, objects.budgets, objects.daemonsets)
 
 
-def read_cluster_live(kubeconfig: Path, context: str | None) -> Cluster:
+def read_cluster_live(kubeconfig: Path, context: str | None) -> ClusterObjects:
     """Lists only, through the Lambda's own adapter: nothing is written to the cluster."""
     from autoscaler.adapters.kube import KubeError, KubeOptions
 
     cluster = KubeOptions(kubeconfig=str(kubeconfig), context=context).cluster()
     try:
         pods = tuple(cluster.list_pods())  # before the budgets: they are read once, with the pods
-        return Cluster(
+        return ClusterObjects(
             tuple(cluster.list_nodes()), pods, dict(cluster.disruption_budgets()), tuple(cluster.daemonset_pods())
         )
     except KubeError as exc:
@@ -284,7 +276,7 @@ def prometheus_usage(url: str, environ: Mapping[str, str]) -> MetricsView:
 
 
 def what_if(
-    cluster: Cluster,
+    cluster: ClusterObjects,
     instances: Sequence[Instance],
     metrics: MetricsView,
     settings: Settings,
