@@ -2,10 +2,11 @@
 
 What it models, all seeded and deterministic: launch-to-running and running-to-Ready latency
 (lognormal, median ~45 s to Ready, p95 ~90 s), a share of launches that never join, EC2
-per-second billing from `running`, a first-fit scheduler over the planner's placement predicate
-(`placement.Room`: resources, pods per node, selectors, affinity, taints, ports, spread), evictions that free the node only
-after the pod's grace period while the controller recreates the pod at once, and a Prometheus
-view that lags by the scrape interval plus the rate window.
+per-second billing from `running`, a first-fit scheduler on the planner's own placement
+predicate (`placement.Room`: resources, pods per node, selectors, affinity, taints, ports,
+spread), evictions that free the node only after the pod's grace period while the controller
+recreates the pod at once, and a Prometheus view that lags by the scrape interval plus the rate
+window.
 """
 
 from __future__ import annotations
