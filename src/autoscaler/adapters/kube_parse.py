@@ -661,9 +661,8 @@ def checked(kind: str, parse: Callable[[Mapping[str, Any]], T]) -> Callable[[Any
             return parse(obj)
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             meta = obj.get("metadata")
-            ident = (
-                f"{meta.get('namespace') or ''}/{meta.get('name')}".lstrip("/") if isinstance(meta, Mapping) else "?"
-            )
+            meta = meta if isinstance(meta, Mapping) else {}
+            ident = f"{meta.get('namespace') or ''}/{meta.get('name') or '?'}".lstrip("/")
             detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
             raise ValueError(f"{kind} {ident}: {detail}") from exc
 
