@@ -225,6 +225,30 @@ def test_an_evicted_pod_holds_its_room_for_the_grace_period():
     assert vc.pods["big"].node == "node-i-00000001"
 
 
+def test_an_evicted_pod_may_land_again_where_its_old_self_still_terminates():
+    vc = _booted([PodSpec("web", 0, 60, 500, 512)], nodes=1, grace_period_s=30)
+    vc.evict("web", 0.0)
+    for t in (10.0, 40.0, 70.0):  # rebound beside its old self, which goes at 30 s; it ends at 60 s
+        vc.step(t)
+    assert vc.record.pods[0].bound_at == 0.0 and "web" not in vc.pods
+    assert vc.room.slots["node-i-00000001"].cpu_m == 2000
+
+
+def test_a_dropped_node_takes_its_terminating_pods_out_of_the_spread_counts():
+    """Zones a, b, a, b. s1 is evicted from the zone-b node, which goes before its grace period
+    ends; s1 comes back on the other zone-b node, so s2 may join zone a (1 pod each)."""
+    zone_spread = Placement(spread=(SpreadConstraint(1, ZONE_LABEL, LabelSelector(WEB)),))
+    pods = [PodSpec(f"s{i}", start, None, 100, 128, labels=dict(WEB), placement=zone_spread) for i, start in
+            enumerate((0, 0, 100))]  # fmt: skip
+    vc = _booted(pods, nodes=4, grace_period_s=30)
+    assert _bound(vc) == {"s0": "node-i-00000001", "s1": "node-i-00000002"}
+    vc.evict("s1", 10.0)
+    vc.terminate("i-00000002", 10.0)
+    for t in (10.0, 50.0, 100.0):
+        vc.step(t)
+    assert _bound(vc) == {"s0": "node-i-00000001", "s1": "node-i-00000004", "s2": "node-i-00000001"}
+
+
 def test_replay_honours_the_template_labels_and_taints_from_settings():
     tolerant = Placement(node_selector=(("pool", "batch"),), tolerations=(Toleration("pool", "Equal", "batch"),))
     workload = Workload("w", tuple(PodSpec(f"j{i}", 0, None, 500, 512, placement=tolerant) for i in range(6)), 1800)

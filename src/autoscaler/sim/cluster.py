@@ -264,19 +264,27 @@ class VirtualCluster:
     def drop_node(self, name: str) -> None:
         """The Node object goes; its pods are recreated by their controllers, unbound."""
         node = self.nodes.pop(name, None)
-        if node is not None:
-            self.room.withdraw(name)
-            for pod_name in node.pods:
-                pod = self.pods[pod_name]
-                pod.move = None
-                pod.unschedulable_since = None
+        if node is None:
+            return
+        # Its pods, terminating ones included, leave the room while it is still a destination,
+        # so the room's indexes forget them; then the empty node goes.
+        slot = node.slot
+        self.room.undo([Move(p, slot) for p in reversed(slot.pods)])
+        self.room.withdraw(name)
+        self._terminating = [t for t in self._terminating if t[1].slot is not slot]
+        for pod_name in node.pods:
+            pod = self.pods[pod_name]
+            pod.move = None
+            pod.unschedulable_since = None
 
     def evict(self, name: str, now: float) -> EvictionOutcome:
         pod = self.pods.get(name)
         if pod is None or pod.move is None:
             return EvictionOutcome.GONE
-        # The controller recreates the pod at once; the old one holds its room for the grace period.
+        # The controller recreates the pod at once (a new object: the old one may still be placed
+        # where the new one lands); the old one holds its room for the grace period.
         self._release(pod, now, graceful=True)
+        pod.pod = replace(pod.pod)
         pod.unschedulable_since = None
         return EvictionOutcome.EVICTED
 
