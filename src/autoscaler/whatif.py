@@ -234,7 +234,7 @@ def instances_from_nodes(nodes: Iterable[Node]) -> list[Instance]:
             Instance(
                 node.instance_id or f"synthetic-{node.name}",
                 InstanceState.RUNNING,
-                node.az or node.labels.get(ZONE_LABEL, ""),
+                node.labels.get(ZONE_LABEL) or node.az or "",
                 node.labels.get(INSTANCE_TYPE_LABEL, ""),
                 node.created_at,
                 private_ip=ips[0] if ips else None,
