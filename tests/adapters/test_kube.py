@@ -329,6 +329,57 @@ def test_an_expired_continue_token_restarts_the_list(kube):
     ]  # fmt: skip
 
 
+def rich_pod() -> dict:
+    """A pod that carries every field the parser reads (the adapter decodes only those)."""
+    selector = {"matchLabels": {"app": "rich"}, "matchExpressions": [{"key": "tier", "operator": "Exists"}]}
+    spec = {
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "hostNetwork": True,
+        "overhead": {"cpu": "10m", "memory": "8Mi"},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "batch", "effect": "NoSchedule"}],
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "node-fleet.io/pool", "operator": "In", "values": ["a"]}]},
+                        {"matchFields": [{"key": "metadata.name", "operator": "NotIn", "values": ["worker-c"]}]},
+                    ]
+                }
+            },
+            "podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                {"labelSelector": selector, "topologyKey": "topology.kubernetes.io/zone", "namespaces": ["data"]}
+            ]},
+            "podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                {"labelSelector": selector, "topologyKey": "kubernetes.io/hostname", "namespaceSelector": {},
+                 "matchLabelKeys": ["pod-template-hash"]}
+            ]},
+        },
+        "topologySpreadConstraints": [
+            {"maxSkew": 2, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule",
+             "labelSelector": selector, "matchLabelKeys": ["pod-template-hash"], "minDomains": 3,
+             "nodeAffinityPolicy": "Ignore", "nodeTaintsPolicy": "Honor"}
+        ],
+    }  # fmt: skip
+    containers = [
+        {"name": "app", "requests": {"cpu": "250m", "memory": "256Mi"}, "ports": [{"containerPort": 8080}]},
+        {"name": "dns", "ports": [{"containerPort": 53, "hostPort": 53, "protocol": "UDP", "hostIP": "10.0.1.23"}]},
+    ]
+    init = [
+        {"name": "proxy", "restartPolicy": "Always", "requests": {"cpu": "50m"}, "ports": [{"containerPort": 9000}]}
+    ]
+    volumes = [
+        {"name": "scratch", "emptyDir": {}},
+        {"name": "logs", "hostPath": {"path": "/var/log"}},
+        {"name": "cache", "ephemeral": {"volumeClaimTemplate": {"spec": {"storageClassName": "local-path"}}}},
+    ]
+    return fk.pod(
+        "rich-1", "store", node="worker-a", labels={"app": "rich", "tier": "front"},
+        annotations={"kubernetes.io/config.mirror": "abc", "cluster-autoscaler.kubernetes.io/safe-to-evict": "true"},
+        owner=("Node", "worker-a"), containers=containers, init_containers=init, volumes=volumes, spec=spec,
+        grace_period_s=5,
+    )  # fmt: skip
+
+
 def storage_world() -> list[dict]:
     """Pods with claims, the claims, their volumes and classes, and DaemonSets."""
     zone_term = {
@@ -345,6 +396,9 @@ def storage_world() -> list[dict]:
         fk.claim("data-pg-0", "store", volume="pvc-ebs", storage_class="gp3", provisioner="ebs.csi.aws.com"),
         fk.volume("pvc-ebs", claim=("store", "data-pg-0"), node_affinity=[zone_term], source=ebs, storage_class="gp3"),
         fk.pod("lost-0", "store", node="worker-a", volumes=[{"name": "d", "persistentVolumeClaim": {"claimName": "gone"}}]),
+        rich_pod(),
+        fk.claim("rich-1-cache", "store", volume="pvc-rich", node="worker-a"),
+        fk.volume("pvc-rich", claim=("store", "rich-1-cache"), node="worker-a"),
         fk.storage_class(),
         fk.storage_class("gp3", "ebs.csi.aws.com"),
         fk.daemonset("fluent-bit", labels={"app": "fluent-bit"}),
@@ -365,8 +419,8 @@ def test_list_pods_resolves_claims_through_volumes_read_in_pages(kube):
     assert pods["store/pg-0"].placement.volume_affinity == (zone_b,)
     assert pods["store/lost-0"].placement.volume_problem == "persistentvolumeclaim store/gone not found"
     for path, items in (
-        ("/api/v1/persistentvolumeclaims", 2),
-        ("/api/v1/persistentvolumes", 2),
+        ("/api/v1/persistentvolumeclaims", 3),
+        ("/api/v1/persistentvolumes", 3),
         ("/apis/storage.k8s.io/v1/storageclasses", 2),
     ):
         pages = kube.requests_to(path)
@@ -406,7 +460,10 @@ def test_the_adapter_reads_what_parse_cluster_reads(kube):
     assert tuple(cluster.list_pods()) == expected.pods
     assert cluster.disruption_budgets() == expected.budgets == {"default/web": 1}
     assert tuple(cluster.daemonset_pods()) == expected.daemonsets
-    assert len(expected.pods) == 10 and len(expected.daemonsets) == 3
+    assert len(expected.pods) == 11 and len(expected.daemonsets) == 3
+    rich = next(p for p in expected.pods if p.name == "rich-1")
+    assert rich.mirror and rich.local_volumes == ("scratch", "logs") and rich.placement.volume_affinity
+    assert len(rich.placement.host_ports) == 3 and rich.placement.spread and rich.placement.anti_affinity
 
 
 def test_disruption_budgets_reuse_the_pdbs_of_the_last_pod_listing_once(kube):

@@ -152,6 +152,7 @@ def test_tolerations_with_their_defaults():
         Toleration("dedicated", "Equal", "batch", "NoSchedule"),
         Toleration("gpu", "Exists", "", ""),
         Toleration("", "Exists", "", ""),
+        *DEFAULT_TOLERATIONS,
     )
 
 
@@ -270,6 +271,36 @@ def test_spread_constraints_keep_do_not_schedule_only_with_match_label_keys_fold
             2, "kubernetes.io/hostname", LabelSelector(web), min_domains=3, honor_node_affinity=False, honor_taints=True
         ),
     )
+
+
+def test_replicas_share_a_placement_but_never_one_built_from_another_pods_labels():
+    spread = [
+        {
+            "maxSkew": 1,
+            "topologyKey": "topology.kubernetes.io/zone",
+            "whenUnsatisfiable": "DoNotSchedule",
+            "labelSelector": {"matchLabels": {"app": "web"}},
+            "matchLabelKeys": ["pod-template-hash"],
+        }
+    ]
+    old = fk.pod(
+        "web-old-1", labels={"app": "web", "pod-template-hash": "aaa"}, spec={"topologySpreadConstraints": spread}
+    )
+    new = fk.pod(
+        "web-new-1", labels={"app": "web", "pod-template-hash": "bbb"}, spec={"topologySpreadConstraints": spread}
+    )
+    twin = fk.pod(
+        "web-new-2", labels={"app": "web", "pod-template-hash": "bbb"}, spec={"topologySpreadConstraints": spread}
+    )
+    ported = fk.pod("web-new-3", labels={"app": "web", "pod-template-hash": "bbb"},
+                    containers=[{"name": "app", "ports": [{"containerPort": 80, "hostPort": 80}]}],
+                    spec={"topologySpreadConstraints": spread})  # fmt: skip
+    pods = {p.name: p for p in parse_cluster([old, new, twin, ported]).pods}
+    hashes = {n: p.placement.spread[0].selector.match_expressions for n, p in pods.items()}
+    assert hashes["web-old-1"] == (Requirement("pod-template-hash", "In", ("aaa",)),)
+    assert hashes["web-new-1"] == hashes["web-new-2"] == (Requirement("pod-template-hash", "In", ("bbb",)),)
+    assert pods["web-new-1"].placement == pods["web-new-2"].placement
+    assert pods["web-new-3"].placement.host_ports == (HostPort(80),) and pods["web-new-2"].placement.host_ports == ()
 
 
 # -- pods: volumes, mirror, budgets -----------------------------------------------------------

@@ -19,10 +19,12 @@ import functools
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
+
+import msgspec
 
 from autoscaler.model import (
     NO_CONSTRAINTS,
@@ -258,9 +260,8 @@ def pod_placement(
     labels: Mapping[str, str],
     *,
     extra_tolerations: tuple[Toleration, ...] = (),
-    volume_affinity: tuple[tuple[NodeSelectorTerm, ...], ...] = (),
-    volume_problem: str | None = None,
 ) -> Placement:
+    """Everything but volumes (see PodContext.volume_placement)."""
     affinity = spec.get("affinity") or {}
     node_affinity = (affinity.get("nodeAffinity") or {}).get("requiredDuringSchedulingIgnoredDuringExecution")
     tolerations = _tolerations(spec.get("tolerations") or ())
@@ -277,8 +278,6 @@ def pod_placement(
         affinity=_affinity_terms(affinity.get("podAffinity"), labels, "spec.affinity.podAffinity"),
         anti_affinity=_affinity_terms(affinity.get("podAntiAffinity"), labels, "spec.affinity.podAntiAffinity"),
         spread=_spread(spec.get("topologySpreadConstraints") or (), labels),
-        volume_affinity=volume_affinity,
-        volume_problem=volume_problem,
     )
     return NO_CONSTRAINTS if placement == NO_CONSTRAINTS else placement
 
@@ -469,6 +468,9 @@ def parse_storage_class(obj: Mapping[str, Any]) -> tuple[str, str]:
     return _name(obj.get("metadata") or {}), obj.get("provisioner") or ""
 
 
+_encode = msgspec.json.Encoder().encode
+
+
 def _pin(node: str) -> tuple[NodeSelectorTerm, ...]:
     return ((Requirement(NODE_NAME_FIELD, "In", (node,)),),)
 
@@ -485,6 +487,8 @@ class PodContext:
     _claims: dict[tuple[str, str], Claim] = field(init=False, repr=False)
     _volumes: dict[str, Volume] = field(init=False, repr=False)
     _provisioners: dict[str, str] = field(init=False, repr=False)
+    _pdbs_by_labels: dict[tuple[str, frozenset[tuple[str, str]]], tuple[str, ...]] = field(init=False, repr=False)
+    _placements: dict[bytes, Placement] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         by_namespace: dict[str, list[DisruptionBudget]] = {}
@@ -494,13 +498,52 @@ class PodContext:
         object.__setattr__(self, "_claims", {(c.namespace, c.name): c for c in self.claims})
         object.__setattr__(self, "_volumes", {v.name: v for v in self.volumes})
         object.__setattr__(self, "_provisioners", dict(self.classes))
+        object.__setattr__(self, "_pdbs_by_labels", {})
+        object.__setattr__(self, "_placements", {})
 
     def budget_table(self) -> dict[str, int]:
         """`namespace/name` -> disruptionsAllowed."""
         return {b.key: b.disruptions_allowed for b in self.budgets}
 
     def pdbs_of(self, namespace: str, labels: Mapping[str, str]) -> tuple[str, ...]:
-        return tuple(b.key for b in self._budgets_by_namespace.get(namespace, ()) if b.selects(namespace, labels))
+        budgets = self._budgets_by_namespace.get(namespace)
+        if not budgets:
+            return ()
+        # The replicas of a workload share their labels: match each label set once.
+        key = (namespace, frozenset(labels.items()))
+        found = self._pdbs_by_labels.get(key)
+        if found is None:
+            found = self._pdbs_by_labels[key] = tuple(b.key for b in budgets if b.selects(namespace, labels))
+        return found
+
+    def placement(
+        self,
+        spec: Mapping[str, Any],
+        labels: Mapping[str, str],
+        volume_affinity: tuple[tuple[NodeSelectorTerm, ...], ...],
+        volume_problem: str | None,
+    ) -> Placement:
+        """pod_placement, built once for each distinct value of the fields it reads: the replicas
+        of a workload share them, and building is most of the cost of parsing a pod."""
+        affinity, spread = spec.get("affinity"), spec.get("topologySpreadConstraints")
+        key = _encode(
+            (
+                spec.get("nodeSelector"),
+                affinity,
+                spec.get("tolerations"),
+                spread,
+                spec.get("hostNetwork"),
+                [c.get("ports") for c in spec.get("containers") or ()],
+                [c.get("ports") for c in spec.get("initContainers") or ()],
+                labels if affinity or spread else None,  # read only to fold matchLabelKeys in
+            )
+        )
+        base = self._placements.get(key)
+        if base is None:
+            base = self._placements[key] = pod_placement(spec, labels)
+        if volume_affinity or volume_problem is not None:
+            return replace(base, volume_affinity=volume_affinity, volume_problem=volume_problem)
+        return base
 
     def volume_placement(
         self, pod: str, namespace: str, node: str | None, volumes: Iterable[Mapping[str, Any]]
@@ -591,7 +634,7 @@ def parse_pod(obj: Mapping[str, Any], context: PodContext = NO_CONTEXT) -> Pod |
         unschedulable_since=None if node else _unschedulable_since(meta, status),
         grace_period_s=30 if grace is None else int(grace),
         labels=labels,
-        placement=pod_placement(spec, labels, volume_affinity=volume_affinity, volume_problem=volume_problem),
+        placement=context.placement(spec, labels, volume_affinity, volume_problem),
         local_volumes=local_volumes,
         pdbs=pdbs,
         mirror=MIRROR_ANNOTATION in annotations,
