@@ -463,6 +463,25 @@ def test_terminate_refuses_what_is_not_our_worker(aws_ec2_client, aws_network, t
     assert state["Name"] == "running"
 
 
+def test_a_terminated_worker_listed_without_its_vpc_is_still_listed(aws_ec2_client, aws_network):
+    """EC2 drops a terminated instance's network details (moto keeps them): its Node must still be cleaned up."""
+    fleet = fleet_for(aws_network, aws_ec2_client)
+    (instance_id,) = fleet.launch(A, 1, "cycle-1:eu-west-1a").instance_ids
+    fleet.terminate(instance_id)
+
+    def as_ec2_answers(parsed, **kwargs):
+        for reservation in parsed.get("Reservations", ()):
+            for raw in reservation["Instances"]:
+                if raw["State"]["Name"] == "terminated":
+                    for key in ("VpcId", "SubnetId", "PrivateIpAddress", "PrivateDnsName"):
+                        raw.pop(key, None)
+
+    aws_ec2_client.meta.events.register("after-call.ec2.DescribeInstances", as_ec2_answers)
+
+    (worker,) = fleet.list_workers()
+    assert (worker.id, worker.state, worker.private_ip) == (instance_id, InstanceState.TERMINATED, None)
+
+
 def test_listed_workers_carry_their_private_address_and_dns_name(aws_ec2_client, aws_network):
     """So a Node whose providerID is K3s's default k3s://<hostname> can be matched to its instance."""
     fleet = fleet_for(aws_network, aws_ec2_client)
