@@ -2,10 +2,11 @@
 
 Workers are the instances tagged `node-fleet.io/cluster=<cluster>` and `node-fleet.io/role=worker` in
 the cluster's VPC (VPC_ID); nothing else is ever listed, launched or terminated. Tags alone are not
-proof: anyone who may tag instances in the account could mark one as ours, so the VPC is checked too. A launch goes through the launch template into the
-subnets of SUBNET_IDS, trying the instance types of INSTANCE_TYPES in order, the other zones' subnets,
-and on-demand for what spot could not place, whenever EC2 answers that it has no capacity. Any other
-error (permissions, validation, throttling past the retries) raises.
+proof: anyone who may tag instances in the account could mark one as ours, so the VPC is checked too.
+A launch goes through the launch template into the subnets of SUBNET_IDS, trying the instance types of
+INSTANCE_TYPES in order, the other zones' subnets, and on-demand for what spot could not place, whenever
+EC2 answers that it has no capacity. Any other error (permissions, validation, throttling past the
+retries) raises.
 
 Launches are idempotent per token: each RunInstances call carries a ClientToken derived from the token,
 and each launched instance carries the token as a tag, looked up before launching again (moto ignores
@@ -176,7 +177,8 @@ class Ec2Fleet:
         return tuple(
             _instance(raw)
             for raw in self._describe(self._worker_filters(states=None, vpc=False))
-            if raw.get("VpcId") == self.options.vpc_id or raw["State"]["Name"] == InstanceState.TERMINATED.value
+            if raw.get("VpcId") == self.options.vpc_id
+            or ("VpcId" not in raw and raw["State"]["Name"] == InstanceState.TERMINATED.value)
         )
 
     def launch(self, az: str, count: int, token: str) -> LaunchResult:
