@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from template_helpers import flatten_if
 
+from autoscaler.adapters.dynamodb import cluster_key, gate_key
+
 AUTOSCALER = "AutoscalerFunction"
 HOOK = "GitopsHookFunction"
 CLUSTER_REF = {"Ref": "ClusterName"}
@@ -224,8 +226,6 @@ def test_run_instances_cannot_override_the_templates_resources(template):
 
 def test_the_hook_writes_only_its_gate_partition(template):
     """The public URL's function: dynamodb:LeadingKeys holds it to the partition the adapter gives the gate."""
-    from autoscaler.adapters.dynamodb import cluster_key, gate_key
-
     for statement in statements(template, HOOK):
         if any(a.startswith("dynamodb:") for a in actions(statement)):
             (leading,) = condition(statement, "ForAllValues:StringEquals", "dynamodb:LeadingKeys")
