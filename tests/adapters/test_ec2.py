@@ -159,7 +159,7 @@ def test_options_from_env(env, expected):
         pytest.param({"SUBNET_IDS": SUBNET, "SPOT_SHARE": "-0.1"}, "SPOT_SHARE", id="share negative"),
         pytest.param({"SUBNET_IDS": SUBNET, "SPOT_SHARE": "half"}, "SPOT_SHARE", id="share not a number"),
         pytest.param({"SUBNET_IDS": SUBNET, "SPOT_SHARE": "nan"}, "SPOT_SHARE", id="share nan"),
-        pytest.param({"SUBNET_IDS": SUBNET, "VPC_ID": " "}, "VPC_ID", id="vpc missing"),
+        pytest.param({"SUBNET_IDS": SUBNET, "VPC_ID": " "}, "VPC_ID is required", id="vpc missing"),
         pytest.param({"SUBNET_IDS": SUBNET, "VPC_ID": "default"}, "VPC_ID", id="not a vpc id"),
     ],
 )

@@ -102,7 +102,9 @@ class Ec2Options:
             if not _SUBNET_RE.match(subnet):
                 raise ConfigError(f"SUBNET_IDS: {subnet!r} is not a subnet id (subnet-<8 to 17 hex digits>)")
         _no_duplicates("SUBNET_IDS", self.subnet_ids)
-        if not _VPC_RE.match(self.vpc_id or ""):
+        if not self.vpc_id:
+            raise ConfigError("VPC_ID is required: the id of the cluster's VPC (vpc-...)")
+        if not _VPC_RE.match(self.vpc_id):
             raise ConfigError(f"VPC_ID={self.vpc_id!r} is not a VPC id (vpc-<8 to 17 hex digits>)")
         if self.launch_template_id is not None and not _TEMPLATE_RE.match(self.launch_template_id):
             raise ConfigError(
