@@ -480,6 +480,12 @@ def test_disruption_budgets_reuse_the_pdbs_of_the_last_pod_listing_once(kube):
     assert cluster.disruption_budgets() == {"default/web": 0}, "a second call reads them afresh"
     assert len(kube.requests_to(pdb_path)) == 2
 
+    kube.fail_next("/api/v1/pods", status=500)
+    with pytest.raises(KubeError):
+        cluster.list_pods()
+    kube.add(fk.pdb("web", match_labels={"app": "web"}, disruptions_allowed=1))
+    assert cluster.disruption_budgets() == {"default/web": 1}, "a failed pod listing leaves no budgets behind"
+
 
 def test_an_object_the_parser_refuses_is_named(kube):
     terms = [{"matchExpressions": [{"key": "a", "operator": "Near"}]}]

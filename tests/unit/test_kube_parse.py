@@ -400,6 +400,22 @@ def test_a_legacy_volume_without_node_affinity_holds_to_the_zone_of_its_labels(d
         assert not volume_fits(pod, node("w", zone)), (desc, zone)
 
 
+def test_a_volume_with_node_affinity_and_zone_labels_must_be_reachable_by_both():
+    csi_zone = {
+        "matchExpressions": [{"key": "topology.ebs.csi.aws.com/zone", "operator": "In", "values": ["eu-west-1a"]}]
+    }
+    pod = one_pod(
+        fk.pod("db-0", node="worker-a", volumes=[pvc_volume("data-db-0")]),
+        fk.claim("data-db-0", volume="pv-both", storage_class="gp3", provisioner="ebs.csi.aws.com"),
+        fk.volume("pv-both", claim=("default", "data-db-0"), node_affinity=[csi_zone],
+                  labels={"topology.kubernetes.io/zone": "eu-west-1a"}, source={"csi": {"driver": "ebs.csi.aws.com"}}),
+    )  # fmt: skip
+    csi_a = {"topology.ebs.csi.aws.com/zone": "eu-west-1a"}
+    assert volume_fits(pod, node("w", "eu-west-1a", **csi_a))
+    assert not volume_fits(pod, node("w", "eu-west-1a")), "the VolumeBinding filter: no CSI zone label"
+    assert not volume_fits(pod, node("w", "eu-west-1b", **csi_a)), "the VolumeZone filter: another zone"
+
+
 def test_a_host_path_volume_without_node_affinity_pins_a_scheduled_pod_to_its_node():
     raw = fk.volume("pv-host", claim=("default", "data-db-0"), storage_class="manual")
     pod = one_pod(

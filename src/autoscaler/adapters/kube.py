@@ -321,10 +321,11 @@ class KubeCluster:
             volumes=self._list(VOLUMES, kube_fields.PersistentVolume, checked("PersistentVolume", parse_volume)),
             classes=self._list(STORAGE_CLASSES, kube_fields.StorageClass, checked("StorageClass", parse_storage_class)),
         )
-        self._budgets = context.budget_table()
         parse = checked("Pod", functools.partial(parse_pod, context=context))
         field_selector = ",".join(f"status.phase!={phase}" for phase in FINISHED_PHASES)
-        return [p for p in self._list(PODS, kube_fields.Pod, parse, {"fieldSelector": field_selector}) if p is not None]
+        pods = [p for p in self._list(PODS, kube_fields.Pod, parse, {"fieldSelector": field_selector}) if p is not None]
+        self._budgets = context.budget_table()
+        return pods
 
     def disruption_budgets(self) -> dict[str, int]:
         """The budgets read by the last list_pods, once (so a cycle lists PDBs once, and pods'

@@ -437,9 +437,9 @@ class Volume:
     """A PersistentVolume, as far as placement needs it."""
 
     name: str
-    terms: tuple[NodeSelectorTerm, ...] | None
-    """The node terms (ORed) that reach it: its nodeAffinity, else its legacy zone labels;
-    None when it has neither."""
+    affinity: tuple[tuple[NodeSelectorTerm, ...], ...]
+    """What a node must match to reach it, each entry's terms ORed: its nodeAffinity (the
+    VolumeBinding filter) and its legacy zone labels (the VolumeZone filter)."""
     node_local: bool
     """A `local` or `hostPath` volume without nodeAffinity: it lives on the disk of whichever node
     its pod runs on."""
@@ -449,18 +449,18 @@ def parse_volume(obj: Mapping[str, Any]) -> Volume:
     meta = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
     required = (spec.get("nodeAffinity") or {}).get("required")
-    terms = None
+    affinity = []
     if required is not None:
-        terms = node_selector_terms(required.get("nodeSelectorTerms") or (), "spec.nodeAffinity.required")
-    else:
-        zones: dict[str, Requirement] = {}
-        for label, value in (meta.get("labels") or {}).items():
-            node_label = VOLUME_ZONE_LABELS.get(label)
-            if node_label is not None:
-                zones[node_label] = Requirement(node_label, "In", tuple(sorted(set(value.split("__")))))
-        terms = (tuple(zones[k] for k in sorted(zones)),) if zones else None
+        affinity.append(node_selector_terms(required.get("nodeSelectorTerms") or (), "spec.nodeAffinity.required"))
+    zones: dict[str, Requirement] = {}
+    for label, value in (meta.get("labels") or {}).items():
+        node_label = VOLUME_ZONE_LABELS.get(label)
+        if node_label is not None:
+            zones[node_label] = Requirement(node_label, "In", tuple(sorted(set(value.split("__")))))
+    if zones:
+        affinity.append((tuple(zones[k] for k in sorted(zones)),))
     node_local = required is None and ("local" in spec or "hostPath" in spec)
-    return Volume(name=_name(meta), terms=terms, node_local=node_local)
+    return Volume(name=_name(meta), affinity=tuple(affinity), node_local=node_local)
 
 
 def parse_storage_class(obj: Mapping[str, Any]) -> tuple[str, str]:
@@ -577,8 +577,8 @@ class PodContext:
                     (),
                     f"persistentvolume {claim.volume} of {where} {'not found' if volume is None else 'is node-local'}",
                 )
-            elif volume.terms is not None:
-                affinity.append(volume.terms)
+            else:
+                affinity.extend(volume.affinity)
         return tuple(affinity), None
 
     def _local_path(self, claim: Claim) -> bool:
