@@ -156,14 +156,19 @@ def test_tolerations_with_their_defaults():
     )
 
 
-def test_host_ports_from_containers_and_init_containers():
+def test_host_ports_from_containers_and_sidecar_init_containers():
     containers = [
         {"name": "app", "ports": [{"containerPort": 8080, "hostPort": 80}, {"containerPort": 53, "protocol": "UDP"}]},
         {"name": "dns", "ports": [{"containerPort": 53, "hostPort": 53, "protocol": "UDP", "hostIP": "10.0.1.23"}]},
     ]
-    init = [{"name": "sidecar", "restartPolicy": "Always", "ports": [{"containerPort": 9000, "hostPort": 9000}]}]
+    init = [
+        {"name": "setup", "ports": [{"containerPort": 7000, "hostPort": 7000}]},
+        {"name": "sidecar", "restartPolicy": "Always", "ports": [{"containerPort": 9000, "hostPort": 9000}]},
+    ]
     pod = one_pod(fk.pod("p", containers=containers, init_containers=init))
-    assert pod.placement.host_ports == (HostPort(80), HostPort(53, "UDP", "10.0.1.23"), HostPort(9000))
+    assert pod.placement.host_ports == (HostPort(80), HostPort(53, "UDP", "10.0.1.23"), HostPort(9000)), (
+        "a plain init container has exited by the time the pod runs: its port is free again"
+    )
 
 
 # -- pods: inter-pod affinity and spread -------------------------------------------------------

@@ -229,11 +229,15 @@ def _spread(raw: Iterable[Mapping[str, Any]], labels: Mapping[str, str]) -> tupl
 
 
 def _host_ports(spec: Mapping[str, Any]) -> tuple[HostPort, ...]:
+    """The containers' and the restartable ("sidecar") init containers' hostPorts: the NodePorts
+    filter counts no other init container's (kubernetes/kubernetes#132040), as they have exited
+    by the time the pod runs."""
     # A host-network pod binds its container ports on the node. The API server writes them as
     # hostPorts into pods, but no longer into templates, so a DaemonSet's come from here.
     host_network = bool(spec.get("hostNetwork"))
+    sidecars = [c for c in spec.get("initContainers") or () if c.get("restartPolicy") == "Always"]
     out = []
-    for containers in (spec.get("containers"), spec.get("initContainers")):
+    for containers in (spec.get("containers"), sidecars):
         for c in containers or ():
             for p in c.get("ports") or ():
                 port = p.get("hostPort") or (p.get("containerPort") if host_network else None)
@@ -242,15 +246,9 @@ def _host_ports(spec: Mapping[str, Any]) -> tuple[HostPort, ...]:
     return tuple(out)
 
 
-@functools.lru_cache(maxsize=1024)
-def _toleration(key: str, operator: str, value: str, effect: str) -> Toleration:
-    # Most pods carry the same few tolerations (the API server's not-ready/unreachable ones).
-    return Toleration(key, operator, value, effect)
-
-
 def _tolerations(raw: Iterable[Mapping[str, Any]]) -> tuple[Toleration, ...]:
     return tuple(
-        _toleration(t.get("key") or "", t.get("operator") or "Equal", t.get("value") or "", t.get("effect") or "")
+        Toleration(t.get("key") or "", t.get("operator") or "Equal", t.get("value") or "", t.get("effect") or "")
         for t in raw
     )
 
