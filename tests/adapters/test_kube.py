@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+import autoscaler.adapters.kube as kube_adapter
 import autoscaler.stack.kube_api as fk
 from autoscaler.adapters.kube import (
     DRAINING_TAINT,
@@ -466,7 +467,7 @@ def test_the_adapter_reads_what_parse_cluster_reads(kube):
     assert len(rich.placement.host_ports) == 3 and rich.placement.spread and rich.placement.anti_affinity
 
 
-def test_disruption_budgets_reuse_the_pdbs_of_the_last_pod_listing_once(kube):
+def test_disruption_budgets_reuse_the_pdbs_of_the_last_pod_listing_once(kube, monkeypatch):
     kube.add(fk.pod("web-1", labels={"app": "web"}), fk.pdb("web", match_labels={"app": "web"}, disruptions_allowed=2))
     cluster = fake_cluster(kube)
     pdb_path = "/apis/policy/v1/poddisruptionbudgets"
@@ -485,6 +486,12 @@ def test_disruption_budgets_reuse_the_pdbs_of_the_last_pod_listing_once(kube):
         cluster.list_pods()
     kube.add(fk.pdb("web", match_labels={"app": "web"}, disruptions_allowed=1))
     assert cluster.disruption_budgets() == {"default/web": 1}, "a failed pod listing leaves no budgets behind"
+
+    cluster.list_pods()
+    kube.add(fk.pdb("web", match_labels={"app": "web"}, disruptions_allowed=3))
+    later = time.monotonic() + kube_adapter.BUDGETS_KEPT_S + 1
+    monkeypatch.setattr(kube_adapter.time, "monotonic", lambda: later)
+    assert cluster.disruption_budgets() == {"default/web": 3}, "budgets listed long ago are not reused"
 
 
 def test_an_object_the_parser_refuses_is_named(kube):
