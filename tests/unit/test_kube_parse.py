@@ -300,12 +300,26 @@ def test_replicas_share_a_placement_but_never_one_built_from_another_pods_labels
     ported = fk.pod("web-new-3", labels={"app": "web", "pod-template-hash": "bbb"},
                     containers=[{"name": "app", "ports": [{"containerPort": 80, "hostPort": 80}]}],
                     spec={"topologySpreadConstraints": spread})  # fmt: skip
-    pods = {p.name: p for p in parse_cluster([old, new, twin, ported]).pods}
+    init = [{"name": "proxy", "ports": [{"containerPort": 81, "hostPort": 81}]}]
+    plain_init = fk.pod(
+        "web-new-4",
+        labels={"app": "web", "pod-template-hash": "bbb"},
+        init_containers=init,
+        spec={"topologySpreadConstraints": spread},
+    )
+    sidecar = fk.pod(
+        "web-new-5",
+        labels={"app": "web", "pod-template-hash": "bbb"},
+        init_containers=[{**init[0], "restartPolicy": "Always"}],
+        spec={"topologySpreadConstraints": spread},
+    )
+    pods = {p.name: p for p in parse_cluster([old, new, twin, ported, plain_init, sidecar]).pods}
     hashes = {n: p.placement.spread[0].selector.match_expressions for n, p in pods.items()}
     assert hashes["web-old-1"] == (Requirement("pod-template-hash", "In", ("aaa",)),)
     assert hashes["web-new-1"] == hashes["web-new-2"] == (Requirement("pod-template-hash", "In", ("bbb",)),)
     assert pods["web-new-1"].placement == pods["web-new-2"].placement
     assert pods["web-new-3"].placement.host_ports == (HostPort(80),) and pods["web-new-2"].placement.host_ports == ()
+    assert pods["web-new-4"].placement.host_ports == () and pods["web-new-5"].placement.host_ports == (HostPort(81),)
 
 
 # -- pods: volumes, mirror, budgets -----------------------------------------------------------

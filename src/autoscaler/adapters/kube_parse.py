@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -473,31 +473,26 @@ def _pin(node: str) -> tuple[NodeSelectorTerm, ...]:
     return ((Requirement(NODE_NAME_FIELD, "In", (node,)),),)
 
 
-@dataclass(frozen=True)
 class PodContext:
-    """The other objects a pod's placement and budgets are resolved against."""
+    """The other objects a pod's placement and budgets are resolved against, and what was
+    already worked out from them for pods parsed before."""
 
-    budgets: Sequence[DisruptionBudget] = ()
-    claims: Sequence[Claim] = ()
-    volumes: Sequence[Volume] = ()
-    classes: Sequence[tuple[str, str]] = ()
-    _budgets_by_namespace: dict[str, list[DisruptionBudget]] = field(init=False, repr=False)
-    _claims: dict[tuple[str, str], Claim] = field(init=False, repr=False)
-    _volumes: dict[str, Volume] = field(init=False, repr=False)
-    _provisioners: dict[str, str] = field(init=False, repr=False)
-    _pdbs_by_labels: dict[tuple[str, frozenset[tuple[str, str]]], tuple[str, ...]] = field(init=False, repr=False)
-    _placements: dict[bytes, Placement] = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        by_namespace: dict[str, list[DisruptionBudget]] = {}
+    def __init__(
+        self,
+        budgets: Iterable[DisruptionBudget] = (),
+        claims: Iterable[Claim] = (),
+        volumes: Iterable[Volume] = (),
+        classes: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        self.budgets = tuple(budgets)
+        self._budgets_by_namespace: dict[str, list[DisruptionBudget]] = {}
         for b in self.budgets:
-            by_namespace.setdefault(b.namespace, []).append(b)
-        object.__setattr__(self, "_budgets_by_namespace", by_namespace)
-        object.__setattr__(self, "_claims", {(c.namespace, c.name): c for c in self.claims})
-        object.__setattr__(self, "_volumes", {v.name: v for v in self.volumes})
-        object.__setattr__(self, "_provisioners", dict(self.classes))
-        object.__setattr__(self, "_pdbs_by_labels", {})
-        object.__setattr__(self, "_placements", {})
+            self._budgets_by_namespace.setdefault(b.namespace, []).append(b)
+        self._claims = {(c.namespace, c.name): c for c in claims}
+        self._volumes = {v.name: v for v in volumes}
+        self._provisioners = dict(classes)
+        self._pdbs_by_labels: dict[tuple[str, frozenset[tuple[str, str]]], tuple[str, ...]] = {}
+        self._placements: dict[bytes, Placement] = {}
 
     def budget_table(self) -> dict[str, int]:
         """`namespace/name` -> disruptionsAllowed."""
@@ -532,7 +527,7 @@ class PodContext:
                 spread,
                 spec.get("hostNetwork"),
                 [c.get("ports") for c in spec.get("containers") or ()],
-                [c.get("ports") for c in spec.get("initContainers") or ()],
+                [(c.get("restartPolicy"), c.get("ports")) for c in spec.get("initContainers") or ()],
                 labels if affinity or spread else None,  # read only to fold matchLabelKeys in
             )
         )
