@@ -594,11 +594,11 @@ def _local_volumes(spec: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(v["name"] for v in spec.get("volumes") or () if "emptyDir" in v or "hostPath" in v)
 
 
-NO_CONTEXT = PodContext()
-
-
-def parse_pod(obj: Mapping[str, Any], context: PodContext = NO_CONTEXT) -> Pod | None:
-    """A pod that is bound or pending; None for a finished one (Succeeded or Failed)."""
+def parse_pod(obj: Mapping[str, Any], context: PodContext | None = None) -> Pod | None:
+    """A pod that is bound or pending; None for a finished one (Succeeded or Failed). Without a
+    context it has no PDBs, and its claims are missing."""
+    if context is None:
+        context = PodContext()  # not a shared default: a context keeps what it works out
     status = obj.get("status") or {}
     if status.get("phase") in FINISHED_PHASES:
         return None
