@@ -494,6 +494,14 @@ def test_disruption_budgets_reuse_the_pdbs_of_the_last_pod_listing_once(kube, mo
     assert cluster.disruption_budgets() == {"default/web": 3}, "budgets listed long ago are not reused"
 
 
+def test_an_object_of_the_wrong_shape_is_named(kube):
+    odd = fk.pod("odd-2", "shop", node="n1")
+    odd["spec"]["containers"] = {"name": "app"}  # an object where the API has a list
+    kube.add(fk.pod("fine-1", "shop", node="n1"), odd)
+    with pytest.raises(ValueError, match=r"^Pod shop/odd-2: "):
+        fake_cluster(kube).list_pods()
+
+
 def test_an_object_the_parser_refuses_is_named(kube):
     terms = [{"matchExpressions": [{"key": "a", "operator": "Near"}]}]
     affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}}}

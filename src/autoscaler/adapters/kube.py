@@ -439,7 +439,10 @@ class KubeCluster:
                     continue
                 try:
                     page = decoder.decode(data)
-                except msgspec.DecodeError as exc:
+                except msgspec.ValidationError as exc:
+                    # A shape the fields refuse: the parser, given the page whole, names the object.
+                    for item in (msgspec.json.decode(data) or {}).get("items") or ():
+                        parse(item)
                     raise ValueError(f"GET {path}: {exc}") from exc
                 out.extend(parse(item) for item in page.get("items") or ())
                 token = (page.get("metadata") or {}).get("continue")
