@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+import autoscaler.adapters.kube as kube_adapter
 import autoscaler.stack.kube_api as fk
 from autoscaler.adapters.kube import (
     DRAINING_TAINT,
@@ -466,7 +467,7 @@ def test_the_adapter_reads_what_parse_cluster_reads(kube):
     assert len(rich.placement.host_ports) == 3 and rich.placement.spread and rich.placement.anti_affinity
 
 
-def test_disruption_budgets_reuse_the_pdbs_of_the_last_pod_listing_once(kube):
+def test_disruption_budgets_reuse_the_pdbs_of_the_last_pod_listing_once(kube, monkeypatch):
     kube.add(fk.pod("web-1", labels={"app": "web"}), fk.pdb("web", match_labels={"app": "web"}, disruptions_allowed=2))
     cluster = fake_cluster(kube)
     pdb_path = "/apis/policy/v1/poddisruptionbudgets"
@@ -479,6 +480,26 @@ def test_disruption_budgets_reuse_the_pdbs_of_the_last_pod_listing_once(kube):
     kube.add(fk.pdb("web", match_labels={"app": "web"}, disruptions_allowed=0))
     assert cluster.disruption_budgets() == {"default/web": 0}, "a second call reads them afresh"
     assert len(kube.requests_to(pdb_path)) == 2
+
+    kube.fail_next("/api/v1/pods", status=500)
+    with pytest.raises(KubeError):
+        cluster.list_pods()
+    kube.add(fk.pdb("web", match_labels={"app": "web"}, disruptions_allowed=1))
+    assert cluster.disruption_budgets() == {"default/web": 1}, "a failed pod listing leaves no budgets behind"
+
+    cluster.list_pods()
+    kube.add(fk.pdb("web", match_labels={"app": "web"}, disruptions_allowed=3))
+    later = time.monotonic() + kube_adapter.BUDGETS_KEPT_S + 1
+    monkeypatch.setattr(kube_adapter.time, "monotonic", lambda: later)
+    assert cluster.disruption_budgets() == {"default/web": 3}, "budgets listed long ago are not reused"
+
+
+def test_an_object_of_the_wrong_shape_is_named(kube):
+    odd = fk.pod("odd-2", "shop", node="n1")
+    odd["spec"]["containers"] = {"name": "app"}  # an object where the API has a list
+    kube.add(fk.pod("fine-1", "shop", node="n1"), odd)
+    with pytest.raises(ValueError, match=r"^Pod shop/odd-2: "):
+        fake_cluster(kube).list_pods()
 
 
 def test_an_object_the_parser_refuses_is_named(kube):

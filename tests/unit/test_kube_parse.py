@@ -156,14 +156,19 @@ def test_tolerations_with_their_defaults():
     )
 
 
-def test_host_ports_from_containers_and_init_containers():
+def test_host_ports_from_containers_and_sidecar_init_containers():
     containers = [
         {"name": "app", "ports": [{"containerPort": 8080, "hostPort": 80}, {"containerPort": 53, "protocol": "UDP"}]},
         {"name": "dns", "ports": [{"containerPort": 53, "hostPort": 53, "protocol": "UDP", "hostIP": "10.0.1.23"}]},
     ]
-    init = [{"name": "sidecar", "restartPolicy": "Always", "ports": [{"containerPort": 9000, "hostPort": 9000}]}]
+    init = [
+        {"name": "setup", "ports": [{"containerPort": 7000, "hostPort": 7000}]},
+        {"name": "sidecar", "restartPolicy": "Always", "ports": [{"containerPort": 9000, "hostPort": 9000}]},
+    ]
     pod = one_pod(fk.pod("p", containers=containers, init_containers=init))
-    assert pod.placement.host_ports == (HostPort(80), HostPort(53, "UDP", "10.0.1.23"), HostPort(9000))
+    assert pod.placement.host_ports == (HostPort(80), HostPort(53, "UDP", "10.0.1.23"), HostPort(9000)), (
+        "a plain init container has exited by the time the pod runs: its port is free again"
+    )
 
 
 # -- pods: inter-pod affinity and spread -------------------------------------------------------
@@ -295,12 +300,26 @@ def test_replicas_share_a_placement_but_never_one_built_from_another_pods_labels
     ported = fk.pod("web-new-3", labels={"app": "web", "pod-template-hash": "bbb"},
                     containers=[{"name": "app", "ports": [{"containerPort": 80, "hostPort": 80}]}],
                     spec={"topologySpreadConstraints": spread})  # fmt: skip
-    pods = {p.name: p for p in parse_cluster([old, new, twin, ported]).pods}
+    init = [{"name": "proxy", "ports": [{"containerPort": 81, "hostPort": 81}]}]
+    plain_init = fk.pod(
+        "web-new-4",
+        labels={"app": "web", "pod-template-hash": "bbb"},
+        init_containers=init,
+        spec={"topologySpreadConstraints": spread},
+    )
+    sidecar = fk.pod(
+        "web-new-5",
+        labels={"app": "web", "pod-template-hash": "bbb"},
+        init_containers=[{**init[0], "restartPolicy": "Always"}],
+        spec={"topologySpreadConstraints": spread},
+    )
+    pods = {p.name: p for p in parse_cluster([old, new, twin, ported, plain_init, sidecar]).pods}
     hashes = {n: p.placement.spread[0].selector.match_expressions for n, p in pods.items()}
     assert hashes["web-old-1"] == (Requirement("pod-template-hash", "In", ("aaa",)),)
     assert hashes["web-new-1"] == hashes["web-new-2"] == (Requirement("pod-template-hash", "In", ("bbb",)),)
     assert pods["web-new-1"].placement == pods["web-new-2"].placement
     assert pods["web-new-3"].placement.host_ports == (HostPort(80),) and pods["web-new-2"].placement.host_ports == ()
+    assert pods["web-new-4"].placement.host_ports == () and pods["web-new-5"].placement.host_ports == (HostPort(81),)
 
 
 # -- pods: volumes, mirror, budgets -----------------------------------------------------------
@@ -398,6 +417,22 @@ def test_a_legacy_volume_without_node_affinity_holds_to_the_zone_of_its_labels(d
         assert volume_fits(pod, node("w", zone)), (desc, zone)
     for zone in misfits:
         assert not volume_fits(pod, node("w", zone)), (desc, zone)
+
+
+def test_a_volume_with_node_affinity_and_zone_labels_must_be_reachable_by_both():
+    csi_zone = {
+        "matchExpressions": [{"key": "topology.ebs.csi.aws.com/zone", "operator": "In", "values": ["eu-west-1a"]}]
+    }
+    pod = one_pod(
+        fk.pod("db-0", node="worker-a", volumes=[pvc_volume("data-db-0")]),
+        fk.claim("data-db-0", volume="pv-both", storage_class="gp3", provisioner="ebs.csi.aws.com"),
+        fk.volume("pv-both", claim=("default", "data-db-0"), node_affinity=[csi_zone],
+                  labels={"topology.kubernetes.io/zone": "eu-west-1a"}, source={"csi": {"driver": "ebs.csi.aws.com"}}),
+    )  # fmt: skip
+    csi_a = {"topology.ebs.csi.aws.com/zone": "eu-west-1a"}
+    assert volume_fits(pod, node("w", "eu-west-1a", **csi_a))
+    assert not volume_fits(pod, node("w", "eu-west-1a")), "the VolumeBinding filter: no CSI zone label"
+    assert not volume_fits(pod, node("w", "eu-west-1b", **csi_a)), "the VolumeZone filter: another zone"
 
 
 def test_a_host_path_volume_without_node_affinity_pins_a_scheduled_pod_to_its_node():

@@ -38,6 +38,7 @@ import gc
 import ipaddress
 import json
 import math
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -74,6 +75,8 @@ DRAINING_TAINT = {"key": "node-fleet.io/draining", "value": "true", "effect": "N
 DEFAULT_PAGE_SIZE = 500
 DEFAULT_TIMEOUT_S = 15.0
 CONNECT_TIMEOUT_S = 5.0
+BUDGETS_KEPT_S = 10.0
+"""How long disruption_budgets may answer with the PDBs list_pods read (a cycle asks right after)."""
 NODES = "/api/v1/nodes"
 PODS = "/api/v1/pods"
 PDBS = "/apis/policy/v1/poddisruptionbudgets"
@@ -295,7 +298,7 @@ class KubeCluster:
         self._api = api_client
         self.page_size = page_size
         self.timeout = (min(CONNECT_TIMEOUT_S, timeout_s), timeout_s)
-        self._budgets: dict[str, int] | None = None
+        self._budgets: tuple[float, dict[str, int]] | None = None
 
     @classmethod
     def from_env(
@@ -321,18 +324,19 @@ class KubeCluster:
             volumes=self._list(VOLUMES, kube_fields.PersistentVolume, checked("PersistentVolume", parse_volume)),
             classes=self._list(STORAGE_CLASSES, kube_fields.StorageClass, checked("StorageClass", parse_storage_class)),
         )
-        self._budgets = context.budget_table()
         parse = checked("Pod", functools.partial(parse_pod, context=context))
         field_selector = ",".join(f"status.phase!={phase}" for phase in FINISHED_PHASES)
-        return [p for p in self._list(PODS, kube_fields.Pod, parse, {"fieldSelector": field_selector}) if p is not None]
+        pods = [p for p in self._list(PODS, kube_fields.Pod, parse, {"fieldSelector": field_selector}) if p is not None]
+        self._budgets = (time.monotonic(), context.budget_table())
+        return pods
 
     def disruption_budgets(self) -> dict[str, int]:
-        """The budgets read by the last list_pods, once (so a cycle lists PDBs once, and pods'
-        `pdbs` and the budgets agree); otherwise read now."""
-        budgets, self._budgets = self._budgets, None
-        if budgets is None:
-            budgets = PodContext(budgets=self.list_pdbs()).budget_table()
-        return budgets
+        """The budgets list_pods read, once and only just after it (so a cycle lists PDBs once,
+        and pods' `pdbs` and the budgets agree); otherwise read now."""
+        kept, self._budgets = self._budgets, None
+        if kept is not None and time.monotonic() - kept[0] <= BUDGETS_KEPT_S:
+            return kept[1]
+        return PodContext(budgets=self.list_pdbs()).budget_table()
 
     def daemonset_pods(self) -> list[Pod]:
         return self._list(DAEMONSETS, kube_fields.DaemonSet, checked("DaemonSet", parse_daemonset))
@@ -435,7 +439,10 @@ class KubeCluster:
                     continue
                 try:
                     page = decoder.decode(data)
-                except msgspec.DecodeError as exc:
+                except msgspec.ValidationError as exc:
+                    # A shape the fields refuse: the parser, given the page whole, names the object.
+                    for item in (msgspec.json.decode(data) or {}).get("items") or ():
+                        parse(item)
                     raise ValueError(f"GET {path}: {exc}") from exc
                 out.extend(parse(item) for item in page.get("items") or ())
                 token = (page.get("metadata") or {}).get("continue")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -229,11 +229,15 @@ def _spread(raw: Iterable[Mapping[str, Any]], labels: Mapping[str, str]) -> tupl
 
 
 def _host_ports(spec: Mapping[str, Any]) -> tuple[HostPort, ...]:
+    """The containers' and the restartable ("sidecar") init containers' hostPorts: the NodePorts
+    filter counts no other init container's (kubernetes/kubernetes#132040), as they have exited
+    by the time the pod runs."""
     # A host-network pod binds its container ports on the node. The API server writes them as
     # hostPorts into pods, but no longer into templates, so a DaemonSet's come from here.
     host_network = bool(spec.get("hostNetwork"))
+    sidecars = [c for c in spec.get("initContainers") or () if c.get("restartPolicy") == "Always"]
     out = []
-    for containers in (spec.get("containers"), spec.get("initContainers")):
+    for containers in (spec.get("containers"), sidecars):
         for c in containers or ():
             for p in c.get("ports") or ():
                 port = p.get("hostPort") or (p.get("containerPort") if host_network else None)
@@ -242,15 +246,9 @@ def _host_ports(spec: Mapping[str, Any]) -> tuple[HostPort, ...]:
     return tuple(out)
 
 
-@functools.lru_cache(maxsize=1024)
-def _toleration(key: str, operator: str, value: str, effect: str) -> Toleration:
-    # Most pods carry the same few tolerations (the API server's not-ready/unreachable ones).
-    return Toleration(key, operator, value, effect)
-
-
 def _tolerations(raw: Iterable[Mapping[str, Any]]) -> tuple[Toleration, ...]:
     return tuple(
-        _toleration(t.get("key") or "", t.get("operator") or "Equal", t.get("value") or "", t.get("effect") or "")
+        Toleration(t.get("key") or "", t.get("operator") or "Equal", t.get("value") or "", t.get("effect") or "")
         for t in raw
     )
 
@@ -437,9 +435,9 @@ class Volume:
     """A PersistentVolume, as far as placement needs it."""
 
     name: str
-    terms: tuple[NodeSelectorTerm, ...] | None
-    """The node terms (ORed) that reach it: its nodeAffinity, else its legacy zone labels;
-    None when it has neither."""
+    affinity: tuple[tuple[NodeSelectorTerm, ...], ...]
+    """What a node must match to reach it, each entry's terms ORed: its nodeAffinity (the
+    VolumeBinding filter) and its legacy zone labels (the VolumeZone filter)."""
     node_local: bool
     """A `local` or `hostPath` volume without nodeAffinity: it lives on the disk of whichever node
     its pod runs on."""
@@ -449,18 +447,18 @@ def parse_volume(obj: Mapping[str, Any]) -> Volume:
     meta = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
     required = (spec.get("nodeAffinity") or {}).get("required")
-    terms = None
+    affinity = []
     if required is not None:
-        terms = node_selector_terms(required.get("nodeSelectorTerms") or (), "spec.nodeAffinity.required")
-    else:
-        zones: dict[str, Requirement] = {}
-        for label, value in (meta.get("labels") or {}).items():
-            node_label = VOLUME_ZONE_LABELS.get(label)
-            if node_label is not None:
-                zones[node_label] = Requirement(node_label, "In", tuple(sorted(set(value.split("__")))))
-        terms = (tuple(zones[k] for k in sorted(zones)),) if zones else None
+        affinity.append(node_selector_terms(required.get("nodeSelectorTerms") or (), "spec.nodeAffinity.required"))
+    zones: dict[str, Requirement] = {}
+    for label, value in (meta.get("labels") or {}).items():
+        node_label = VOLUME_ZONE_LABELS.get(label)
+        if node_label is not None:
+            zones[node_label] = Requirement(node_label, "In", tuple(sorted(set(value.split("__")))))
+    if zones:
+        affinity.append((tuple(zones[k] for k in sorted(zones)),))
     node_local = required is None and ("local" in spec or "hostPath" in spec)
-    return Volume(name=_name(meta), terms=terms, node_local=node_local)
+    return Volume(name=_name(meta), affinity=tuple(affinity), node_local=node_local)
 
 
 def parse_storage_class(obj: Mapping[str, Any]) -> tuple[str, str]:
@@ -475,31 +473,26 @@ def _pin(node: str) -> tuple[NodeSelectorTerm, ...]:
     return ((Requirement(NODE_NAME_FIELD, "In", (node,)),),)
 
 
-@dataclass(frozen=True)
 class PodContext:
-    """The other objects a pod's placement and budgets are resolved against."""
+    """The other objects a pod's placement and budgets are resolved against, and what was
+    already worked out from them for pods parsed before."""
 
-    budgets: Sequence[DisruptionBudget] = ()
-    claims: Sequence[Claim] = ()
-    volumes: Sequence[Volume] = ()
-    classes: Sequence[tuple[str, str]] = ()
-    _budgets_by_namespace: dict[str, list[DisruptionBudget]] = field(init=False, repr=False)
-    _claims: dict[tuple[str, str], Claim] = field(init=False, repr=False)
-    _volumes: dict[str, Volume] = field(init=False, repr=False)
-    _provisioners: dict[str, str] = field(init=False, repr=False)
-    _pdbs_by_labels: dict[tuple[str, frozenset[tuple[str, str]]], tuple[str, ...]] = field(init=False, repr=False)
-    _placements: dict[bytes, Placement] = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        by_namespace: dict[str, list[DisruptionBudget]] = {}
+    def __init__(
+        self,
+        budgets: Iterable[DisruptionBudget] = (),
+        claims: Iterable[Claim] = (),
+        volumes: Iterable[Volume] = (),
+        classes: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        self.budgets = tuple(budgets)
+        self._budgets_by_namespace: dict[str, list[DisruptionBudget]] = {}
         for b in self.budgets:
-            by_namespace.setdefault(b.namespace, []).append(b)
-        object.__setattr__(self, "_budgets_by_namespace", by_namespace)
-        object.__setattr__(self, "_claims", {(c.namespace, c.name): c for c in self.claims})
-        object.__setattr__(self, "_volumes", {v.name: v for v in self.volumes})
-        object.__setattr__(self, "_provisioners", dict(self.classes))
-        object.__setattr__(self, "_pdbs_by_labels", {})
-        object.__setattr__(self, "_placements", {})
+            self._budgets_by_namespace.setdefault(b.namespace, []).append(b)
+        self._claims = {(c.namespace, c.name): c for c in claims}
+        self._volumes = {v.name: v for v in volumes}
+        self._provisioners = dict(classes)
+        self._pdbs_by_labels: dict[tuple[str, frozenset[tuple[str, str]]], tuple[str, ...]] = {}
+        self._placements: dict[bytes, Placement] = {}
 
     def budget_table(self) -> dict[str, int]:
         """`namespace/name` -> disruptionsAllowed."""
@@ -534,7 +527,7 @@ class PodContext:
                 spread,
                 spec.get("hostNetwork"),
                 [c.get("ports") for c in spec.get("containers") or ()],
-                [c.get("ports") for c in spec.get("initContainers") or ()],
+                [(c.get("restartPolicy"), c.get("ports")) for c in spec.get("initContainers") or ()],
                 labels if affinity or spread else None,  # read only to fold matchLabelKeys in
             )
         )
@@ -577,8 +570,8 @@ class PodContext:
                     (),
                     f"persistentvolume {claim.volume} of {where} {'not found' if volume is None else 'is node-local'}",
                 )
-            elif volume.terms is not None:
-                affinity.append(volume.terms)
+            else:
+                affinity.extend(volume.affinity)
         return tuple(affinity), None
 
     def _local_path(self, claim: Claim) -> bool:
@@ -601,11 +594,11 @@ def _local_volumes(spec: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(v["name"] for v in spec.get("volumes") or () if "emptyDir" in v or "hostPath" in v)
 
 
-NO_CONTEXT = PodContext()
-
-
-def parse_pod(obj: Mapping[str, Any], context: PodContext = NO_CONTEXT) -> Pod | None:
-    """A pod that is bound or pending; None for a finished one (Succeeded or Failed)."""
+def parse_pod(obj: Mapping[str, Any], context: PodContext | None = None) -> Pod | None:
+    """A pod that is bound or pending; None for a finished one (Succeeded or Failed). Without a
+    context it has no PDBs, and its claims are missing."""
+    if context is None:
+        context = PodContext()  # not a shared default: a context keeps what it works out
     status = obj.get("status") or {}
     if status.get("phase") in FINISHED_PHASES:
         return None

@@ -18,8 +18,9 @@ What it honours
 - Nodes, PersistentVolumes, storage.k8s.io/v1 StorageClasses and namespaces (cluster-scoped);
   pods, PersistentVolumeClaims, policy/v1 PodDisruptionBudgets and apps/v1 DaemonSets
   (namespaced): list (cluster-wide and per namespace), get, create (409 AlreadyExists on an
-  existing name), replace (PUT), patch, delete; 404 NotFound with a Status body for a missing object, and "the server could not find
-  the requested resource" for an unknown path or a custom kind not installed.
+  existing name), replace (PUT), patch, delete; 404 NotFound with a Status body for a missing
+  object, and "the server could not find the requested resource" for an unknown path or a
+  custom kind not installed.
 - Lists: `kind: <Kind>List`, `metadata.resourceVersion`; items without kind/apiVersion for
   built-in kinds (as the real server sends them), with them for custom objects.
 - labelSelector: `=`, `==`, `!=`, `in (...)`, `notin (...)`, `key`, `!key`.
