@@ -371,7 +371,12 @@ TOLERATION_ROWS = [
     ("other key does not tolerate", Toleration("other", "Exists"), DEDICATED, False),
     ("same effect tolerates", Toleration("dedicated", "Equal", "user1", "NoSchedule"), DEDICATED, True),
     ("other effect does not tolerate", Toleration("dedicated", "Equal", "user1", "NoExecute"), DEDICATED, False),
-    ("an empty effect tolerates every effect", Toleration("dedicated", "Exists"), Taint("dedicated", "", "NoExecute"), True),
+    (
+        "an empty effect tolerates every effect",
+        Toleration("dedicated", "Exists"),
+        Taint("dedicated", "", "NoExecute"),
+        True,
+    ),
 ]
 
 
@@ -464,7 +469,7 @@ def test_taint_toleration(p, nodes, target, want, pods):
 
 
 def ports(spec: str) -> tuple[HostPort, ...]:
-    """"UDP/127.0.0.1/8080,TCP/0.0.0.0/8001" as NP's newPod reads it."""
+    """Host ports written as NP's newPod reads them: "UDP/127.0.0.1/8080,TCP/0.0.0.0/8001"."""
     out = []
     for item in spec.split(","):
         proto, ip, port = item.split("/")
@@ -770,7 +775,12 @@ POD_AFFINITY_ROWS = [
     ),
     row(
         "matchExpressions are ANDed: one does not match",
-        pod(affinity=(term(exprs(req("security", "Exists"), req("wrongkey", "DoesNotExist"))), term(exprs(req("security", "In", "securityscan2"))))),
+        pod(
+            affinity=(
+                term(exprs(req("security", "Exists"), req("wrongkey", "DoesNotExist"))),
+                term(exprs(req("security", "In", "securityscan2"))),
+            )
+        ),
         [node("n1")],
         "n1",
         POD_AFFINITY,
@@ -1224,7 +1234,9 @@ VOLUME_ROWS = [
     # VB TestCheckBoundClaims / TestFindPodVolumesWithoutProvisioning ("bound-pvc,pv-not-exists" etc.)
     row("a pod without volumes", pod(), [node("n1")], "n1", None),
     row("a local volume on this node", pod(volume_affinity=(pinned("n1"),)), [node("n1")], "n1", None),
-    row("a local volume on another node", pod(volume_affinity=(pinned("n1"),)), [node("n1"), node("n2")], "n2", VOLUMES),
+    row(
+        "a local volume on another node", pod(volume_affinity=(pinned("n1"),)), [node("n1"), node("n2")], "n2", VOLUMES
+    ),
     row(
         "two volumes: every volume's affinity must hold",
         pod(volume_affinity=(pinned("n1"), zonal("us-west1-b"))),
@@ -1263,7 +1275,9 @@ VOLUME_ROWS = [
         "n2",
         None,
     ),
-    row("a zonal volume and a node without a zone", pod(volume_affinity=(zonal("us-west1-a"),)), VZ_NODES, "n3", VOLUMES),
+    row(
+        "a zonal volume and a node without a zone", pod(volume_affinity=(zonal("us-west1-a"),)), VZ_NODES, "n3", VOLUMES
+    ),
 ]
 
 
@@ -1289,10 +1303,10 @@ DAEMONSET_ROWS = [
     # DS TestNodeShouldRunDaemonPod / TestNodeAffinityDaemonLaunches / TestTaintedNodeDaemonPodsNotLaunch
     pytest.param(node("w"), ["logs", "cni", "agent"], id="a plain worker gets every DaemonSet without a selector"),
     pytest.param(node("w", {"gpu": "true"}), ["logs", "gpu", "cni", "agent"], id="a selector picks its nodes"),
-    pytest.param(node("w", taints=(DEDICATED,)), ["cni"], id="a NoSchedule taint keeps off the pods that do not tolerate it"),
     pytest.param(
-        node("w", taints=(Taint("x", "", "NoExecute"),)), ["cni"], id="a NoExecute taint keeps them off too"
+        node("w", taints=(DEDICATED,)), ["cni"], id="a NoSchedule taint keeps off the pods that do not tolerate it"
     ),
+    pytest.param(node("w", taints=(Taint("x", "", "NoExecute"),)), ["cni"], id="a NoExecute taint keeps them off too"),
     pytest.param(
         node("w", taints=(Taint("x", "", "PreferNoSchedule"),)),
         ["logs", "cni", "agent"],
@@ -1356,7 +1370,9 @@ MOVERS = [
 ]
 
 
-@pytest.mark.parametrize("movers", [MOVERS[:1], MOVERS[1:3], MOVERS, MOVERS[::-1]], ids=["one", "two", "all", "reversed"])
+@pytest.mark.parametrize(
+    "movers", [MOVERS[:1], MOVERS[1:3], MOVERS, MOVERS[::-1]], ids=["one", "two", "all", "reversed"]
+)
 def test_place_then_undo_leaves_the_room_as_it_was(movers):
     r = busy_room()
     before = state(r)
