@@ -74,7 +74,7 @@ def act(
 
     nodes = {n.name: n for n in snapshot.nodes}
     started = [
-        Drain(name, nodes[name].instance_id, now, now + settings.drain_timeout_s)
+        Drain(name, decision.instances.get(name), now, now + settings.drain_timeout_s)
         for name in decision.remove
         if name in nodes
     ]
@@ -83,7 +83,7 @@ def act(
 
     pods_by_node: dict[str, list[Pod]] = defaultdict(list)
     for p in snapshot.pods:
-        if p.node is not None and not p.is_daemonset:
+        if p.node is not None and not p.stays:
             pods_by_node[p.node].append(p)
     for drain in state.drains:
         fresh, present = drain in started, drain.node in nodes

@@ -314,7 +314,6 @@ class ReasonCode(enum.StrEnum):
     ABOVE_MAX = "above_max"
     AT_MAX = "at_max"
     CAPACITY_IN_FLIGHT = "capacity_in_flight"
-    POD_TOO_LARGE = "pod_too_large"
     BACKING_OFF = "backing_off"
     UNJOINED_INSTANCE = "unjoined_instance"
     ORPHAN_NODE = "orphan_node"
@@ -407,6 +406,8 @@ class Decision:
     reasons: tuple[Reason, ...] = ()
     state: ScalingState = field(default_factory=ScalingState)
     """The state to persist after acting (unneeded-since times, sustained-CPU clocks...)."""
+    instances: Mapping[str, str] = field(default_factory=dict)
+    """The worker instance of each node in `remove`, matched without ambiguity."""
     nodes: Mapping[str, NodeVerdict] = field(default_factory=dict)
     """Every worker node's scale-down verdict, when scale-down was looked at."""
     unhelpable: tuple[Unhelpable, ...] = ()

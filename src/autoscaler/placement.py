@@ -33,7 +33,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from autoscaler.model import (
-    HOSTNAME_LABEL,
     NODE_NAME_FIELD,
     HostPort,
     LabelSelector,

@@ -77,7 +77,7 @@ def test_drain_is_recorded_before_the_cordon():
         seen.append((tuple((d.node, d.phase) for d in state.drains), list(cluster.calls)))
         return p.state.save(state)
 
-    step(p, Decision(Action.SCALE_DOWN, remove=("n2",)), checkpoint=checkpoint)
+    step(p, Decision(Action.SCALE_DOWN, remove=("n2",), instances={"n2": "i-0002"}), checkpoint=checkpoint)
     recorded_first = next(calls for drains, calls in seen if drains)
     assert recorded_first == [], "the drain is saved before anything touches the node"
 
@@ -85,7 +85,7 @@ def test_drain_is_recorded_before_the_cordon():
 def test_drain_cordons_then_evicts_then_terminates_and_deletes_across_cycles():
     fleet, cluster = world(pods=busy("n2", 2))
     p = ports(fleet, cluster)
-    state, _ = step(p, Decision(Action.SCALE_DOWN, remove=("n2",)))
+    state, _ = step(p, Decision(Action.SCALE_DOWN, remove=("n2",), instances={"n2": "i-0002"}))
     assert cluster.calls[0] == ("cordon", "n2")
     assert [c[0] for c in cluster.calls[1:]] == ["evict", "evict"]
     assert state.drains[0].phase is DrainPhase.EVICTING
@@ -101,7 +101,7 @@ def test_drain_cordons_then_evicts_then_terminates_and_deletes_across_cycles():
 def test_an_empty_node_goes_in_one_cycle():
     fleet, cluster = world()
     p = ports(fleet, cluster)
-    state, outcome = step(p, Decision(Action.SCALE_DOWN, remove=("n2",)))
+    state, outcome = step(p, Decision(Action.SCALE_DOWN, remove=("n2",), instances={"n2": "i-0002"}))
     assert outcome.terminated == ["i-0002"] and outcome.nodes_deleted == ["n2"]
     assert state.drains == ()
 
@@ -133,7 +133,7 @@ def test_a_cycle_that_dies_between_any_two_steps_is_resumed_by_the_next(deaths_a
         return stored
 
     with pytest.raises(Died):
-        step(p, Decision(Action.SCALE_DOWN, remove=("n2",)), checkpoint=dying)
+        step(p, Decision(Action.SCALE_DOWN, remove=("n2",), instances={"n2": "i-0002"}), checkpoint=dying)
     # The next cycle starts from what was stored and finishes (or never started) the job.
     step(p, carry(p), now=NOW + 60)
     assert p.state.load().drains == ()
@@ -157,7 +157,7 @@ def test_a_pdb_that_refuses_eviction_is_retried_then_the_drain_is_undone_at_the_
     fleet, cluster = world(pods=busy("n2", 1))
     cluster.blocked = {"b-n2-0"}
     p = ports(fleet, cluster)
-    _, outcome = step(p, Decision(Action.SCALE_DOWN, remove=("n2",)))
+    _, outcome = step(p, Decision(Action.SCALE_DOWN, remove=("n2",), instances={"n2": "i-0002"}))
     assert outcome.eviction_blocked == 1
     _, outcome = step(p, carry(p), now=NOW + 120)
     assert outcome.eviction_blocked == 1 and p.state.load().drains

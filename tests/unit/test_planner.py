@@ -126,7 +126,7 @@ CASES = [
         "a pod larger than a worker is reported, not launched for",
         snapshot(WS, [*BUSY, pending("huge", cpu=3000)]),
         action=Action.NONE,
-        codes=(R.POD_TOO_LARGE,),
+        codes=(R.NO_WORKER_FITS,),
     ),
     case(
         "below min_nodes: launch up to the minimum",
@@ -298,11 +298,20 @@ CASES = [
         remove=("n1",),
     ),
     case(
-        "unschedulable pods block scale-down",
+        "unschedulable pods a new worker could host block scale-down",
+        snapshot([*w(3), worker(3, az=A)], [*busy("n0", 1), pending("p", cpu=1000)]),
+        state=ScalingState(unneeded_since={"n3": NOW - 700}, launches=()),
+        settings={"max_nodes": 4},
+        action=Action.NONE,
+        codes=(R.AT_MAX, R.PENDING_PODS),
+    ),
+    case(
+        "a pending pod no new worker can host does not block scale-down (Cluster Autoscaler's rule)",
         snapshot([*w(3), worker(3, az=A)], [*busy("n0", 1), pending("p", cpu=3000)]),
         state=ScalingState(unneeded_since={"n3": NOW - 700}),
-        action=Action.NONE,
-        codes=(R.POD_TOO_LARGE, R.PENDING_PODS),
+        action=Action.SCALE_DOWN,
+        remove=("n3",),
+        codes=(R.NO_WORKER_FITS, R.EMPTY_NODE),
     ),
     case(
         "a launch in flight blocks scale-down",
@@ -558,7 +567,7 @@ INTENTS = [
     ),
     intent_case(
         "scale_down refuses while pods wait for capacity",
-        snapshot(w(4), [pending("p", cpu=3000)]),
+        snapshot(w(4), [pending("p", cpu=1000)]),
         ask("scale_down", 1),
         action=Action.NONE,
         codes=(R.PENDING_PODS,),
