@@ -1341,14 +1341,25 @@ def test_landing_daemonsets_on_a_new_worker_consume_its_room():
 # -- Room bookkeeping: place, undo, withdraw, restore ------------------------------------------
 
 
+PROBES = [
+    pod("probe-web", labels={"app": "web"}),
+    pod("probe-web-anti", labels={"app": "web"}, anti_affinity=(term(sel(app="web"), ZONE_LABEL),)),
+    pod("probe-db", labels={"app": "db"}, spread=(SpreadConstraint(1, ZONE_LABEL, sel(app="db")),)),
+    pod("probe-port", host_ports=(HostPort(80),)),
+    pod("probe-big", cpu=3000),
+    pod("probe-x-affinity", affinity=(term(sel(app="x"), ZONE_LABEL),)),
+]
+
+
 def state(r: Room) -> dict:
-    """Everything a later verdict reads."""
+    """Everything a later verdict reads, seen from outside: each slot's room and pods, and the
+    verdict of a set of probe pods on every slot (anti-affinity, spread, ports, affinity)."""
     return {
         "slots": {
             name: (s.cpu_m, s.mem_mib, s.pods_left, [p.key for p in s.pods], sorted(map(repr, s.ports)))
             for name, s in r.slots.items()
         },
-        "anti": sorted((m.pod.key, m.slot.name) for m in r._anti_holders),
+        "verdicts": {(p.name, name): r.failure(p, s) for p in PROBES for name, s in r.slots.items()},
     }
 
 
@@ -1433,15 +1444,12 @@ def test_why_not_counts_nodes_per_filter_like_kube_scheduler():
     assert r.why_not(p) == (
         "0/3 nodes are available: 2 node(s) didn't match Pod's node affinity/selector, 1 Insufficient resources"
     )
-    assert r.main_failure(p) == NODE_AFFINITY
 
 
 def test_why_not_on_a_cluster_with_no_node():
     assert Room().why_not(pod()) == "no node to place it on"
-    assert Room().main_failure(pod()) is None
 
 
 def test_why_not_names_only_the_nodes_that_reject():
     r = room([node("n1", cordoned=True), node("n2")])
-    assert r.main_failure(pod(), [r.slots["n1"]]) == UNSCHEDULABLE
     assert r.why_not(pod(), [r.slots["n1"]]) == "0/1 nodes are available: 1 node(s) were unschedulable"
