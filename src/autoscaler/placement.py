@@ -150,7 +150,7 @@ def untolerated(pod: Pod, taints: Iterable[Taint]) -> Taint | None:
 
 
 def _ports_conflict(a: HostPort, b: HostPort) -> bool:
-    wild = ("", "0.0.0.0", "::")
+    wild = ("", "0.0.0.0", "::")  # nosec B104  # hostIP values that bind every address, not a bind
     return a.port == b.port and a.protocol == b.protocol and (a.ip == b.ip or a.ip in wild or b.ip in wild)
 
 

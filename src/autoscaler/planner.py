@@ -621,7 +621,7 @@ class _Removal:
         nodes = [n for n in self.workers if self.verdicts[n.name].reason == "not_assessed"]
         found = []
         for node in nodes:
-            verdict = self._protected(node)
+            verdict = self.protected(node)
             if verdict is not None:
                 self.verdicts[node.name] = verdict
             else:
@@ -637,7 +637,7 @@ class _Removal:
         )
         return found
 
-    def _protected(self, node: Node) -> NodeVerdict | None:
+    def protected(self, node: Node) -> NodeVerdict | None:
         if node.scale_down_disabled:
             return NodeVerdict(False, "scale_down_disabled", "annotated scale-down-disabled=true")
         movers = self.movers(node.name)
@@ -786,7 +786,16 @@ def _remove_dead(removal: _Removal, reasons: list[Reason]) -> None:
     fleet, settings = removal.base.fleet, removal.base.settings
     if not fleet.dead or len(fleet.ready_by_instance) < settings.min_nodes:
         return
-    removal.select(sorted(fleet.dead, key=lambda n: n.name), len(fleet.dead), reasons, ReasonCode.UNREADY_NODE)
+    removable = []
+    for node in sorted(fleet.dead, key=lambda n: n.name):
+        if node.name in fleet.draining:
+            continue
+        verdict = removal.protected(node)
+        if verdict is None:
+            removable.append(node)
+        else:
+            removal.verdicts[node.name] = verdict
+    removal.select(removable, len(removable), reasons, ReasonCode.UNREADY_NODE)
 
 
 def _room_above_min(fleet: _Fleet, settings: Settings, reasons: list[Reason]) -> int:
