@@ -1302,7 +1302,7 @@ NOT_ON_CP = ds("agent", node_affinity=((req("node-role.kubernetes.io/control-pla
 ALL_DS = (LOGS, GPU_ONLY, TOLERATES_ALL, NOT_ON_CP)
 
 DAEMONSET_ROWS = [
-    # DS TestNodeShouldRunDaemonPod / TestNodeAffinityDaemonLaunches / TestTaintedNodeDaemonPodsNotLaunch
+    # DS TestNodeShouldRunDaemonPod / TestNodeAffinityDaemonLaunchesPods / TestTaintedNodeDaemonDoesNotLaunchIntolerantPod
     pytest.param(node("w"), ["logs", "cni", "agent"], id="a plain worker gets every DaemonSet without a selector"),
     pytest.param(node("w", {"gpu": "true"}), ["logs", "gpu", "cni", "agent"], id="a selector picks its nodes"),
     pytest.param(
