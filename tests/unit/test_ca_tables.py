@@ -269,20 +269,48 @@ def test_pdb_budget_is_used_up_across_removals():
 # the row's node is n2 (or the extra node given).
 
 
-def elig_row(desc, n2_kw, pods, want_reason, *, extra=(), settings=None, node="n2"):
-    return pytest.param(n2_kw, pods, want_reason, extra, settings or {}, node, id=desc)
+def elig_row(desc, n2_kw, pods, want_reason, *, extra=(), settings=None, node="n2", state=None):
+    return pytest.param(n2_kw, pods, want_reason, extra, settings or {}, node, state, id=desc)
 
 
 ELIGIBILITY = [
-    elig_row("a node below the utilization threshold is unneeded", {}, [on2(cpu=900)], "unneeded"),
-    elig_row("a node at the threshold is not", {}, [pod("p", "n2", 1000, 128)], "utilization_high"),
-    elig_row("memory counts: the higher of CPU and memory", {}, [pod("p", "n2", 100, 4000)], "utilization_high"),
+    # eligibility_test.go getTestCases (node of 1000m there, 2000m here: pods doubled)
+    elig_row("underutilized node stays", {}, [on2(cpu=200)], "unneeded"),
+    elig_row("highly utilized node is filtered out", {}, [pod("p", "n2", 1200, 128)], "utilization_high"),
     elig_row(
-        "DaemonSet pods count toward utilization (ignore-daemonsets-utilization=false)",
+        "marked no scale down is filtered out",
+        {"annotations": {"cluster-autoscaler.kubernetes.io/scale-down-disabled": "true"}},
+        [on2()],
+        "scale_down_disabled",
+    ),
+    elig_row(
+        "high utilization daemonsets node is filtered out (IgnoreDaemonSetsUtilization=false)",
         {},
-        [pod("p", "n2", 600, 128), pod("ds", "n2", 400, 128, owner_kind="DaemonSet")],
+        [pod("small", "n2", 200, 128), pod("ds", "n2", 1000, 128, owner_kind="DaemonSet")],
         "utilization_high",
     ),
+    elig_row(
+        "recently deleted node is filtered out (a drain under way)",
+        {},
+        [on2()],
+        "draining",
+        state=ScalingState(drains=(Drain("n2", "i-0002", NOW - 30, NOW + 270),)),
+    ),
+    elig_row(
+        "unready node stays while within scale_down_unready_time",
+        {"ready": False, "ready_since": NOW - 60, "created_at": NOW - 7200},
+        [on2()],
+        "not_ready",
+    ),
+    elig_row(
+        "unready node past scale_down_unready_time is removed (ScaleDownUnreadyEnabled)",
+        {"ready": False, "ready_since": NOW - 1300, "created_at": NOW - 7200},
+        [on2()],
+        "unneeded",
+    ),
+    # the threshold and what counts toward it (eligibility.go: utilization >= threshold is not unneeded)
+    elig_row("a node at the threshold is not unneeded", {}, [pod("p", "n2", 1000, 128)], "utilization_high"),
+    elig_row("memory counts: the higher of CPU and memory", {}, [pod("p", "n2", 100, 4000)], "utilization_high"),
     elig_row(
         "mirror pods count toward utilization",
         {},
@@ -295,12 +323,6 @@ ELIGIBILITY = [
         [pod("p", "n2", 500, 128)],
         "utilization_high",
         settings={"scale_down_utilization_threshold": 0.2},
-    ),
-    elig_row(
-        "Cluster Autoscaler's scale-down-disabled annotation",
-        {"annotations": {"cluster-autoscaler.kubernetes.io/scale-down-disabled": "true"}},
-        [on2()],
-        "scale_down_disabled",
     ),
     elig_row(
         "node-fleet's scale-down-disabled annotation",
@@ -319,16 +341,16 @@ ELIGIBILITY = [
 ]
 
 
-@pytest.mark.parametrize(("n2_kw", "pods", "want_reason", "extra", "overrides", "name"), ELIGIBILITY)
-def test_eligibility(n2_kw, pods, want_reason, extra, overrides, name):
+@pytest.mark.parametrize(("n2_kw", "pods", "want_reason", "extra", "overrides", "name", "state"), ELIGIBILITY)
+def test_eligibility(n2_kw, pods, want_reason, extra, overrides, name, state):
     ws = [wk(0), wk(1), wk(2, **n2_kw), *extra]
-    decision = decide(snapshot(ws, DRAIN_BUSY + pods), **overrides)
+    decision = decide(snapshot(ws, DRAIN_BUSY + pods), state, **overrides)
     assert decision.nodes[name].reason == want_reason
     assert decision.nodes[name].candidate is (want_reason in ("unneeded", "empty"))
 
 
 def test_the_server_node_is_never_a_worker_verdict():
-    """eligibility_test.go "node not in a node group": only this fleet's workers are judged."""
+    """Cluster Autoscaler judges only the nodes of its node groups: here, this fleet's workers."""
     ws = [wk(0), wk(1), wk(2)]
     server = Node("server", 2000, 4096, "i-server", A, control_plane=True)
     stranger = Node("stranger", 2000, 4096, "i-not-ours", A)
