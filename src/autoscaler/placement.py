@@ -150,8 +150,15 @@ def untolerated(pod: Pod, taints: Iterable[Taint]) -> Taint | None:
 
 
 def _ports_conflict(a: HostPort, b: HostPort) -> bool:
-    wild = ("", "0.0.0.0", "::")  # nosec B104  # hostIP values that bind every address, not a bind
-    return a.port == b.port and a.protocol == b.protocol and (a.ip == b.ip or a.ip in wild or b.ip in wild)
+    """HostPortInfo.CheckConflict: an empty hostIP is 0.0.0.0, the only wildcard ("::" is an
+    address like any other there), and an empty protocol is TCP; port 0 asks for no host port."""
+    wild = ("", "0.0.0.0")  # nosec B104  # hostIP values that bind every address, not a bind
+    return (
+        a.port == b.port
+        and a.port > 0
+        and (a.protocol or "TCP") == (b.protocol or "TCP")
+        and (a.ip == b.ip or a.ip in wild or b.ip in wild)
+    )
 
 
 def _term_namespaces_match(term: PodAffinityTerm, owner_namespace: str, namespace: str) -> bool:

@@ -531,18 +531,13 @@ NODE_PORTS_ROWS = [
         "TCP/127.0.0.1/9090,TCP/127.0.1.1/90,TCP/127.0.1.1/8080",
         PORTS,
     ),
-    # kube-scheduler's wildcard is 0.0.0.0 only (HostPortInfo.CheckConflict): "::" is an address
-    # like any other there. placement.py treats it as a wildcard too, which is safe for scale-down
-    # (it only finds more conflicts) but can over-count new workers for IPv6 hostIP pods.
-    port_row(
-        "IPv6 :: is not kube-scheduler's wildcard",
-        "TCP/::/8001",
-        "TCP/10.0.0.1/8001",
-        None,
-        marks=pytest.mark.xfail(
-            strict=True, raises=AssertionError, reason="placement.py treats '::' as a wildcard; kube-scheduler does not"
-        ),
-    ),
+    # types.go HostPortInfo: sanitize() makes an empty hostIP 0.0.0.0 and an empty protocol TCP;
+    # CheckConflict's only wildcard is 0.0.0.0 ("::" is an address like any other); port 0 is no port.
+    port_row("IPv6 :: is not kube-scheduler's wildcard", "TCP/::/8001", "TCP/10.0.0.1/8001", None),
+    port_row("the same IPv6 address conflicts", "TCP/::/8001", "TCP/::/8001", PORTS),
+    port_row("0.0.0.0 conflicts with an IPv6 address", "TCP/0.0.0.0/8001", "TCP/::/8001", PORTS),
+    port_row("an empty protocol means TCP", "/10.0.0.1/8001", "TCP/10.0.0.1/8001", PORTS),
+    port_row("hostPort 0 asks for no host port", "TCP/0.0.0.0/0", "TCP/0.0.0.0/0", None),
 ]
 
 
