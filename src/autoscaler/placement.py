@@ -358,8 +358,9 @@ class Room:
             if self._by_label is not None:
                 for label in pod.labels.items():
                     self._by_label[label].pop(key, None)
-            for index in self._indexes_for(pod):
-                index.pod_in(pod, slot, -1)
+            if self._live(slot):  # a withdrawn slot's pods already left the spread counts
+                for index in self._indexes_for(pod):
+                    index.pod_in(pod, slot, -1)
 
     def _take(self, pod: Pod, slot: Slot) -> None:
         slot.pods.append(pod)
