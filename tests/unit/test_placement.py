@@ -1341,7 +1341,11 @@ def test_landing_daemonsets_on_a_new_worker_consume_its_room():
 PROBES = [
     pod("probe-web", labels={"app": "web"}),
     pod("probe-web-anti", labels={"app": "web"}, anti_affinity=(term(sel(app="web"), ZONE_LABEL),)),
-    pod("probe-db", labels={"app": "db"}, spread=(SpreadConstraint(1, ZONE_LABEL, sel(app="db")),)),
+    *(
+        pod(f"probe-db-{skew}", labels={"app": "db"}, spread=(SpreadConstraint(skew, ZONE_LABEL, sel(app="db")),))
+        for skew in (1, 2, 3)
+    ),
+    pod("probe-db-node", labels={"app": "db"}, spread=(SpreadConstraint(1, HOSTNAME_LABEL, sel(app="db")),)),
     pod("probe-port", host_ports=(HostPort(80),)),
     pod("probe-big", cpu=3000),
     pod("probe-x-affinity", affinity=(term(sel(app="x"), ZONE_LABEL),)),
@@ -1417,6 +1421,25 @@ def test_withdraw_then_restore_leaves_the_room_as_it_was():
     r.restore(slot)
     assert state(r) == before
     assert r.failure(probe, r.slots["n1"]) == POD_AFFINITY
+
+
+@pytest.mark.parametrize("order", ["undo, then restore", "restore, then undo"])
+def test_a_move_onto_a_withdrawn_node_undone_either_side_of_restore(order):
+    """A move onto a node that is then withdrawn (removed in turn), undone before or after the
+    node comes back: spread counts, anti-affinity and room end as they began."""
+    r = busy_room()
+    before = state(r)
+    db = pod("db-9", labels={"app": "db"}, spread=spread(1, ZONE_LABEL, sel(app="db")))
+    web = pod("web-9", labels={"app": "web"}, anti_affinity=(term(sel(app="web")),))
+    moves = [r.place(db, r.slots["n3"]), r.place(web, r.slots["n3"])]
+    slot = r.withdraw("n3")
+    if order == "undo, then restore":
+        r.undo(moves)
+        r.restore(slot)
+    else:
+        r.restore(slot)
+        r.undo(moves)
+    assert state(r) == before
 
 
 def test_undo_of_one_pod_keeps_an_equal_pods_anti_affinity():
