@@ -361,9 +361,9 @@ def test_the_server_node_is_never_a_worker_verdict():
 
 # -- removal: do the pods fit elsewhere, in the room left ------------------------------------------
 #
-# simulator/cluster_test.go (TestFindNodesToRemove, TestFindEmptyNodes) and
-# simulator/clustersnapshot/... : n0 and n1 are the destinations (busy at the threshold, 1000m
-# free each unless the row says otherwise); n2 is the candidate.
+# simulator/cluster_test.go (TestFindNodesToRemove: pods fit elsewhere or not) with the filters
+# its scheduling simulator runs (kube-scheduler's): n0 and n1 are the destinations (busy at the
+# threshold, 1000m free each unless the row says otherwise); n2 is the candidate.
 
 
 def removal_row(desc, ws, pods, want: tuple, *, state=None, marks=(), **settings):
