@@ -27,6 +27,7 @@ resources, only by its selector, which is how such pods are steered in practice)
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,13 +48,13 @@ from autoscaler.model import (
 
 # The filters, in kube-scheduler's order; a verdict names the first one that fails.
 UNSCHEDULABLE = "NodeUnschedulable"
-RESOURCES = "NodeResourcesFit"
-NODE_AFFINITY = "NodeAffinity"
 TAINTS = "TaintToleration"
+NODE_AFFINITY = "NodeAffinity"
 PORTS = "NodePorts"
+RESOURCES = "NodeResourcesFit"
 VOLUMES = "VolumeBinding"
-POD_AFFINITY = "InterPodAffinity"
 SPREAD = "PodTopologySpread"
+POD_AFFINITY = "InterPodAffinity"
 
 EXPLAIN = {
     UNSCHEDULABLE: "node(s) were unschedulable",
@@ -69,6 +70,10 @@ EXPLAIN = {
 
 # -- matching ------------------------------------------------------------------------------------
 
+_INT = re.compile(r"[+-]?[0-9]+")
+# What the scheduler tests a cordoned node's pods against (NodeUnschedulable).
+_UNSCHEDULABLE_TAINT = Taint("node.kubernetes.io/unschedulable", "", "NoSchedule")
+
 
 def requirement_matches(r: Requirement, value: str | None) -> bool:
     op = r.operator
@@ -83,12 +88,19 @@ def requirement_matches(r: Requirement, value: str | None) -> bool:
     if op in ("Gt", "Lt"):
         if value is None or len(r.values) != 1:
             return False
-        try:
-            have, want = int(value), int(r.values[0])
-        except ValueError:
+        have, want = _parse_int64(value), _parse_int64(r.values[0])
+        if have is None or want is None:
             return False
         return have > want if op == "Gt" else have < want
     return False  # an operator the API would have refused matches nothing
+
+
+def _parse_int64(text: str) -> int | None:
+    """strconv.ParseInt(text, 10, 64): ASCII digits and a sign, no separators, within int64."""
+    if not _INT.fullmatch(text):
+        return None
+    n = int(text)
+    return n if -(2**63) <= n < 2**63 else None
 
 
 def selector_matches(selector: LabelSelector | None, labels: Mapping[str, str]) -> bool:
@@ -138,8 +150,15 @@ def untolerated(pod: Pod, taints: Iterable[Taint]) -> Taint | None:
 
 
 def _ports_conflict(a: HostPort, b: HostPort) -> bool:
-    wild = ("", "0.0.0.0", "::")  # nosec B104  # hostIP values that bind every address, not a bind
-    return a.port == b.port and a.protocol == b.protocol and (a.ip == b.ip or a.ip in wild or b.ip in wild)
+    """HostPortInfo.CheckConflict: an empty hostIP is 0.0.0.0, the only wildcard ("::" is an
+    address like any other there), and an empty protocol is TCP; port 0 asks for no host port."""
+    wild = ("", "0.0.0.0")  # nosec B104  # hostIP values that bind every address, not a bind
+    return (
+        a.port == b.port
+        and a.port > 0
+        and (a.protocol or "TCP") == (b.protocol or "TCP")
+        and (a.ip == b.ip or a.ip in wild or b.ip in wild)
+    )
 
 
 def _term_namespaces_match(term: PodAffinityTerm, owner_namespace: str, namespace: str) -> bool:
@@ -208,6 +227,8 @@ class _Domains:
     def __init__(self, owner: Pod, c: SpreadConstraint) -> None:
         self.owner, self.c = owner, c
         p = owner.placement
+        # Only nodes with every one of the owner's topology keys count (nodeLabelsMatchSpreadConstraints).
+        self.keys = tuple(sorted({k.topology_key for k in p.spread} - {c.topology_key}))
         # Most constraints ask only for the topology key: skip the per-node affinity checks then.
         self.any_node = not (c.honor_node_affinity and (p.node_selector or p.node_affinity is not None)) and not (
             c.honor_taints
@@ -216,7 +237,7 @@ class _Domains:
 
     def eligible(self, slot: Slot) -> bool:
         c = self.c
-        if c.topology_key not in slot.labels:
+        if c.topology_key not in slot.labels or any(k not in slot.labels for k in self.keys):
             return False
         if self.any_node:
             return True
@@ -392,31 +413,38 @@ class Room:
 
     def static_failure(self, pod: Pod, slot: Slot) -> str | None:
         """The filters that depend only on the pod and the node, not on other pods."""
-        if slot.unschedulable:
+        p = pod.placement
+        if slot.unschedulable and not any(tolerates(t, _UNSCHEDULABLE_TAINT) for t in p.tolerations):
             return UNSCHEDULABLE
-        if not node_affinity_matches(pod, slot.name, slot.labels):
-            return NODE_AFFINITY
         if untolerated(pod, slot.taints) is not None:
             return TAINTS
-        p = pod.placement
+        if not node_affinity_matches(pod, slot.name, slot.labels):
+            return NODE_AFFINITY
         if p.volume_problem is not None or not all(terms_match(v, slot.name, slot.labels) for v in p.volume_affinity):
             return VOLUMES
         return None
 
     def failure(self, pod: Pod, slot: Slot) -> str | None:
         """The first filter that rejects `pod` on `slot`, or None if it fits there now."""
-        if pod.cpu_m > slot.cpu_m or pod.mem_mib > slot.mem_mib or slot.pods_left < 1:
-            return UNSCHEDULABLE if slot.unschedulable else RESOURCES
         why = self.static_failure(pod, slot)
-        if why is not None:
+        if why is not None and why != VOLUMES:
             return why
         p = pod.placement
         if p.host_ports and any(_ports_conflict(a, b) for a in p.host_ports for b in slot.ports):
             return PORTS
-        if (p.affinity or p.anti_affinity or self._anti_holders) and not self._pod_affinity_ok(pod, slot):
-            return POD_AFFINITY
+        # A request of zero is not compared (fitsRequest): a BestEffort pod fits an over-committed node.
+        if (
+            (pod.cpu_m > 0 and pod.cpu_m > slot.cpu_m)
+            or (pod.mem_mib > 0 and pod.mem_mib > slot.mem_mib)
+            or slot.pods_left < 1
+        ):
+            return RESOURCES
+        if why is not None:
+            return why
         if p.spread and not self._spread_ok(pod, slot):
             return SPREAD
+        if (p.affinity or p.anti_affinity or self._anti_holders) and not self._pod_affinity_ok(pod, slot):
+            return POD_AFFINITY
         return None
 
     def first_fit(self, pod: Pod, slots: Iterable[Slot] | None = None) -> Slot | None:
@@ -474,16 +502,22 @@ class Room:
                     and term_selects(term, holder, pod)
                 ):
                     return False
+        met = True
         for term in p.affinity:
-            if self._in_domain(term, pod, slot):
-                continue
-            # The first pod of a group that selects itself may go where no such pod runs yet.
-            if term_selects(term, pod, pod) and not any(
-                term_selects(term, pod, q) for q, _ in self._candidates(term.selector)
-            ):
-                continue
-            return False
-        return True
+            if term.topology_key not in slot.labels:
+                return False  # every term's topology key must be on the node, first pod or not
+            if not self._in_domain(term, pod, slot):
+                met = False
+        if met:
+            return True
+        # The first pod of a group that selects itself (every term) may go anywhere while no pod
+        # matching any term runs on a node that has that term's key.
+        return all(term_selects(t, pod, pod) for t in p.affinity) and not any(
+            term_selects(t, pod, q)
+            for t in p.affinity
+            for q, where in self._candidates(t.selector)
+            if t.topology_key in where.labels
+        )
 
     # -- topology spread -------------------------------------------------------------------------
 
@@ -491,6 +525,7 @@ class Room:
         p = pod.placement
         policy = (
             c.topology_key,
+            frozenset(k.topology_key for k in p.spread),
             (p.node_selector, p.node_affinity) if c.honor_node_affinity else None,
             p.tolerations if c.honor_taints else None,
         )
