@@ -195,11 +195,6 @@ DRAINABILITY = [
         "a space after the comma is part of the volume name",
         [on2(**LOCAL, annotations={SAFE_TO_EVICT_LOCAL_VOLUMES: "cache, scratch"})],
         "pod_cannot_move",
-        marks=pytest.mark.xfail(
-            strict=True,
-            raises=AssertionError,
-            reason="planner: _local_volumes_safe strips spaces around the names; Cluster Autoscaler does not",
-        ),
     ),
     # pdb/rule_test.go and core/scaledown/pdb/basic_test.go (CanRemovePods)
     drain_row(
@@ -549,12 +544,6 @@ REMOVAL = [
         [wk(0, cordoned=True), wk(1, cordoned=True), wk(2)],
         [*BUSY01, on2()],
         (False, "no_room"),
-        marks=pytest.mark.xfail(
-            strict=True,
-            raises=AssertionError,
-            reason="planner: with no destination at all, _Removal.fits calls the pod pinned "
-            "(all() over no slot is True) and says pod_cannot_move",
-        ),
     ),
     removal_row(
         "a cordoned node is no destination (another node without room)",
@@ -605,12 +594,6 @@ def test_two_candidates_never_count_on_the_same_room():
     assert decision.nodes[other].reason == "no_room"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="planner: _Removal.fits(keep=True) moves only the node's own pods (pods_by_node); pods an "
-    "earlier removal placed on it are withdrawn with it and left nowhere",
-)
 def test_a_node_that_received_moved_pods_is_not_removed_from_under_them():
     """planner/planner.go categorizeNodes: a node chosen for removal stops being a destination, and
     a pod moved in the simulation must still have a node once every removal is done.

@@ -19,10 +19,9 @@ only the one-line matchers `requirement_matches` and `tolerates` with placement.
 
 Default profile: a few seconds, the same examples every run (derandomized). `HYPOTHESIS_PROFILE=long`
 runs ten times as many, random, as in tests/reliability/test_fuzz.py. The long profile found two
-planner bugs, kept below as xfail examples (strict: they fail the suite once fixed, so the marks
-go): a node that received moved pods is removed from under them, and removals drained in
-parallel are each checked while the others' pods still count. Until both are fixed the long
-profile can fail on either.
+planner bugs, kept below as regression examples: a node that received moved pods was removed
+from under them, and removals drained in parallel were each checked while the others' pods
+still counted.
 """
 
 from __future__ import annotations
@@ -32,7 +31,6 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-import pytest
 from builders import NOW, ZONES, worker
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
@@ -408,13 +406,6 @@ def stranded() -> tuple[ClusterSnapshot, ScalingState, Settings]:
     return snap, state, Settings(min_nodes=1, max_drains_in_parallel=2)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="planner: a node that received pods moved off an earlier removal is removed too, and only "
-    "its own pods are moved (_Removal.fits uses pods_by_node, not the slot's pods); see "
-    "test_ca_tables.test_a_node_that_received_moved_pods_is_not_removed_from_under_them",
-)
 @settings(max_examples=1, database=None, deadline=None)
 @given(st.just(stranded()))
 def test_the_stranding_example(case):
@@ -461,12 +452,6 @@ def parallel_spread() -> tuple[ClusterSnapshot, ScalingState, Settings]:
     return snap, state, Settings(min_nodes=1, max_drains_in_parallel=2)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="planner: removals chosen in one decision are drained in parallel, but each is checked "
-    "while the pods of the later ones still count (here for topology spread)",
-)
 @settings(max_examples=1, database=None, deadline=None)
 @given(st.just(parallel_spread()))
 def test_the_parallel_drain_spread_example(case):
