@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import msgspec
 
@@ -473,6 +473,15 @@ def _pin(node: str) -> tuple[NodeSelectorTerm, ...]:
     return ((Requirement(NODE_NAME_FIELD, "In", (node,)),),)
 
 
+class PodShape(NamedTuple):
+    cpu_m: int
+    mem_mib: int
+    placement: Placement
+    """Without its volumes' placement, which depends on the claims and the node."""
+    local_volumes: tuple[str, ...]
+    grace_period_s: int
+
+
 class PodContext:
     """The other objects a pod's placement and budgets are resolved against, and what was
     already worked out from them for pods parsed before."""
@@ -492,7 +501,7 @@ class PodContext:
         self._volumes = {v.name: v for v in volumes}
         self._provisioners = dict(classes)
         self._pdbs_by_labels: dict[tuple[str, frozenset[tuple[str, str]]], tuple[str, ...]] = {}
-        self._placements: dict[bytes, Placement] = {}
+        self._shapes: dict[bytes, PodShape] = {}
 
     def budget_table(self) -> dict[str, int]:
         """`namespace/name` -> disruptionsAllowed."""
@@ -509,34 +518,24 @@ class PodContext:
             found = self._pdbs_by_labels[key] = tuple(b.key for b in budgets if b.selects(namespace, labels))
         return found
 
-    def placement(
-        self,
-        spec: Mapping[str, Any],
-        labels: Mapping[str, str],
-        volume_affinity: tuple[tuple[NodeSelectorTerm, ...], ...],
-        volume_problem: str | None,
-    ) -> Placement:
-        """pod_placement, built once for each distinct value of the fields it reads: the replicas
-        of a workload share them, and building is most of the cost of parsing a pod."""
+    def shape(self, spec: Mapping[str, Any], labels: Mapping[str, str]) -> PodShape:
+        """What a pod's spec says apart from where it runs, worked out once for each distinct spec:
+        the replicas of a workload share it, and working it out is most of the cost of a pod."""
         affinity, spread = spec.get("affinity"), spec.get("topologySpreadConstraints")
-        key = _encode(
-            (
-                spec.get("nodeSelector"),
-                affinity,
-                spec.get("tolerations"),
-                spread,
-                spec.get("hostNetwork"),
-                [c.get("ports") for c in spec.get("containers") or ()],
-                [(c.get("restartPolicy"), c.get("ports")) for c in spec.get("initContainers") or ()],
-                labels if affinity or spread else None,  # read only to fold matchLabelKeys in
+        # labels are read only to fold matchLabelKeys in
+        key = _encode(({k: v for k, v in spec.items() if k != "nodeName"}, labels if affinity or spread else None))
+        shape = self._shapes.get(key)
+        if shape is None:
+            cpu, mem = pod_requests(spec)
+            grace = spec.get("terminationGracePeriodSeconds")
+            shape = self._shapes[key] = PodShape(
+                cpu,
+                _mib(mem, round_up=True),
+                pod_placement(spec, labels),
+                _local_volumes(spec),
+                30 if grace is None else int(grace),
             )
-        )
-        base = self._placements.get(key)
-        if base is None:
-            base = self._placements[key] = pod_placement(spec, labels)
-        if volume_affinity or volume_problem is not None:
-            return replace(base, volume_affinity=volume_affinity, volume_problem=volume_problem)
-        return base
+        return shape
 
     def volume_placement(
         self, pod: str, namespace: str, node: str | None, volumes: Iterable[Mapping[str, Any]]
@@ -608,27 +607,28 @@ def parse_pod(obj: Mapping[str, Any], context: PodContext | None = None) -> Pod 
     labels = dict(meta.get("labels") or {})
     annotations = dict(meta.get("annotations") or {})
     node = spec.get("nodeName") or None
-    cpu, mem = pod_requests(spec)
+    shape = context.shape(spec, labels)
+    placement = shape.placement
     volume_affinity, volume_problem = context.volume_placement(name, namespace, node, spec.get("volumes") or ())
+    if volume_affinity or volume_problem is not None:
+        placement = replace(placement, volume_affinity=volume_affinity, volume_problem=volume_problem)
     owner = next((r.get("kind") for r in meta.get("ownerReferences") or () if r.get("controller")), None)
-    grace = spec.get("terminationGracePeriodSeconds")
-    local_volumes = _local_volumes(spec)
     pdbs = context.pdbs_of(namespace, labels)
     return Pod(
         name=name,
         namespace=namespace,
-        cpu_m=cpu,
-        mem_mib=_mib(mem, round_up=True),
+        cpu_m=shape.cpu_m,
+        mem_mib=shape.mem_mib,
         node=node,
         owner_kind=owner,
         annotations=annotations,
         has_pdb=bool(pdbs),
-        local_storage=bool(local_volumes),
+        local_storage=bool(shape.local_volumes),
         unschedulable_since=None if node else _unschedulable_since(meta, status),
-        grace_period_s=30 if grace is None else int(grace),
+        grace_period_s=shape.grace_period_s,
         labels=labels,
-        placement=context.placement(spec, labels, volume_affinity, volume_problem),
-        local_volumes=local_volumes,
+        placement=placement,
+        local_volumes=shape.local_volumes,
         pdbs=pdbs,
         mirror=MIRROR_ANNOTATION in annotations,
     )
