@@ -3,22 +3,26 @@
     .venv/bin/python bench/cycle.py [--nodes 100,1000] [--pods-per-node 30] [--runs 3]
 
 For each cluster size, the fake API server (autoscaler.stack.kube_api) runs in its own process with a
-synthetic cluster: one control-plane node, N workers with 30 pods each, 200 PDBs. Each
-measurement is a fresh Python process (so its peak RSS is its own) that lists nodes, PDBs and
-pods through the `kubernetes` client, builds a ClusterSnapshot, and runs planner.plan with fixed
-metrics. Paths:
+synthetic cluster (`synthetic_cluster`: one control-plane node, N workers with 30 pods each
+carrying labels, tolerations, some spread constraints and anti-affinity, one local-path
+volume a node, 200 PDBs, 3 DaemonSets). Each measurement is a fresh Python process (so its peak
+RSS is its own) that lists through the `kubernetes` client, builds a ClusterSnapshot, and runs
+planner.plan with fixed metrics. Paths:
 
-- raw:    the adapter (autoscaler.adapters.kube.KubeCluster): pages of 500, raw JSON, only the
-          fields the core needs.
+- raw:    the adapter (autoscaler.adapters.kube.KubeCluster): the four Cluster port reads (nodes;
+          pods with their PDBs, claims, volumes and classes; budgets; DaemonSets), pages of 500,
+          decoded keeping only the fields the parser reads.
 - models: the client's typed APIs (CoreV1Api.list_node / list_pod_for_all_namespaces,
           PolicyV1Api), same pages, each object deserialized into the client's models, then
-          converted to Node/Pod.
+          converted to Node/Pod (resources, owners and PDBs only: no placement, volumes or
+          DaemonSets, so it does less than raw).
 - wire:   the same page requests read as bytes and not parsed: the floor set by the transport
           and the fake server.
 
 Figures: `import` is importing the client and building it (a cold start's share), `list+parse`
-is listing and converting everything, `plan` is planner.plan on the result, all the median of
---runs runs. `rss` is the process's peak resident set (ru_maxrss) and its growth over the
+is listing and converting everything (wall clock; `cpu` is the measured process's own CPU time
+for it, steadier on a shared machine, without the server's share), `plan` is planner.plan on
+the result, all the median of --runs runs. `rss` is the process's peak resident set (ru_maxrss) and its growth over the
 process after imports; `traced` is the tracemalloc peak of list+parse+plan, from one more run.
 """
 
@@ -70,15 +74,17 @@ def worker(path: str, url: str, token: str, trace: bool) -> dict:
 
         tracemalloc.start()
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
+    budgets, daemonsets = {}, []
     if path == "raw":
         nodes, pods = cluster.list_nodes(), cluster.list_pods()
+        budgets, daemonsets = cluster.disruption_budgets(), cluster.daemonset_pods()
     elif path == "models":
         nodes, pods = list_with_models(core, policy, options.page_size)
     else:
         wire_bytes = fetch_only(cluster, options.page_size)
         nodes, pods = [], []
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
 
     decision = None
     if path != "wire":
@@ -90,7 +96,13 @@ def worker(path: str, url: str, token: str, trace: bool) -> dict:
         usage = {n.name: 0.1 if n.name in light else 0.55 for n in workers}
         metrics = MetricsView(cluster_cpu=0.5, node_cpu=usage, cluster_mem=0.5, node_mem=usage)
         snapshot = ClusterSnapshot(
-            tuple(nodes), tuple(pods), instances, metrics, ("eu-west-1a", "eu-west-1b", "eu-west-1c")
+            tuple(nodes),
+            tuple(pods),
+            instances,
+            metrics,
+            ("eu-west-1a", "eu-west-1b", "eu-west-1c"),
+            pdbs=budgets,
+            daemonsets=tuple(daemonsets),
         )
         state = ScalingState(unneeded_since={name: NOW - 3600 for name in light})
         settings = Settings(min_nodes=2, max_nodes=1000, max_drains_in_parallel=5)
@@ -100,6 +112,7 @@ def worker(path: str, url: str, token: str, trace: bool) -> dict:
     out = {
         "import_s": import_s,
         "list_s": t1 - t0,
+        "list_cpu_s": c1 - c0,
         "plan_s": t2 - t1,
         "nodes": len(nodes),
         "pods": len(pods),
@@ -120,7 +133,11 @@ def fetch_only(cluster, page_size: int) -> int:
     for path, query in (
         ("/api/v1/nodes", {}),
         ("/apis/policy/v1/poddisruptionbudgets", {}),
+        ("/api/v1/persistentvolumeclaims", {}),
+        ("/api/v1/persistentvolumes", {}),
+        ("/apis/storage.k8s.io/v1/storageclasses", {}),
         ("/api/v1/pods", {"fieldSelector": "status.phase!=Succeeded,status.phase!=Failed"}),
+        ("/apis/apps/v1/daemonsets", {}),
     ):
         token = None
         while True:
@@ -136,7 +153,8 @@ def fetch_only(cluster, page_size: int) -> int:
 
 
 def list_with_models(core, policy, page_size: int):
-    from autoscaler.adapters.kube import DisruptionBudget
+    from autoscaler.adapters.kube_parse import DisruptionBudget
+    from autoscaler.model import LabelSelector, Requirement
 
     def pages(call, **kwargs):
         token = None
@@ -155,10 +173,12 @@ def list_with_models(core, policy, page_size: int):
             namespace=m.metadata.namespace,
             name=m.metadata.name,
             disruptions_allowed=(m.status.disruptions_allowed if m.status else 0) or 0,
-            match_labels=None if sel is None else dict(sel.match_labels or {}),
-            match_expressions=()
+            selector=None
             if sel is None
-            else tuple((e.key, e.operator, frozenset(e.values or ())) for e in sel.match_expressions or ()),
+            else LabelSelector(
+                tuple(sorted((sel.match_labels or {}).items())),
+                tuple(Requirement(e.key, e.operator, tuple(e.values or ())) for e in sel.match_expressions or ()),
+            ),
         )
         budgets.setdefault(budget.namespace, []).append(budget)
     pods = [
@@ -170,7 +190,7 @@ def list_with_models(core, policy, page_size: int):
 
 
 def node_from_model(m):
-    from autoscaler.adapters.kube import CONTROL_PLANE_LABELS, cpu_millis, mem_bytes, parse_provider_id
+    from autoscaler.adapters.kube_parse import CONTROL_PLANE_LABELS, cpu_millis, mem_bytes, parse_provider_id
     from autoscaler.model import Node
 
     labels = m.metadata.labels or {}
@@ -191,7 +211,7 @@ def node_from_model(m):
 
 
 def pod_from_model(m, budgets):
-    from autoscaler.adapters.kube import cpu_millis, mem_bytes
+    from autoscaler.adapters.kube_parse import cpu_millis, mem_bytes
     from autoscaler.model import Pod
 
     def requests(c):
@@ -259,7 +279,8 @@ def main() -> None:
         return
 
     print(
-        f"{'cluster':<24}{'path':<8}{'import':>8}{'list+parse':>12}{'plan':>8}{'rss peak':>10}{'rss growth':>12}{'traced':>9}"
+        f"{'cluster':<24}{'path':<8}{'import':>8}{'list+parse':>12}{'cpu':>7}{'plan':>8}{'rss peak':>10}"
+        f"{'rss growth':>12}{'traced':>9}"
     )
     for size in (int(s) for s in args.nodes.split(",")):
         server = subprocess.Popen(
@@ -286,14 +307,16 @@ def main() -> None:
                 runs = [measure(path, url, token, trace=False) for _ in range(args.runs)]
                 traced = measure(path, url, token, trace=True) if path != "wire" else {}
                 med = {
-                    k: statistics.median(r[k] for r in runs) for k in ("import_s", "list_s", "plan_s", "rss_peak_mb")
+                    k: statistics.median(r[k] for r in runs)
+                    for k in ("import_s", "list_s", "list_cpu_s", "plan_s", "rss_peak_mb")
                 }
                 growth = statistics.median(r["rss_peak_mb"] - r["rss_setup_mb"] for r in runs)
                 label = f"{size} nodes, {runs[0]['pods'] or size * args.pods_per_node} pods"
                 traced_mb = f"{traced['traced_peak_mb']:.0f} MB" if traced else "-"
                 plan_s = f"{med['plan_s'] * 1000:.0f}ms" if path != "wire" else "-"
                 print(
-                    f"{label:<24}{path:<8}{med['import_s']:>7.2f}s{med['list_s']:>11.2f}s{plan_s:>8}"
+                    f"{label:<24}{path:<8}{med['import_s']:>7.2f}s{med['list_s']:>11.2f}s{med['list_cpu_s']:>6.2f}s"
+                    f"{plan_s:>8}"
                     f"{med['rss_peak_mb']:>7.0f} MB{growth:>9.0f} MB{traced_mb:>9}"
                     + (f"   ({runs[0]['bytes'] / 2**20:.0f} MiB of JSON)" if path == "wire" else ""),
                     flush=True,

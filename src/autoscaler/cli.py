@@ -56,6 +56,33 @@ def _parser() -> argparse.ArgumentParser:
     gate_source.add_argument("--kubeconfig", type=Path, help="read Kustomizations, HelmReleases and Canaries")
     gate.set_defaults(run=_gate)
 
+    what_if = sub.add_parser(
+        "plan",
+        help="what would node-fleet do to this cluster now? (read only)",
+        description="Run the planner once over a cluster, every timer run out (unneeded time, cool-downs, the "
+        "CPU window), and print the decision and each worker's verdict: would node-fleet remove it now, had it "
+        "waited long enough? Settings come from the environment, as in the Lambda. Nothing is written.",
+    )
+    cluster_source = what_if.add_mutually_exclusive_group(required=True)
+    cluster_source.add_argument(
+        "--cluster",
+        type=Path,
+        help="what `kubectl get nodes,pods,pdb,pv,pvc,daemonsets,storageclasses -A -o json` prints (JSON or YAML)",
+    )
+    cluster_source.add_argument(
+        "--kubeconfig", type=Path, help="read a live cluster instead (lists only; K8S_CONTEXT picks a context)"
+    )
+    what_if.add_argument(
+        "--instances",
+        type=Path,
+        help='JSON list of {"id", "zone", "state", "launched_at", "private_ip", "private_dns_name", "vpc_id", '
+        '"tags"} (default: each Node that is not the control plane is its own running worker)',
+    )
+    what_if.add_argument("--now", help="ISO 8601 time to plan at (default: now)")
+    what_if.add_argument("--prometheus", metavar="URL", help="read usage from Prometheus (default: usage taken as low)")
+    what_if.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
+    what_if.set_defaults(run=_plan)
+
     from autoscaler import local_invoke
 
     invoke = sub.add_parser(
@@ -137,6 +164,32 @@ def _gate(args: argparse.Namespace) -> int:
 
         data = list_objects(KubeOptions(kubeconfig=str(args.kubeconfig)).cluster())
     print(json.dumps(gate_objects(data)))
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    import time
+
+    from autoscaler import whatif
+
+    settings = Settings.from_env(os.environ)
+    now = whatif.parse_now(args.now) if args.now else time.time()
+    if args.cluster is not None:
+        cluster = whatif.read_cluster_file(args.cluster)
+    else:
+        cluster = whatif.read_cluster_live(args.kubeconfig, os.environ.get("K8S_CONTEXT") or None)
+    notes = []
+    if args.instances is not None:
+        instances, notes = whatif.read_instances(args.instances, settings, os.environ)
+    else:
+        instances = whatif.instances_from_nodes(cluster.nodes)
+    if args.prometheus:
+        metrics = whatif.prometheus_usage(args.prometheus, os.environ)
+    else:
+        metrics = whatif.low_usage(cluster.nodes)
+        notes.append(whatif.USAGE_ASSUMED_LOW)
+    answer = whatif.what_if(cluster, instances, metrics, settings, now, notes)
+    print(json.dumps(whatif.to_json(answer)) if args.json else whatif.format_answer(answer))
     return 0
 
 

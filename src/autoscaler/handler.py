@@ -17,9 +17,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from autoscaler.config import ConfigError, Settings
 from autoscaler.events import AlarmChange, InvalidEvent, Manual, Request, parse, parse_alarm_actions
+from autoscaler.logs import quiet_wire_loggers
 from autoscaler.ports import PermanentError
 from autoscaler.service import INTENT_MEMORY_S, LeaseBusy, Report, Wiring, handle
 
+quiet_wire_loggers()  # secrets never reach a log line, even at DEBUG
 logger = Logger()
 metrics = Metrics()
 

@@ -35,7 +35,7 @@ from autoscaler.model import (
     ScalingState,
     Unhelpable,
 )
-from autoscaler.placement import EXPLAIN, Room, Slot, landing_daemonsets
+from autoscaler.placement import EXPLAIN, Move, Room, Slot, landing_daemonsets
 
 # A launch EC2 accepted may take a few seconds to show in DescribeInstances; until then the
 # state's record of it counts, so a retry does not launch the same capacity twice.
@@ -558,7 +558,8 @@ def pod_blocker(pod: Pod) -> str | None:
 
 def _local_volumes_safe(pod: Pod) -> bool:
     """Every local volume is listed in safe-to-evict-local-volumes (Cluster Autoscaler's rule)."""
-    listed = {v.strip() for v in pod.annotations.get(SAFE_TO_EVICT_LOCAL_VOLUMES, "").split(",") if v.strip()}
+    # Split on "," and nothing trimmed, as Cluster Autoscaler reads it: " scratch" is not "scratch".
+    listed = {v for v in pod.annotations.get(SAFE_TO_EVICT_LOCAL_VOLUMES, "").split(",") if v}
     return bool(pod.local_volumes) and set(pod.local_volumes) <= listed
 
 
@@ -584,6 +585,9 @@ class _Removal:
         self.budgets = dict(snapshot.pdbs)
         self.workers = sorted(fleet.ready_by_instance.values(), key=lambda n: n.name)
         self.remove: list[str] = []
+        self._moved: list[Pod] = []
+        """The pods of the nodes chosen so far, and where they were placed together."""
+        self._moves: list[Move] = []
         self.unneeded: dict[str, float] = {}
         self.verdicts: dict[str, NodeVerdict] = {}
         for node in fleet.binding.node_of.values():
@@ -621,7 +625,7 @@ class _Removal:
         nodes = [n for n in self.workers if self.verdicts[n.name].reason == "not_assessed"]
         found = []
         for node in nodes:
-            verdict = self._protected(node)
+            verdict = self.protected(node)
             if verdict is not None:
                 self.verdicts[node.name] = verdict
             else:
@@ -637,7 +641,7 @@ class _Removal:
         )
         return found
 
-    def _protected(self, node: Node) -> NodeVerdict | None:
+    def protected(self, node: Node) -> NodeVerdict | None:
         if node.scale_down_disabled:
             return NodeVerdict(False, "scale_down_disabled", "annotated scale-down-disabled=true")
         movers = self.movers(node.name)
@@ -657,27 +661,57 @@ class _Removal:
                 return f"PodDisruptionBudget {key} allows {self.budgets[key]} disruptions, {n} pods would go"
         return None
 
-    def fits(self, node: Node, *, keep: bool) -> NodeVerdict:
-        """Would every pod of `node` find a place on the other nodes? With `keep`, the moves and
-        the PDB budgets are consumed; without, the room is left exactly as it was."""
-        movers = self.movers(node.name)
-        short = self._pdb_short(movers)
+    def fits(self, node: Node) -> NodeVerdict:
+        """Would every pod of `node` find a place on the other nodes, in the room the removals
+        chosen so far leave? The room is left exactly as it was."""
+        return self._try(node, keep=False)
+
+    def _try(self, node: Node, *, keep: bool) -> NodeVerdict:
+        # Every removal of this cycle drains at once: their pods are placed together, afresh, so
+        # none counts on a pod that is itself about to move (for spread or affinity) or lands on a
+        # node that goes too.
+        own = self.movers(node.name)
+        short = self._pdb_short(own)
         if short is not None:
             return NodeVerdict(False, "pdb_exhausted", short)
+        self.room.undo(self._moves)
         slot = self.room.withdraw(node.name)
-        moves, stuck = self.room.place_all(movers)
-        if stuck is not None or not keep:
-            self.room.undo(moves)
-            if slot is not None:
-                self.room.restore(slot)
-        if stuck is not None:
-            pinned = all(self.room.static_failure(stuck, s) for s in self.room.slots.values() if s is not slot)
+        moves, stuck = self.room.place_all([*self._moved, *own])
+        verdict = None
+        unsettled = self._unsettled(moves) if stuck is None else None
+        if unsettled is not None:
+            verdict = NodeVerdict(
+                False, "no_room", f"{unsettled.key}: its spread or affinity breaks once every drained pod has moved"
+            )
+        elif stuck is not None:
+            others = list(self.room.slots.values())
+            pinned = bool(others) and all(self.room.static_failure(stuck, s) for s in others)
             code = "pod_cannot_move" if pinned else "no_room"
-            return NodeVerdict(False, code, f"{stuck.key}: {self.room.why_not(stuck)}")
-        if keep:
-            for key in (k for p in movers for k in p.pdbs if k in self.budgets):
+            verdict = NodeVerdict(False, code, f"{stuck.key}: {self.room.why_not(stuck)}")
+        if verdict is None and keep:
+            self._moves, self._moved = moves, [*self._moved, *own]
+            for key in (k for p in own for k in p.pdbs if k in self.budgets):
                 self.budgets[key] -= 1
-        return NodeVerdict(True, "unneeded" if movers else "empty", f"{len(movers)} pods to move")
+            return NodeVerdict(True, "unneeded" if own else "empty", f"{len(own)} pods to move")
+        self.room.undo(moves)
+        if slot is not None:
+            self.room.restore(slot)
+        self._moves, _ = self.room.place_all(self._moved)  # first-fit on the same room: the same moves
+        return verdict or NodeVerdict(True, "unneeded" if own else "empty", f"{len(own)} pods to move")
+
+    def _unsettled(self, moves: Sequence[Move]) -> Pod | None:
+        """A moved pod whose spread or affinity the moves placed after it break: the drains run
+        in parallel, so any of them may land first. Each such pod is checked against the final
+        layout, as if it were the last to be scheduled."""
+        for move in moves:
+            p = move.pod.placement
+            if p.spread or p.affinity or p.anti_affinity:
+                self.room.undo([move])
+                ok = self.room.failure(move.pod, move.slot) is None
+                self.room.place(move.pod, move.slot)
+                if not ok:
+                    return move.pod
+        return None
 
     def select(
         self, candidates: Sequence[Node], limit: int, reasons: list[Reason], code: ReasonCode | None = None
@@ -693,7 +727,7 @@ class _Removal:
             movers = self.movers(node.name)
             if (drain_budget if movers else empty_budget) <= 0:
                 continue
-            verdict = self.fits(node, keep=True)
+            verdict = self._try(node, keep=True)
             self.verdicts[node.name] = verdict
             if not verdict.candidate:
                 continue
@@ -749,7 +783,7 @@ def _scale_down(base: _Base, estimate: _Estimate, state: ScalingState, reasons: 
                 f"{settings.scale_down_utilization_threshold:.0%}",
             )
             continue
-        verdict = removal.fits(node, keep=False)
+        verdict = removal.fits(node)
         if verdict.candidate:
             removal.unneeded[node.name] = state.unneeded_since.get(node.name, now)
             if not _usage_low(node, removal.movers(node.name), snapshot.metrics.node_cpu.get(node.name), settings):
@@ -786,7 +820,16 @@ def _remove_dead(removal: _Removal, reasons: list[Reason]) -> None:
     fleet, settings = removal.base.fleet, removal.base.settings
     if not fleet.dead or len(fleet.ready_by_instance) < settings.min_nodes:
         return
-    removal.select(sorted(fleet.dead, key=lambda n: n.name), len(fleet.dead), reasons, ReasonCode.UNREADY_NODE)
+    removable = []
+    for node in sorted(fleet.dead, key=lambda n: n.name):
+        if node.name in fleet.draining:
+            continue
+        verdict = removal.protected(node)
+        if verdict is None:
+            removable.append(node)
+        else:
+            removal.verdicts[node.name] = verdict
+    removal.select(removable, len(removable), reasons, ReasonCode.UNREADY_NODE)
 
 
 def _room_above_min(fleet: _Fleet, settings: Settings, reasons: list[Reason]) -> int:

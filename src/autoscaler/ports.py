@@ -82,7 +82,7 @@ class PermanentError(Exception):
 
 
 class NotOurInstance(PermanentError):
-    """Fleet.terminate refuses an instance that does not carry this cluster's worker tags."""
+    """Fleet.terminate refuses an instance that is not this cluster's worker (tags or VPC)."""
 
 
 class StaleStateError(Exception):

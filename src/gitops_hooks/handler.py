@@ -5,8 +5,14 @@
 - As a Function URL: receive Flux notification-controller events from a `generic-hmac`
   Provider. The HMAC-SHA256 of the raw body, keyed by the secret in SSM, must match
   `X-Signature: sha256=<hex>` (constant-time compare); a missing or wrong signature answers 401,
-  an oversized, malformed or stale body 400. A `Progressing` event holds at once; any other event
-  triggers a fresh poll. No secret appears in a response or a log line.
+  an oversized, malformed or stale body 400. A signed request is accepted once: its signature is
+  recorded (conditional put, kept for the stale-body window) and a second use answers 409, which
+  Flux does not retry. A `Progressing` event holds at once; any other event triggers a fresh poll.
+  No secret appears in a response or a log line.
+
+The body is read by hand rather than through Powertools' LambdaFunctionUrlEvent: the HMAC is over the
+raw bytes, and its `decoded_body` gives text (failing on bytes that are not UTF-8) without validating
+the base64.
 """
 
 from __future__ import annotations
@@ -20,28 +26,39 @@ import os
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from autoscaler.config import ConfigError, Settings
+from autoscaler.logs import quiet_wire_loggers
 from autoscaler.ports import PermanentError
 from gitops_hooks.gate import GateMemory, evaluate
 from gitops_hooks.reader import FluxObjects, GateStore, list_objects, record_of
 
+quiet_wire_loggers()  # secrets never reach a log line, even at DEBUG
 logger = Logger()
 metrics = Metrics()
 
-MAX_BODY_BYTES = 64 * 1024
+# Flux's largest event: a message cut at 39,000 characters, each possibly one of Go's 6-byte escapes
+# (\u003c for "<"), is ~234 KB, plus the object reference and metadata.
+MAX_BODY_BYTES = 256 * 1024
 DEFAULT_MAX_AGE_S = 300
+FUTURE_SKEW_S = 60
+"""How far ahead of our clock a sender's timestamp may be."""
+
+
+class HookStore(GateStore, Protocol):
+    def first_use(self, digest: str, expires_at: float) -> bool:
+        """Record `digest` until `expires_at`; False when it was recorded before."""
 
 
 @dataclass
 class HookWiring:
     source: FluxObjects
-    store: GateStore
+    store: HookStore
     hmac_key: bytes
     clock: Any = time.time
 
@@ -122,7 +139,8 @@ def webhook(event: dict[str, Any], w: HookWiring, settings: Settings, max_age_s:
     if not isinstance(raw_headers, dict):
         return _reply(400, "headers: expected an object")
     headers = {str(k).lower(): v for k, v in raw_headers.items()}
-    if not _signed(body, headers.get("x-signature"), w.hmac_key):
+    digest = _signed(body, headers.get("x-signature"), w.hmac_key)
+    if digest is None:
         metrics.add_metric(name="WebhookRejected", unit=MetricUnit.Count, value=1)
         logger.warning("webhook rejected: missing or wrong signature")
         return _reply(401, "signature: missing or wrong")
@@ -135,8 +153,15 @@ def webhook(event: dict[str, Any], w: HookWiring, settings: Settings, max_age_s:
     except (ValueError, KeyError, TypeError, RecursionError, OverflowError):
         return _reply(400, "body: expected a Flux event with involvedObject, reason and timestamp")
     now = w.clock()
-    if now - sent > max_age_s or sent - now > 60:
+    if now - sent > max_age_s or sent - now > FUTURE_SKEW_S:
         return _reply(400, f"timestamp: older than {max_age_s:.0f}s or in the future")
+    # Past its window the body is refused as stale, so the record need not outlive it. A cycle that fails
+    # after this leaves the record: Flux's retry gets 409, and the next poll (and the autoscaler's own
+    # check of Flux before any scale-down) covers the event.
+    if not w.store.first_use(digest, sent + max_age_s):
+        metrics.add_metric(name="WebhookRejected", unit=MetricUnit.Count, value=1)
+        logger.warning("webhook rejected: replay of a request already received")
+        return _reply(409, "replay: this signed request was already received")
     logger.info("flux event", extra={"reason": reason, "kind": kind, "namespace": namespace, "object": name})
     if reason == "Progressing":
         hold = {
@@ -167,11 +192,12 @@ def _raw_body(event: dict[str, Any]) -> bytes | None:
         return None
 
 
-def _signed(body: bytes, header: Any, key: bytes) -> bool:
+def _signed(body: bytes, header: Any, key: bytes) -> str | None:
+    """The body's HMAC-SHA256 (hex) when `header` carries it; None for a missing or wrong signature."""
     if not isinstance(header, str) or not header.startswith("sha256="):
-        return False
+        return None
     expected = hmac.new(key, body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, header[len("sha256=") :].strip().lower())
+    return expected if hmac.compare_digest(expected, header[len("sha256=") :].strip().lower()) else None
 
 
 def _reply(status: int, message: str, **extra: Any) -> dict[str, Any]:

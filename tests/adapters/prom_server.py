@@ -3,7 +3,8 @@
 The real Prometheus (OpenMetrics history, backfill, a server on loopback) lives in
 `autoscaler.stack.prometheus`, shared with the integration tests and `make demo`.
 
-- `misbehaving_server` answers every request with a fixed status, or too slowly, and counts requests.
+- `misbehaving_server` answers every request with a fixed status, or too slowly (all at once after a
+  delay, or a byte at a time), and counts requests.
 
 Sockets: 127.0.0.1 only.
 """
@@ -29,10 +30,15 @@ class Misbehaving:
 
 @contextlib.contextmanager
 def misbehaving_server(
-    status: int = 500, delay_s: float = 0.0, body: bytes = b"", tls: tuple[Path, Path] | None = None
+    status: int = 500,
+    delay_s: float = 0.0,
+    body: bytes = b"",
+    tls: tuple[Path, Path] | None = None,
+    drip_s: float = 0.0,
 ) -> Iterator[Misbehaving]:
     """An HTTP server on 127.0.0.1 that sleeps `delay_s`, then answers `status` with `body`; HTTPS
-    with `tls` = (certificate file, key file)."""
+    with `tls` = (certificate file, key file). With `drip_s`, the headers go at once and the body one
+    byte every `drip_s` seconds, until the client hangs up."""
     seen: list[tuple[str, str, dict[str, str]]] = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -48,7 +54,12 @@ def misbehaving_server(
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                if not drip_s:
+                    self.wfile.write(body)
+                for byte in body if drip_s else b"":
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(drip_s)
             except OSError:
                 pass  # the client gave up (timeout): nothing to answer
 

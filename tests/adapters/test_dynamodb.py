@@ -23,6 +23,7 @@ from autoscaler.adapters.dynamodb import (
     DynamoLease,
     DynamoStateStore,
     cluster_key,
+    gate_key,
     state_from_json,
     state_to_json,
 )
@@ -147,6 +148,16 @@ def test_lease_item_carries_owner_and_ttl(aws_dynamodb_client, aws_state_table):
     )["Item"]
     assert item["owner"] == {"S": "req-1"}
     assert item["expires_at"] == {"N": str(int(NOW + LEASE_S + 1))}, "whole epoch seconds, rounded up"
+
+
+def test_a_lease_item_without_an_expiry_counts_as_expired(aws_dynamodb_client, aws_state_table):
+    key = {"pk": {"S": cluster_key(CLUSTER)}, "sk": {"S": "lease"}}
+    aws_dynamodb_client.put_item(TableName=aws_state_table, Item={**key, "owner": {"S": "written-by-hand"}})
+
+    assert DynamoLease(aws_state_table, CLUSTER, client=aws_dynamodb_client).acquire("req-1", NOW, LEASE_S)
+
+    item = aws_dynamodb_client.get_item(TableName=aws_state_table, Key=key)["Item"]
+    assert item["owner"] == {"S": "req-1"} and "expires_at" in item
 
 
 def test_leases_of_two_clusters_are_independent(aws_dynamodb_client, aws_state_table):
@@ -348,8 +359,32 @@ def test_gate_record(aws_dynamodb_client, aws_state_table):
         gate.save({}, observed_at=float("inf"))
 
 
+def test_the_gate_lives_in_its_own_partition(aws_dynamodb_client, aws_state_table):
+    """The hook's IAM may write only the partition gate#<cluster> (dynamodb:LeadingKeys): never the lease or state."""
+    gate = DynamoGateStore(aws_state_table, CLUSTER, client=aws_dynamodb_client)
+    gate.save({"blocked": True}, observed_at=NOW)
+    assert gate.first_use("ab12", NOW + 300)
+
+    items = aws_dynamodb_client.scan(TableName=aws_state_table)["Items"]
+    assert {i["pk"]["S"] for i in items} == {gate_key(CLUSTER)} != {cluster_key(CLUSTER)}
+
+
+def test_a_digest_is_used_once_until_it_expires(aws_dynamodb_client, aws_state_table):
+    gate = DynamoGateStore(aws_state_table, CLUSTER, client=aws_dynamodb_client)
+
+    assert gate.first_use("ab12", NOW + 300.2) is True
+    assert gate.first_use("ab12", NOW + 300.2) is False
+    assert gate.first_use("cd34", NOW + 300) is True
+    assert DynamoGateStore(aws_state_table, "other", client=aws_dynamodb_client).first_use("ab12", NOW) is True
+
+    key = {"pk": {"S": gate_key(CLUSTER)}, "sk": {"S": "replay#ab12"}}
+    item = aws_dynamodb_client.get_item(TableName=aws_state_table, Key=key)["Item"]
+    assert item["expires_at"] == {"N": str(int(NOW + 301))}, "a TTL in whole seconds, rounded up"
+    assert gate.load() is None, "a replay record is not the gate record"
+
+
 def test_malformed_gate_record_is_an_error(aws_dynamodb_client, aws_state_table):
-    key = {"pk": {"S": cluster_key(CLUSTER)}, "sk": {"S": "gate"}}
+    key = {"pk": {"S": gate_key(CLUSTER)}, "sk": {"S": "gate"}}
     aws_dynamodb_client.put_item(
         TableName=aws_state_table, Item={**key, "body": {"S": "[1]"}, "observed_at": {"N": str(NOW)}}
     )

@@ -27,12 +27,14 @@ CLUSTER = "demo"
 A, B, C = "eu-west-1a", "eu-west-1b", "eu-west-1c"
 TYPES = ("t3.large", "m5.large")
 SUBNET = "subnet-0123456789abcdef0"
+VPC = "vpc-0123456789abcdef0"
 TEMPLATE = "lt-0123456789abcdef0"
 
 
 def fleet_for(network, client, *, types=TYPES, spot_share=0.0, subnets=None, template=True) -> Ec2Fleet:
     options = Ec2Options(
         subnet_ids=subnets or network.subnet_ids,
+        vpc_id=network.vpc_id,
         launch_template_id=network.launch_template_id if template else None,
         instance_types=types,
         spot_share=spot_share,
@@ -78,13 +80,19 @@ def tags_of(client, instance_id: str) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in raw.get("Tags", [])}
 
 
-def run_foreign(client, network, tags: dict[str, str]) -> str:
-    """An instance the fleet did not launch, with the given tags."""
+def run_foreign(client, network, tags: dict[str, str], subnet: str | None = None) -> str:
+    """An instance the fleet did not launch, with the given tags (in the cluster's VPC unless `subnet` says)."""
     spec = [{"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}] if tags else []
     answer = client.run_instances(
-        ImageId="ami-12c6146b", MinCount=1, MaxCount=1, SubnetId=network.subnets[A], TagSpecifications=spec
+        ImageId="ami-12c6146b", MinCount=1, MaxCount=1, SubnetId=subnet or network.subnets[A], TagSpecifications=spec
     )
     return answer["Instances"][0]["InstanceId"]
+
+
+def other_vpc_subnet(client) -> str:
+    """A subnet of another VPC in the same account and zone."""
+    vpc = client.create_vpc(CidrBlock="10.99.0.0/16")["Vpc"]["VpcId"]
+    return client.create_subnet(VpcId=vpc, CidrBlock="10.99.0.0/24", AvailabilityZone=A)["Subnet"]["SubnetId"]
 
 
 # -- options ---------------------------------------------------------------------------------------
@@ -94,13 +102,14 @@ def run_foreign(client, network, tags: dict[str, str]) -> str:
     "env, expected",
     [
         pytest.param(
-            {"SUBNET_IDS": SUBNET},
-            Ec2Options(subnet_ids=(SUBNET,)),
+            {"SUBNET_IDS": SUBNET, "VPC_ID": VPC},
+            Ec2Options(subnet_ids=(SUBNET,), vpc_id=VPC),
             id="defaults",
         ),
         pytest.param(
             {
                 "SUBNET_IDS": f" {SUBNET} , subnet-0123456789abcdef1,",
+                "VPC_ID": f" {VPC} ",
                 "LAUNCH_TEMPLATE_ID": TEMPLATE,
                 "LAUNCH_TEMPLATE_VERSION": "7",
                 "INSTANCE_TYPES": "m7g.large, c6gn.xlarge",
@@ -108,6 +117,7 @@ def run_foreign(client, network, tags: dict[str, str]) -> str:
             },
             Ec2Options(
                 subnet_ids=(SUBNET, "subnet-0123456789abcdef1"),
+                vpc_id=VPC,
                 launch_template_id=TEMPLATE,
                 launch_template_version="7",
                 instance_types=("m7g.large", "c6gn.xlarge"),
@@ -116,13 +126,13 @@ def run_foreign(client, network, tags: dict[str, str]) -> str:
             id="everything set",
         ),
         pytest.param(
-            {"SUBNET_IDS": SUBNET, "LAUNCH_TEMPLATE_ID": " ", "INSTANCE_TYPES": "", "SPOT_SHARE": ""},
-            Ec2Options(subnet_ids=(SUBNET,)),
+            {"SUBNET_IDS": SUBNET, "VPC_ID": VPC, "LAUNCH_TEMPLATE_ID": " ", "INSTANCE_TYPES": "", "SPOT_SHARE": ""},
+            Ec2Options(subnet_ids=(SUBNET,), vpc_id=VPC),
             id="blank values are absent",
         ),
         pytest.param(
-            {"SUBNET_IDS": SUBNET, "LAUNCH_TEMPLATE_VERSION": "$Default", "SPOT_SHARE": "1"},
-            Ec2Options(subnet_ids=(SUBNET,), launch_template_version="$Default", spot_share=1.0),
+            {"SUBNET_IDS": SUBNET, "VPC_ID": VPC, "LAUNCH_TEMPLATE_VERSION": "$Default", "SPOT_SHARE": "1"},
+            Ec2Options(subnet_ids=(SUBNET,), vpc_id=VPC, launch_template_version="$Default", spot_share=1.0),
             id="default version, all spot",
         ),
     ],
@@ -149,11 +159,13 @@ def test_options_from_env(env, expected):
         pytest.param({"SUBNET_IDS": SUBNET, "SPOT_SHARE": "-0.1"}, "SPOT_SHARE", id="share negative"),
         pytest.param({"SUBNET_IDS": SUBNET, "SPOT_SHARE": "half"}, "SPOT_SHARE", id="share not a number"),
         pytest.param({"SUBNET_IDS": SUBNET, "SPOT_SHARE": "nan"}, "SPOT_SHARE", id="share nan"),
+        pytest.param({"SUBNET_IDS": SUBNET, "VPC_ID": " "}, "VPC_ID is required", id="vpc missing"),
+        pytest.param({"SUBNET_IDS": SUBNET, "VPC_ID": "default"}, "VPC_ID", id="not a vpc id"),
     ],
 )
 def test_options_reject_bad_values_naming_the_variable(env, variable):
     with pytest.raises(ConfigError, match=variable):
-        Ec2Options.from_env(env)
+        Ec2Options.from_env({"VPC_ID": VPC, **env})
 
 
 @pytest.mark.parametrize(
@@ -162,14 +174,14 @@ def test_options_reject_bad_values_naming_the_variable(env, variable):
     ids=lambda v: str(v),
 )
 def test_spot_count_rounds_half_up(share, count, spot):
-    assert Ec2Options(subnet_ids=(SUBNET,), spot_share=share).spot_count(count) == spot
+    assert Ec2Options(subnet_ids=(SUBNET,), vpc_id=VPC, spot_share=share).spot_count(count) == spot
 
 
 # -- client and zones ------------------------------------------------------------------------------
 
 
 def test_client_is_made_on_first_use_with_retries(aws_credentials):
-    fleet = Ec2Fleet(Ec2Options(subnet_ids=(SUBNET,)), CLUSTER)
+    fleet = Ec2Fleet(Ec2Options(subnet_ids=(SUBNET,), vpc_id=VPC), CLUSTER)
     assert fleet._client is None  # nothing built at construction
     retries = fleet.client.meta.config.retries
     assert retries["mode"] in ("adaptive", "standard")
@@ -197,6 +209,13 @@ def test_zones_follow_subnet_order_and_are_looked_up_once(aws_ec2_client, aws_ne
 def test_unknown_subnet_is_a_config_error(aws_ec2_client, aws_network):
     fleet = fleet_for(aws_network, aws_ec2_client, subnets=(aws_network.subnets[A], SUBNET))
     with pytest.raises(ConfigError, match="SUBNET_IDS"):
+        fleet.zones()
+
+
+def test_a_subnet_outside_the_vpc_is_a_config_error(aws_ec2_client, aws_network):
+    elsewhere = other_vpc_subnet(aws_ec2_client)
+    fleet = fleet_for(aws_network, aws_ec2_client, subnets=(aws_network.subnets[A], elsewhere))
+    with pytest.raises(ConfigError, match=f"outside VPC_ID.*{elsewhere}"):
         fleet.zones()
 
 
@@ -410,6 +429,8 @@ def test_only_this_clusters_workers_are_listed_terminated_ones_as_such(aws_ec2_c
     run_foreign(aws_ec2_client, aws_network, {CLUSTER_TAG: "other", ROLE_TAG: "worker"})
     run_foreign(aws_ec2_client, aws_network, {ROLE_TAG: "worker"})
     run_foreign(aws_ec2_client, aws_network, {})
+    worker_tags = {CLUSTER_TAG: CLUSTER, ROLE_TAG: "worker"}
+    run_foreign(aws_ec2_client, aws_network, worker_tags, subnet=other_vpc_subnet(aws_ec2_client))
 
     listed = {i.id: i for i in fleet.list_workers()}
     assert set(listed) == ours | {gone}
@@ -418,16 +439,18 @@ def test_only_this_clusters_workers_are_listed_terminated_ones_as_such(aws_ec2_c
 
 
 @pytest.mark.parametrize(
-    "tags",
+    "tags, other_vpc",
     [
-        pytest.param({CLUSTER_TAG: CLUSTER, ROLE_TAG: "server"}, id="the server node"),
-        pytest.param({CLUSTER_TAG: "other", ROLE_TAG: "worker"}, id="another cluster's worker"),
-        pytest.param({CLUSTER_TAG: CLUSTER}, id="no role"),
-        pytest.param({}, id="untagged"),
+        pytest.param({CLUSTER_TAG: CLUSTER, ROLE_TAG: "server"}, False, id="the server node"),
+        pytest.param({CLUSTER_TAG: "other", ROLE_TAG: "worker"}, False, id="another cluster's worker"),
+        pytest.param({CLUSTER_TAG: CLUSTER}, False, id="no role"),
+        pytest.param({}, False, id="untagged"),
+        pytest.param({CLUSTER_TAG: CLUSTER, ROLE_TAG: "worker"}, True, id="our tags in another VPC"),
     ],
 )
-def test_terminate_refuses_what_is_not_our_worker(aws_ec2_client, aws_network, tags):
-    instance_id = run_foreign(aws_ec2_client, aws_network, tags)
+def test_terminate_refuses_what_is_not_our_worker(aws_ec2_client, aws_network, tags, other_vpc):
+    subnet = other_vpc_subnet(aws_ec2_client) if other_vpc else None
+    instance_id = run_foreign(aws_ec2_client, aws_network, tags, subnet=subnet)
     calls = []
     aws_ec2_client.meta.events.register("before-call.ec2.TerminateInstances", lambda **kw: calls.append(1))
     fleet = fleet_for(aws_network, aws_ec2_client)
@@ -438,6 +461,37 @@ def test_terminate_refuses_what_is_not_our_worker(aws_ec2_client, aws_network, t
     assert calls == []
     state = aws_ec2_client.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]["State"]
     assert state["Name"] == "running"
+
+
+def test_a_terminated_worker_listed_without_its_vpc_is_still_listed(aws_ec2_client, aws_network):
+    """EC2 drops a terminated instance's network details (moto keeps them): its Node must still be cleaned up."""
+    fleet = fleet_for(aws_network, aws_ec2_client)
+    (instance_id,) = fleet.launch(A, 1, "cycle-1:eu-west-1a").instance_ids
+    fleet.terminate(instance_id)
+
+    def as_ec2_answers(parsed, **kwargs):
+        for reservation in parsed.get("Reservations", ()):
+            for raw in reservation["Instances"]:
+                if raw["State"]["Name"] == "terminated":
+                    for key in ("VpcId", "SubnetId", "PrivateIpAddress", "PrivateDnsName"):
+                        raw.pop(key, None)
+
+    aws_ec2_client.meta.events.register("after-call.ec2.DescribeInstances", as_ec2_answers)
+
+    (worker,) = fleet.list_workers()
+    assert (worker.id, worker.state, worker.private_ip) == (instance_id, InstanceState.TERMINATED, None)
+
+
+def test_listed_workers_carry_their_private_address_and_dns_name(aws_ec2_client, aws_network):
+    """So a Node whose providerID is K3s's default k3s://<hostname> can be matched to its instance."""
+    fleet = fleet_for(aws_network, aws_ec2_client)
+    (instance_id,) = fleet.launch(A, 1, "cycle-1:eu-west-1a").instance_ids
+    raw = aws_ec2_client.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+
+    (worker,) = fleet.list_workers()
+
+    assert worker.private_ip == raw["PrivateIpAddress"] and worker.private_ip.startswith("10.42.0.")
+    assert worker.private_dns_name == raw["PrivateDnsName"] and worker.private_dns_name
 
 
 def test_terminate_a_worker_and_again(aws_ec2_client, aws_network):

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+import autoscaler.adapters.kube as kube_adapter
 import autoscaler.stack.kube_api as fk
 from autoscaler.adapters.kube import (
     DRAINING_TAINT,
@@ -33,15 +34,18 @@ from autoscaler.adapters.kube import (
     KubeCluster,
     KubeError,
     KubeOptions,
+    secret_parameter_names,
+)
+from autoscaler.adapters.kube_parse import (
     cpu_millis,
     mem_bytes,
+    parse_cluster,
     parse_provider_id,
     parse_quantity,
     pod_requests,
-    secret_parameter_names,
 )
 from autoscaler.config import ConfigError
-from autoscaler.model import Pod
+from autoscaler.model import Pod, Requirement
 from autoscaler.ports import EvictionOutcome, PermanentError
 
 REAL_KUBECONFIG = os.environ.get("NODE_FLEET_TEST_KUBECONFIG", "")
@@ -324,6 +328,186 @@ def test_an_expired_continue_token_restarts_the_list(kube):
     assert [("continue" in r.query, r.status) for r in kube.requests_to("/api/v1/pods")] == [
         (False, 200), (True, 410), (False, 200), (True, 200), (True, 200),
     ]  # fmt: skip
+
+
+def rich_pod() -> dict:
+    """A pod that carries every field the parser reads (the adapter decodes only those)."""
+    selector = {"matchLabels": {"app": "rich"}, "matchExpressions": [{"key": "tier", "operator": "Exists"}]}
+    spec = {
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "hostNetwork": True,
+        "overhead": {"cpu": "10m", "memory": "8Mi"},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "batch", "effect": "NoSchedule"}],
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "node-fleet.io/pool", "operator": "In", "values": ["a"]}]},
+                        {"matchFields": [{"key": "metadata.name", "operator": "NotIn", "values": ["worker-c"]}]},
+                    ]
+                }
+            },
+            "podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                {"labelSelector": selector, "topologyKey": "topology.kubernetes.io/zone", "namespaces": ["data"]}
+            ]},
+            "podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                {"labelSelector": selector, "topologyKey": "kubernetes.io/hostname", "namespaceSelector": {},
+                 "matchLabelKeys": ["pod-template-hash"]}
+            ]},
+        },
+        "topologySpreadConstraints": [
+            {"maxSkew": 2, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule",
+             "labelSelector": selector, "matchLabelKeys": ["pod-template-hash"], "minDomains": 3,
+             "nodeAffinityPolicy": "Ignore", "nodeTaintsPolicy": "Honor"}
+        ],
+    }  # fmt: skip
+    containers = [
+        {"name": "app", "requests": {"cpu": "250m", "memory": "256Mi"}, "ports": [{"containerPort": 8080}]},
+        {"name": "dns", "ports": [{"containerPort": 53, "hostPort": 53, "protocol": "UDP", "hostIP": "10.0.1.23"}]},
+    ]
+    init = [
+        {"name": "proxy", "restartPolicy": "Always", "requests": {"cpu": "50m"}, "ports": [{"containerPort": 9000}]}
+    ]
+    volumes = [
+        {"name": "scratch", "emptyDir": {}},
+        {"name": "logs", "hostPath": {"path": "/var/log"}},
+        {"name": "cache", "ephemeral": {"volumeClaimTemplate": {"spec": {"storageClassName": "local-path"}}}},
+    ]
+    return fk.pod(
+        "rich-1", "store", node="worker-a", labels={"app": "rich", "tier": "front"},
+        annotations={"kubernetes.io/config.mirror": "abc", "cluster-autoscaler.kubernetes.io/safe-to-evict": "true"},
+        owner=("Node", "worker-a"), containers=containers, init_containers=init, volumes=volumes, spec=spec,
+        grace_period_s=5,
+    )  # fmt: skip
+
+
+def storage_world() -> list[dict]:
+    """Pods with claims, the claims, their volumes and classes, and DaemonSets."""
+    zone_term = {
+        "matchExpressions": [{"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["eu-west-1b"]}]
+    }
+    ebs = {"csi": {"driver": "ebs.csi.aws.com", "volumeHandle": "vol-0abc"}}
+    volumes = [{"name": "data", "persistentVolumeClaim": {"claimName": "data-db-0"}}]
+    return [
+        fk.pod("db-0", "store", node="worker-a", owner=("StatefulSet", "db"), volumes=volumes),
+        fk.claim("data-db-0", "store", volume="pvc-local", node="worker-a"),
+        fk.volume("pvc-local", claim=("store", "data-db-0"), node="worker-a"),
+        fk.pod("pg-0", "store", node="worker-b", owner=("StatefulSet", "pg"),
+               volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "data-pg-0"}}]),
+        fk.claim("data-pg-0", "store", volume="pvc-ebs", storage_class="gp3", provisioner="ebs.csi.aws.com"),
+        fk.volume("pvc-ebs", claim=("store", "data-pg-0"), node_affinity=[zone_term], source=ebs, storage_class="gp3"),
+        fk.pod("lost-0", "store", node="worker-a", volumes=[{"name": "d", "persistentVolumeClaim": {"claimName": "gone"}}]),
+        rich_pod(),
+        fk.claim("rich-1-cache", "store", volume="pvc-rich", node="worker-a"),
+        fk.volume("pvc-rich", claim=("store", "rich-1-cache"), node="worker-a"),
+        fk.storage_class(),
+        fk.storage_class("gp3", "ebs.csi.aws.com"),
+        fk.daemonset("fluent-bit", labels={"app": "fluent-bit"}),
+        fk.daemonset("node-exporter", "monitoring", spec={"hostNetwork": True}),
+        fk.daemonset("gpu-plugin", spec={"nodeSelector": {"gpu": "true"}}),
+    ]  # fmt: skip
+
+
+def test_list_pods_resolves_claims_through_volumes_read_in_pages(kube):
+    kube.add(fk.node("worker-a"), *storage_world())
+    cluster = fake_cluster(kube, page_size=1)
+
+    pods = by_name(cluster.list_pods())
+
+    hostname_a = ((Requirement("kubernetes.io/hostname", "In", ("worker-a",)),),)
+    assert pods["store/db-0"].placement.volume_affinity == (hostname_a,)
+    zone_b = ((Requirement("topology.kubernetes.io/zone", "In", ("eu-west-1b",)),),)
+    assert pods["store/pg-0"].placement.volume_affinity == (zone_b,)
+    assert pods["store/lost-0"].placement.volume_problem == "persistentvolumeclaim store/gone not found"
+    for path, items in (
+        ("/api/v1/persistentvolumeclaims", 3),
+        ("/api/v1/persistentvolumes", 3),
+        ("/apis/storage.k8s.io/v1/storageclasses", 2),
+    ):
+        pages = kube.requests_to(path)
+        assert [r.query["limit"] for r in pages] == ["1"] * items, path
+        assert all(r.status == 200 for r in pages) and all("continue" in r.query for r in pages[1:]), path
+
+
+def test_daemonset_pods_are_listed_in_pages(kube):
+    kube.add(*storage_world())
+    daemonsets = by_name(fake_cluster(kube, page_size=2).daemonset_pods())
+    assert set(daemonsets) == {"kube-system/fluent-bit", "monitoring/node-exporter", "kube-system/gpu-plugin"}
+    assert len(kube.requests_to("/apis/apps/v1/daemonsets")) == 2
+    assert all(p.node is None and p.is_daemonset for p in daemonsets.values())
+    assert daemonsets["kube-system/gpu-plugin"].placement.node_selector == (("gpu", "true"),)
+    network = [t.key for t in daemonsets["monitoring/node-exporter"].placement.tolerations]
+    assert "node.kubernetes.io/network-unavailable" in network
+    assert "node.kubernetes.io/network-unavailable" not in [
+        t.key for t in daemonsets["kube-system/fluent-bit"].placement.tolerations
+    ]
+
+
+def test_the_adapter_reads_what_parse_cluster_reads(kube):
+    """The adapter (kinds told by the endpoint, items without kind) and parse_cluster (a List's
+    items, each with its kind) are one parser."""
+    kube.add(*world(), *storage_world())
+    cluster = fake_cluster(kube, page_size=3)
+    everything = [
+        obj
+        for plural, group in (
+            ("nodes", ""), ("pods", ""), ("poddisruptionbudgets", "policy"), ("persistentvolumes", ""),
+            ("persistentvolumeclaims", ""), ("storageclasses", "storage.k8s.io"), ("daemonsets", "apps"),
+        )
+        for obj in kube.objects(plural, group)
+    ]  # fmt: skip
+    expected = parse_cluster(everything)
+    assert tuple(cluster.list_nodes()) == expected.nodes
+    assert tuple(cluster.list_pods()) == expected.pods
+    assert cluster.disruption_budgets() == expected.budgets == {"default/web": 1}
+    assert tuple(cluster.daemonset_pods()) == expected.daemonsets
+    assert len(expected.pods) == 11 and len(expected.daemonsets) == 3
+    rich = next(p for p in expected.pods if p.name == "rich-1")
+    assert rich.mirror and rich.local_volumes == ("scratch", "logs") and rich.placement.volume_affinity
+    assert len(rich.placement.host_ports) == 3 and rich.placement.spread and rich.placement.anti_affinity
+
+
+def test_disruption_budgets_reuse_the_pdbs_of_the_last_pod_listing_once(kube, monkeypatch):
+    kube.add(fk.pod("web-1", labels={"app": "web"}), fk.pdb("web", match_labels={"app": "web"}, disruptions_allowed=2))
+    cluster = fake_cluster(kube)
+    pdb_path = "/apis/policy/v1/poddisruptionbudgets"
+
+    pods = cluster.list_pods()
+    assert pods[0].pdbs == ("default/web",)
+    assert cluster.disruption_budgets() == {"default/web": 2}
+    assert len(kube.requests_to(pdb_path)) == 1, "one PDB listing for the pods and the budgets"
+
+    kube.add(fk.pdb("web", match_labels={"app": "web"}, disruptions_allowed=0))
+    assert cluster.disruption_budgets() == {"default/web": 0}, "a second call reads them afresh"
+    assert len(kube.requests_to(pdb_path)) == 2
+
+    kube.fail_next("/api/v1/pods", status=500)
+    with pytest.raises(KubeError):
+        cluster.list_pods()
+    kube.add(fk.pdb("web", match_labels={"app": "web"}, disruptions_allowed=1))
+    assert cluster.disruption_budgets() == {"default/web": 1}, "a failed pod listing leaves no budgets behind"
+
+    cluster.list_pods()
+    kube.add(fk.pdb("web", match_labels={"app": "web"}, disruptions_allowed=3))
+    later = time.monotonic() + kube_adapter.BUDGETS_KEPT_S + 1
+    monkeypatch.setattr(kube_adapter.time, "monotonic", lambda: later)
+    assert cluster.disruption_budgets() == {"default/web": 3}, "budgets listed long ago are not reused"
+
+
+def test_an_object_of_the_wrong_shape_is_named(kube):
+    odd = fk.pod("odd-2", "shop", node="n1")
+    odd["spec"]["containers"] = {"name": "app"}  # an object where the API has a list
+    kube.add(fk.pod("fine-1", "shop", node="n1"), odd)
+    with pytest.raises(ValueError, match=r"^Pod shop/odd-2: "):
+        fake_cluster(kube).list_pods()
+
+
+def test_an_object_the_parser_refuses_is_named(kube):
+    terms = [{"matchExpressions": [{"key": "a", "operator": "Near"}]}]
+    affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}}}
+    kube.add(fk.pod("odd-1", "shop", node="n1", spec={"affinity": affinity}))
+    with pytest.raises(ValueError, match=r"^Pod shop/odd-1: spec\.affinity\.nodeAffinity.*operator 'Near'"):
+        fake_cluster(kube).list_pods()
 
 
 @pytest.mark.parametrize(

@@ -376,6 +376,37 @@ def test_slower_than_the_read_timeout_is_unknown() -> None:
     assert (view.unknown_reason or "").startswith("cluster_cpu: no answer within the read timeout (0.3s)")
 
 
+def test_a_dripping_answer_is_cut_at_the_deadline() -> None:
+    """Each byte comes well within the read timeout, the whole answer never would: the deadline of the
+    cycle's requests ends it, and the metrics are unknown, never zero."""
+    answer = b'{"status":"success","data":{"resultType":"vector","result":[]}}' + b" " * 400
+    with misbehaving_server(200, body=answer, drip_s=0.05) as server:
+        options = PrometheusOptions(url=server.url, read_timeout_s=1, deadline_s=1.0, custom_query="vector(1)")
+        started = time.monotonic()
+        view = PrometheusMetrics(options).sample(time.time())
+        elapsed = time.monotonic() - started
+        assert len(server.requests) == 1, "past the deadline nothing else is asked"
+    assert 1.0 <= elapsed < 2.5, elapsed  # the full answer would take 23 s
+    _all_unknown(view)
+    names = ("cluster_cpu", "node_cpu", "cluster_mem", "node_mem", "custom")
+    reason = "no answer within the deadline of all this cycle's requests (1s)"
+    assert reasons(view) == [f"{name}: {reason}" for name in names]
+
+
+def test_the_deadline_spans_the_cycles_requests() -> None:
+    """The batch answers within the deadline but uses most of it; the custom query, asked next, gets
+    only what is left, and is unknown for the deadline."""
+    with misbehaving_server(200, body=EMPTY_VECTOR, delay_s=0.4) as server:
+        options = PrometheusOptions(url=server.url, read_timeout_s=5, deadline_s=0.6, custom_query="vector(1)")
+        started = time.monotonic()
+        view = PrometheusMetrics(options).sample(time.time())
+        elapsed = time.monotonic() - started
+        assert len(server.requests) == 2
+    assert elapsed < 1.2, elapsed
+    assert view.custom is None
+    assert "custom: no answer within the deadline of all this cycle's requests (0.6s)" in reasons(view)
+
+
 def test_unauthorised_is_unknown() -> None:
     with misbehaving_server(401, body=b"<html>401 Authorization Required</html>") as server:
         view = PrometheusMetrics(PrometheusOptions(url=server.url)).sample(time.time())
@@ -512,6 +543,7 @@ def test_from_env_reads_every_variable() -> None:
         "PROMETHEUS_NODE_LABEL": "node",
         "PROMETHEUS_RETRIES": "1",
         "PROMETHEUS_BACKOFF_S": "0.5",
+        "PROMETHEUS_DEADLINE_S": "20",
         "CUSTOM_METRIC_QUERY": "sum(queue_depth)",
         **{env: f"vector({i})" for i, env in enumerate(OVERRIDE_ENV.values())},
     }
@@ -519,7 +551,7 @@ def test_from_env_reads_every_variable() -> None:
     assert options.url == "https://prometheus.example:9091/prom/"
     assert (options.connect_timeout_s, options.read_timeout_s) == (1.5, 4.0)
     assert (options.staleness_s, options.rate_window, options.node_label) == (120.0, "2m", "node")
-    assert (options.retries, options.backoff_s) == (1, 0.5)
+    assert (options.retries, options.backoff_s, options.deadline_s) == (1, 0.5, 20.0)
     queries = options.queries()
     assert {name: q.expr for name, q in queries.items()} == {
         "cluster_cpu": "vector(0)",
@@ -566,6 +598,8 @@ def test_default_queries_use_the_window_the_limit_and_the_label() -> None:
         pytest.param({"PROMETHEUS_RETRIES": "many"}, "PROMETHEUS_RETRIES='many' is not a valid int", id="retries"),
         pytest.param({"PROMETHEUS_RETRIES": "11"}, "PROMETHEUS_RETRIES=11 is out of range: allowed 0..10", id="11"),
         pytest.param({"PROMETHEUS_BACKOFF_S": "-1"}, "PROMETHEUS_BACKOFF_S=-1 is out of range", id="backoff"),
+        pytest.param({"PROMETHEUS_DEADLINE_S": "0"}, "PROMETHEUS_DEADLINE_S=0 is out of range", id="deadline"),
+        pytest.param({"PROMETHEUS_DEADLINE_S": "61"}, "PROMETHEUS_DEADLINE_S=61 is out of range", id="deadline 61"),
     ],
 )
 def test_from_env_errors_name_the_variable(env: dict[str, str], message: str) -> None:

@@ -92,6 +92,9 @@ class _Store:
     def save(self, record, observed_at):
         self.saved = record
 
+    def first_use(self, digest, expires_at):
+        return True
+
 
 def test_the_signed_webhook_passes_the_hooks_own_check_and_a_wrong_key_does_not():
     event = functions.event_file("gitops_webhook_progressing.json")

@@ -120,8 +120,7 @@ def test_the_invocations_acted_on_the_stack(stack):
     the hook wrote the gate item, and the manual events left their idempotency records."""
     items = stack.clients["dynamodb"].scan(TableName=stack.account.table_name)["Items"]
     keys = {(i["pk"]["S"], i["sk"]["S"]) for i in items}
-    cluster = f"cluster#{stack.cluster_name}"
-    assert (cluster, "state") in keys and (cluster, "gate") in keys
+    assert (f"cluster#{stack.cluster_name}", "state") in keys and (f"gate#{stack.cluster_name}", "gate") in keys
     assert sum(1 for pk, _ in keys if pk.startswith("idempotency#")) == 5  # pause, resume, scale_down, scale_up, set
     launched = [i for i in stack.instances() if any(t["Key"] == "node-fleet.io/launch-token" for t in i["Tags"])]
     assert launched, "the ALARM event (scale up by 2) and the manual scale-ups launched workers"

@@ -500,6 +500,10 @@ LAMBDA_PERMISSIONS = {
     ("", "pods", "list"),
     ("", "pods/eviction", "create"),
     ("policy", "poddisruptionbudgets", "list"),
+    ("", "persistentvolumes", "list"),
+    ("", "persistentvolumeclaims", "list"),
+    ("storage.k8s.io", "storageclasses", "list"),
+    ("apps", "daemonsets", "list"),
     *(
         (group, resource, verb)
         for group, resource in (

@@ -47,7 +47,7 @@ import pytest
 import requests
 
 from autoscaler import handler
-from autoscaler.adapters.dynamodb import DynamoGateStore, DynamoStateStore
+from autoscaler.adapters.dynamodb import DynamoGateStore, DynamoStateStore, cluster_key, gate_key
 from autoscaler.config import Settings
 from autoscaler.local_invoke import LambdaContext
 from autoscaler.model import ScalingState
@@ -242,8 +242,9 @@ class Cluster:
     def gate_item(self) -> dict[str, Any] | None:
         return DynamoGateStore(self.table, self.stack.cluster_name, client=self.stack.clients["dynamodb"]).load()
 
-    def item(self, sk: str) -> dict[str, Any] | None:
-        key = {"pk": {"S": f"cluster#{self.stack.cluster_name}"}, "sk": {"S": sk}}
+    def item(self, sk: str, partition: str | None = None) -> dict[str, Any] | None:
+        """An item of the cluster's partition, or of `partition`."""
+        key = {"pk": {"S": partition or cluster_key(self.stack.cluster_name)}, "sk": {"S": sk}}
         return self.stack.clients["dynamodb"].get_item(TableName=self.table, Key=key, ConsistentRead=True).get("Item")
 
     def lease_item(self) -> dict[str, Any] | None:
@@ -315,7 +316,7 @@ class Cluster:
             "api_writes": self.mutations(),
             "state": self.item("state"),
             "lease": self.lease_item(),
-            "gate": self.item("gate"),
+            "gate": self.item("gate", gate_key(self.stack.cluster_name)),
             "cordoned": self.cordoned_nodes(),
         }
 

@@ -6,14 +6,14 @@ that must never appear in a log line or a response.
   Resource "*". tests/template/test_template_iam.py checks the whole least-privilege design; this
   states the two properties on their own, for any statement that could grant them (wildcards too).
 - HMAC: the real `gitops_hooks.handler.lambda_handler` on the embedded stack, keyed by what the stack
-  put in SSM: a signed Flux event is accepted; missing, forged, tampered, malformed, stale (a replay
-  of a captured request), future-dated and oversized ones are refused, and a refused one reads and
-  writes nothing.
+  put in SSM: a signed Flux event is accepted once; missing, forged, tampered, malformed, stale (a
+  captured request sent after its window), replayed (sent again within it: 409), future-dated and
+  oversized ones are refused, and a refused one reads and writes nothing.
 - The canary: the session's stack holds CANARY in every secret parameter (conftest.py): the K8s API
   token, the K8s CA, Prometheus' credentials and CA, the webhook HMAC key. Both handlers run a
   representative set of invocations (ticks, manual and alarm events, duplicates, invalid events,
-  failing cycles, rejected credentials, malformed secrets, the webhook signed and not) with DEBUG
-  logging for the project's own loggers; the canary appears in no log line (Powertools loggers,
+  failing cycles, rejected credentials, malformed secrets, the webhook signed and not) with the root
+  logger at DEBUG, as Lambda's ApplicationLogLevel=DEBUG leaves it; the canary appears in no log line (Powertools loggers,
   standard logging, stdout and stderr, EMF), no response, no exception raised to the invoker, and
   nothing stored in the table.
 """
@@ -205,15 +205,26 @@ def test_the_webhook_accepts_only_fresh_correctly_signed_events_of_bounded_size(
         assert len(cluster.kube.requests) == reads, f"{name}: a refused request read the cluster"
         assert "blocked" not in json.loads(answer["body"]), name
 
-    fresh = flux_body()
+    fresh, other = flux_body(), flux_body(reason="Progressing", pad=1)
     for event in (
         function_url_event(fresh, sign(fresh, key)),
-        function_url_event(fresh, sign(fresh, key), base64_body=True),
+        function_url_event(other, sign(other, key), base64_body=True),
     ):
         accepted = cluster.hook(event)
         assert accepted["statusCode"] == 202 and json.loads(accepted["body"])["blocked"] is True, accepted
     gate = cluster.gate_item()
     assert gate is not None and gate["event_reason"]["name"] == "apps", gate
+
+    # A captured request sent again within its freshness window: refused, as text or as base64.
+    reads = len(cluster.kube.requests)
+    for replay in (
+        function_url_event(fresh, sign(fresh, key)),
+        function_url_event(fresh, sign(fresh, key), base64_body=True),
+    ):
+        refused = cluster.hook(replay)
+        assert refused["statusCode"] == 409, refused
+        assert "blocked" not in json.loads(refused["body"])
+    assert len(cluster.kube.requests) == reads, "a replay reads nothing from the cluster"
     # Just under the size limit, signed: accepted.
     edge = flux_body(pad=MAX_BODY - len(flux_body()) - 10)
     assert len(edge) <= MAX_BODY
@@ -225,7 +236,8 @@ def test_the_webhook_accepts_only_fresh_correctly_signed_events_of_bounded_size(
 
 class Capture:
     """Every channel a Lambda's output reaches CloudWatch through, for the test's duration: the
-    Powertools loggers' stream, standard logging (the project's loggers at DEBUG, the rest at INFO),
+    Powertools loggers' stream, standard logging (the root logger at DEBUG, as Lambda's
+    ApplicationLogLevel=DEBUG sets it),
     stdout and stderr (capsys: EMF documents, prints, warnings), plus the responses and the
     exceptions raised to the invoker."""
 
@@ -244,9 +256,9 @@ class Capture:
         root = logging.getLogger()
         root.addHandler(stream)
         self._undo.append(lambda: root.removeHandler(stream))
-        self._level(root, logging.INFO)
-        for name in ("autoscaler", "gitops_hooks"):
-            self._level(logging.getLogger(name), logging.DEBUG)
+        # As Lambda sets it when the function's ApplicationLogLevel is DEBUG: every logger that sets no
+        # level of its own (botocore, urllib3...) logs at DEBUG too.
+        self._level(root, logging.DEBUG)
 
     def _level(self, logger: Any, level: int) -> None:
         before = logger.level if isinstance(logger, logging.Logger) else logger.log_level

@@ -31,6 +31,7 @@ AUTOSCALER_ENV = {
     "LAUNCH_TEMPLATE_ID",
     "LAUNCH_TEMPLATE_VERSION",
     "SUBNET_IDS",
+    "VPC_ID",
     "INSTANCE_TYPES",
     "SPOT_SHARE",
     "LEASE_DURATION_S",
@@ -96,15 +97,20 @@ def test_each_setting_has_a_parameter_with_its_default_and_range(template, field
             assert low <= parameter["MinValue"] and parameter["MaxValue"] <= high, f"{name} is wider than Settings"
         else:
             assert (parameter["MinValue"], parameter["MaxValue"]) == (low, high), f"{name} range differs from Settings"
+    elif field.name == "cluster_name":
+        assert parameter["Type"] == "String"
+        assert "Default" not in parameter, "a stack names its cluster: the name is what marks instances ours"
+        assert parameter.get("MinLength") == 1 and parameter.get("MaxLength") == 63
     else:
         assert parameter["Type"] == "String"
         assert parameter["Default"] == default
-        assert parameter.get("MinLength") == 1 and parameter.get("MaxLength") == 63
+        assert re.fullmatch(parameter["AllowedPattern"], default), f"{name}'s default does not match its pattern"
 
 
 def test_defaults_resolve_to_the_default_settings():
     """With every parameter at its default, the autoscaler's environment reads back as Settings()."""
-    spec = resolve_function(TEMPLATE, AUTOSCALER, shell_environ={})
+    cluster = {"ClusterName": Settings().cluster_name}
+    spec = resolve_function(TEMPLATE, AUTOSCALER, parameter_overrides=cluster, shell_environ={})
     assert Settings.from_env(spec.environment) == Settings()
 
 
@@ -138,12 +144,14 @@ def test_only_the_cloud_and_required_values_stay_unresolved_locally():
     assert set(autoscaler.unresolved) == {
         "STATE_TABLE",
         "NOTIFY_TOPIC_ARN",
+        "CLUSTER_NAME",
         "SUBNET_IDS",
+        "VPC_ID",
         "PROMETHEUS_URL",
         "K8S_API_URL",
     }
     hook = resolve_function(TEMPLATE, HOOK, shell_environ={})
-    assert set(hook.unresolved) == {"STATE_TABLE", "K8S_API_URL"}
+    assert set(hook.unresolved) == {"STATE_TABLE", "CLUSTER_NAME", "K8S_API_URL"}
     assert autoscaler.environment["LAUNCH_TEMPLATE_ID"] == ""
     assert autoscaler.environment["INSTANCE_TYPES"] == "m7g.large,m6g.large,t4g.large"
 

@@ -11,9 +11,15 @@ from typing import Any
 import pytest
 from template_helpers import flatten_if
 
+from autoscaler.adapters.dynamodb import cluster_key, gate_key
+
 AUTOSCALER = "AutoscalerFunction"
 HOOK = "GitopsHookFunction"
 CLUSTER_REF = {"Ref": "ClusterName"}
+VPC_ARN = {"Fn::Sub": "arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:vpc/${VpcId}"}
+# RunInstances resources that must come from the launch template itself, and those held to the VPC instead.
+FROM_TEMPLATE = ("image", "security-group", "key-pair", "launch-template")
+IN_VPC = ("subnet", "network-interface")
 READ_ONLY_PREFIXES = ("Describe", "Get", "List")
 
 # Every action each role may take. A new one is a decision: add it here with the template change.
@@ -44,8 +50,6 @@ EXPECTED_ACTIONS = {
     HOOK: {
         "dynamodb:GetItem",
         "dynamodb:PutItem",
-        "dynamodb:UpdateItem",
-        "dynamodb:Query",
         "ssm:GetParameter",
         "kms:Decrypt",
     },
@@ -139,12 +143,37 @@ def test_mutating_ec2_calls_are_scoped_and_conditioned(template):
             assert statement.get("Condition"), f"{statement.get('Sid')}: mutating EC2 call without a condition"
 
 
-def test_terminate_only_this_clusters_workers(template):
+def test_terminate_only_this_clusters_workers_in_its_vpc(template):
     for statement in with_action(template, AUTOSCALER, "ec2:TerminateInstances"):
         assert actions(statement) == ["ec2:TerminateInstances"]
         assert condition(statement, "StringEquals", "aws:ResourceTag/node-fleet.io/cluster") == CLUSTER_REF
         assert condition(statement, "StringEquals", "aws:ResourceTag/node-fleet.io/role") == "worker"
+        assert condition(statement, "ArnEquals", "ec2:Vpc") == VPC_ARN
         assert all(arn_text(r).endswith(":instance/*") for r in resources(statement))
+
+
+def test_instance_mutations_need_the_cluster_tag_and_the_vpc(template):
+    """Anyone allowed to tag could mark a foreign instance as ours: the VPC is required too."""
+    for statement in statements(template, AUTOSCALER):
+        on_instances = any(arn_text(r).endswith(":instance/*") for r in resources(statement))
+        at_launch = {"ec2:RunInstances"} == set(actions(statement)) or condition(
+            statement, "StringEquals", "ec2:CreateAction"
+        )
+        if on_instances and not at_launch and any(mutating_ec2(a) for a in actions(statement)):
+            assert condition(statement, "StringEquals", "aws:ResourceTag/node-fleet.io/cluster") == CLUSTER_REF
+            assert condition(statement, "ArnEquals", "ec2:Vpc") == VPC_ARN, statement.get("Sid")
+
+
+def test_the_vpc_is_a_required_parameter_the_autoscaler_reads(template):
+    assert template["Parameters"]["VpcId"]["Type"] == "AWS::EC2::VPC::Id"
+    assert "Default" not in template["Parameters"]["VpcId"]
+    environment = template["Resources"][AUTOSCALER]["Properties"]["Environment"]["Variables"]
+    assert environment["VPC_ID"] == {"Ref": "VpcId"}
+
+
+def test_cluster_name_has_no_default(template):
+    """The name is what marks an instance as ours: two stacks must never share one by accident."""
+    assert "Default" not in template["Parameters"]["ClusterName"]
 
 
 def launch_template_arn_ok(value: Any) -> bool:
@@ -174,6 +203,35 @@ def test_run_instances_only_through_the_launch_template_and_tagged(template):
         launch_templates = [r for r in resources(statement) if ":launch-template/" in arn_text(r)]
         assert all(launch_template_arn_ok(r) for r in launch_templates), "RunInstances on another launch template"
     assert tagged_types == {"instance", "volume"}, "instances and volumes must both be tagged on create"
+
+
+def resource_types(statement: dict[str, Any]) -> set[str]:
+    """The EC2 resource types of a statement's ARNs (`...:image/*` -> image)."""
+    return {arn_text(r).rsplit(":", 1)[-1].split("/", 1)[0] for r in resources(statement)}
+
+
+def test_run_instances_cannot_override_the_templates_resources(template):
+    """The AMI, security groups and key pair must be the launch template's; the subnet (the request's own,
+    one per zone) and its network interface must be in the cluster's VPC."""
+    seen = set()
+    for statement in with_action(template, AUTOSCALER, "ec2:RunInstances"):
+        types = resource_types(statement)
+        seen |= types
+        if types & set(FROM_TEMPLATE):
+            assert condition(statement, "Bool", "ec2:IsLaunchTemplateResource") == "true", statement["Sid"]
+        if types & set(IN_VPC):
+            assert condition(statement, "ArnEquals", "ec2:Vpc") == VPC_ARN, statement["Sid"]
+    assert seen >= {*FROM_TEMPLATE, *IN_VPC}, "every resource a launch uses is granted by some statement"
+
+
+def test_the_hook_writes_only_its_gate_partition(template):
+    """The public URL's function: dynamodb:LeadingKeys holds it to the partition the adapter gives the gate."""
+    for statement in statements(template, HOOK):
+        if any(a.startswith("dynamodb:") for a in actions(statement)):
+            (leading,) = condition(statement, "ForAllValues:StringEquals", "dynamodb:LeadingKeys")
+            assert leading == {"Fn::Sub": "gate#${ClusterName}"}, statement["Sid"]
+            assert leading["Fn::Sub"].replace("${ClusterName}", "demo") == gate_key("demo") != cluster_key("demo")
+            assert set(statement["Condition"]) == {"ForAllValues:StringEquals"}
 
 
 def test_create_tags_only_on_create_or_on_own_workers(template):

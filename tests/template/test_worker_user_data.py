@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 from template_helpers import require_tool, venv_tool
 
+from autoscaler.config import Settings
+
 SAMPLES = {
     "ClusterName": "node-fleet",
     "K3sServerUrl": "https://k3s.internal.example.com:6443",
@@ -25,6 +27,9 @@ SAMPLES = {
     "K3sTokenParam": "/node-fleet/k3s-join-token",
     "K3sVersion": "v1.33.5+k3s1",
     "WorkerPoolName": "default",
+    "WorkerLabels": "node-fleet.io/gpu=true,team=payments",
+    "WorkerTaints": "dedicated=gpu:NoSchedule,spot:PreferNoSchedule",
+    "NodeMaxPods": "58",
 }
 IMDS = {
     "instance-id": "i-0123456789abcdef0",
@@ -78,6 +83,8 @@ def test_values_put_into_the_script_cannot_inject_shell(template):
     assert names == set(SAMPLES)
     for name in names:
         parameter = template["Parameters"][name]
+        if parameter["Type"] == "Number":
+            continue  # CloudFormation accepts only a number
         assert re.fullmatch(parameter["AllowedPattern"], SAMPLES[name]), f"sample for {name} is not allowed"
         for bad in ('x"; reboot; "', "$(reboot)", "`reboot`", "a\\b", "a b"):
             assert not re.fullmatch(parameter["AllowedPattern"], SAMPLES[name] + bad), f"{name} accepts {bad!r}"
@@ -169,6 +176,11 @@ def test_user_data_joins_k3s_as_an_agent(template, tmp_path):
         "node.kubernetes.io/instance-type=m7g.large",
     ):
         assert f"--node-label {label}" in args
+    assert "--kubelet-arg=max-pods=58" in args
+    for label in ("node-fleet.io/gpu=true", "team=payments"):
+        assert f"--node-label {label}" in args
+    for taint in ("dedicated=gpu:NoSchedule", "spot:PreferNoSchedule"):
+        assert f"--node-taint {taint}" in args
     assert "K3S_URL=https://k3s.internal.example.com:6443" in install
     assert "K3S_TOKEN=K10fake::server:token" in install, "the join token comes from SSM at boot"
     assert "VERSION=v1.33.5+k3s1" in install
@@ -176,6 +188,26 @@ def test_user_data_joins_k3s_as_an_agent(template, tmp_path):
     assert "--name /node-fleet/k3s-join-token --with-decryption" in aws
     assert "K10fake" not in out.stdout + out.stderr, "the join token is never printed"
     assert not list(tmp_path.glob("tmp.*")), "the installer is removed"
+
+
+def test_no_worker_labels_or_taints_add_no_flags(template, tmp_path):
+    out, stubs = run_user_data(template, tmp_path, WorkerLabels="", WorkerTaints="")
+    assert out.returncode == 0, out.stderr
+    args = (stubs / "install.log").read_text().splitlines()[0]
+    assert "--node-taint" not in args
+    assert args.count("--node-label") == 6, "only the node-fleet and topology labels"
+
+
+def test_the_sample_labels_and_taints_are_what_settings_reads(template):
+    """The template's patterns and Settings agree on the samples the script is run with."""
+    settings = Settings(worker_labels=SAMPLES["WorkerLabels"], worker_taints=SAMPLES["WorkerTaints"])
+    assert settings.labels == {"node-fleet.io/gpu": "true", "team": "payments"}
+    assert [(t.key, t.value, t.effect) for t in settings.taints] == [
+        ("dedicated", "gpu", "NoSchedule"),
+        ("spot", "", "PreferNoSchedule"),
+    ]
+    for name in ("WorkerLabels", "WorkerTaints"):
+        assert re.fullmatch(template["Parameters"][name]["AllowedPattern"], SAMPLES[name])
 
 
 def test_user_data_reads_the_server_url_from_ssm_when_asked(template, tmp_path):

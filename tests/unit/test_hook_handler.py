@@ -35,12 +35,18 @@ class Objects:
 class Store:
     def __init__(self):
         self.record, self.observed_at = None, None
+        self.used = {}
 
     def load(self):
         return self.record
 
     def save(self, record, observed_at):
         self.record, self.observed_at = json.loads(json.dumps(record)), observed_at
+
+    def first_use(self, digest, expires_at):
+        fresh = digest not in self.used
+        self.used[digest] = expires_at
+        return fresh
 
 
 def kustomization(ready="True", reason="ReconciliationSucceeded"):
@@ -140,7 +146,7 @@ def test_a_success_event_triggers_a_fresh_poll():
             url_request(json.dumps(flux_event()).encode(), signature="sha256=" + "0" * 64), 401, id="forged signature"
         ),
         pytest.param(url_request(json.dumps(flux_event()).encode(), signature="md5=abc"), 401, id="wrong scheme"),
-        pytest.param(url_request(b"x" * (70 * 1024)), 400, id="oversized"),
+        pytest.param(url_request(b"x" * (handler.MAX_BODY_BYTES + 1)), 400, id="oversized"),
         pytest.param(url_request(b"{not json"), 400, id="malformed"),
         pytest.param(url_request(json.dumps({"reason": "Progressing"}).encode()), 400, id="not a flux event"),
         pytest.param(url_request(json.dumps(flux_event(sent=NOW - 3600)).encode()), 400, id="stale (replayed) event"),
@@ -152,6 +158,34 @@ def test_webhook_rejects_bad_requests_and_changes_nothing(request_, status):
     reply = webhook(request_, w, S, 300)
     assert reply["statusCode"] == status
     assert w.store.record is None
+
+
+def test_a_signed_request_is_accepted_once():
+    w = wiring()
+    request_ = url_request(json.dumps(flux_event()).encode())
+    assert webhook(request_, w, S, 300)["statusCode"] == 202
+    w.store.record = None
+
+    again = webhook(request_, w, S, 300)
+
+    assert again["statusCode"] == 409 and "replay" in json.loads(again["body"])["message"]
+    assert w.store.record is None, "a replay changes nothing"
+    (kept_until,) = w.store.used.values()
+    assert kept_until == NOW + 300, "the record lasts as long as the body is fresh"
+    assert webhook(url_request(json.dumps(flux_event(sent=NOW - 1)).encode()), w, S, 300)["statusCode"] == 202
+
+
+def test_flux_s_largest_event_fits():
+    """notification-controller cuts a message at 39,000 characters; Go's encoder writes "<" as the six
+    bytes \\u003c, so the body is ~234 KB."""
+    event = flux_event("ReconciliationFailed")
+    event["message"] = "<" * 39_000
+    body = json.dumps(event).replace("<", "\\u003c").encode()
+    assert 234_000 < len(body) <= handler.MAX_BODY_BYTES
+
+    reply = webhook(url_request(body), wiring(), S, 300)
+
+    assert reply["statusCode"] == 202, reply
 
 
 def test_the_secret_never_appears_in_a_response_or_a_log(monkeypatch, capsys):

@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from autoscaler.adapters.kube import parse_node, parse_pod
+from autoscaler.adapters.kube_parse import parse_node, parse_pod
 from autoscaler.stack.kube_api import FakeKube, objects
 from autoscaler.stack.kubelets import KubeletFleet, WorkerShape, iso
 from autoscaler.stack.prometheus import PrometheusMissing

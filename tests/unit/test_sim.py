@@ -8,8 +8,18 @@ import pytest
 
 from autoscaler.cli import main
 from autoscaler.config import Settings
-from autoscaler.model import InstanceState
-from autoscaler.sim.cluster import Clock, ClusterModel, SimFleet, VirtualCluster
+from autoscaler.model import (
+    HOSTNAME_LABEL,
+    ZONE_LABEL,
+    InstanceState,
+    LabelSelector,
+    Placement,
+    PodAffinityTerm,
+    SpreadConstraint,
+    Taint,
+    Toleration,
+)
+from autoscaler.sim.cluster import Clock, ClusterModel, SimCluster, SimFleet, VirtualCluster
 from autoscaler.sim.engine import peak_lower_bound, replay
 from autoscaler.sim.policies import POLICY_NAMES
 from autoscaler.sim.record import RunRecord
@@ -87,6 +97,177 @@ def test_metrics_lag_behind_the_cluster():
     assert vc.metrics_at(30.0) == (None, {})
     cluster, per_node = vc.metrics_at(120.0)
     assert cluster is not None and len(per_node) == 2
+
+
+def _booted(pods, nodes: int = 2, **model) -> VirtualCluster:
+    """A virtual cluster of `nodes` Ready workers after one scheduling step over `pods`."""
+    vc = VirtualCluster(
+        Workload("w", tuple(pods), 600), ClusterModel(**model), RunRecord("p", "w", 600, 10, 60, 2000, 7680, 2)
+    )
+    vc.boot(nodes)
+    vc.step(0.0)
+    return vc
+
+
+def _bound(vc: VirtualCluster) -> dict[str, str | None]:
+    return {name: p.node for name, p in vc.pods.items()}
+
+
+WEB = (("app", "web"),)
+ANTI_HOST = PodAffinityTerm(LabelSelector(WEB), HOSTNAME_LABEL)
+
+
+@pytest.mark.parametrize(
+    "desc, pods, model, want",
+    [
+        (
+            "resources only: first fit, in arrival order",
+            [PodSpec("a", 0, None, 1500, 512), PodSpec("b", 0, None, 1500, 512), PodSpec("c", 0, None, 400, 512)],
+            {},
+            {"a": "node-i-00000001", "b": "node-i-00000002", "c": "node-i-00000001"},
+        ),
+        (
+            "a selector no worker matches stays pending; the rest bind",
+            [
+                PodSpec("gpu", 0, None, 100, 128, placement=Placement(node_selector=(("gpu", "true"),))),
+                PodSpec("web", 0, None, 100, 128),
+            ],
+            {},
+            {"gpu": None, "web": "node-i-00000001"},
+        ),
+        (
+            "a selector on the zone label picks that zone's worker",
+            [PodSpec("b-only", 0, None, 100, 128, placement=Placement(node_selector=((ZONE_LABEL, "sim-b"),)))],
+            {},
+            {"b-only": "node-i-00000002"},
+        ),
+        (
+            "hostname anti-affinity: one replica per worker, the third waits",
+            [
+                PodSpec(f"web{i}", 0, None, 100, 128, labels=dict(WEB), placement=Placement(anti_affinity=(ANTI_HOST,)))
+                for i in range(3)
+            ],
+            {},
+            {"web0": "node-i-00000001", "web1": "node-i-00000002", "web2": None},
+        ),
+        (
+            "zone spread with max skew 1 alternates the zones",
+            [
+                PodSpec(
+                    f"s{i}",
+                    0,
+                    None,
+                    100,
+                    128,
+                    labels=dict(WEB),
+                    placement=Placement(spread=(SpreadConstraint(1, ZONE_LABEL, LabelSelector(WEB)),)),
+                )
+                for i in range(3)
+            ],
+            {},
+            {"s0": "node-i-00000001", "s1": "node-i-00000002", "s2": "node-i-00000001"},
+        ),
+        (
+            "workers tainted by the template take only pods that tolerate it",
+            [
+                PodSpec("plain", 0, None, 100, 128),
+                PodSpec(
+                    "tolerant", 0, None, 100, 128, placement=Placement(tolerations=(Toleration("pool", "Exists"),))
+                ),
+            ],
+            {"node_taints": (Taint("pool", "batch"),)},
+            {"plain": None, "tolerant": "node-i-00000001"},
+        ),
+        (
+            "pods per node: a full node takes no more, however small the pod",
+            [PodSpec(f"p{i}", 0, None, 10, 16) for i in range(5)],
+            {"node_max_pods": 2},
+            {
+                "p0": "node-i-00000001",
+                "p1": "node-i-00000001",
+                "p2": "node-i-00000002",
+                "p3": "node-i-00000002",
+                "p4": None,
+            },
+        ),
+    ],
+)
+def test_virtual_scheduler_places_by_the_placement_predicate(desc, pods, model, want):
+    vc = _booted(pods, **model)
+    assert _bound(vc) == want, desc
+    waiting = {name for name, node in want.items() if node is None}
+    assert {name for name, p in vc.pods.items() if p.unschedulable_since is not None} == waiting, desc
+
+
+def test_the_planner_sees_the_labels_taints_and_placement_the_scheduler_used():
+    placement = Placement(node_selector=(("pool", "web"),))
+    vc = _booted(
+        [PodSpec("web", 0, None, 100, 128, labels=dict(WEB), placement=placement)],
+        node_labels={"pool": "web"},
+        node_taints=(Taint("dedicated", "web", "PreferNoSchedule"),),
+        node_max_pods=58,
+    )
+    cluster = SimCluster(vc, Clock())
+    node = {n.name: n for n in cluster.list_nodes()}["node-i-00000001"]
+    assert node.labels == {"pool": "web", HOSTNAME_LABEL: "node-i-00000001", ZONE_LABEL: "sim-a"}
+    assert node.taints == (Taint("dedicated", "web", "PreferNoSchedule"),)
+    assert node.alloc_pods == 58
+    (pod,) = cluster.list_pods()
+    assert (pod.node, pod.labels, pod.placement) == ("node-i-00000001", dict(WEB), placement)
+
+
+def test_an_evicted_pod_holds_its_room_for_the_grace_period():
+    vc = _booted([PodSpec("big", 0, None, 1500, 512)], nodes=1, grace_period_s=30)
+    vc.evict("big", 0.0)
+    vc.step(10.0)
+    assert vc.pods["big"].node is None, "its old self still takes 1500m of the only worker"
+    vc.step(30.0)
+    assert vc.pods["big"].node == "node-i-00000001"
+
+
+def test_an_evicted_pod_may_land_again_where_its_old_self_still_terminates():
+    vc = _booted([PodSpec("web", 0, 60, 500, 512)], nodes=1, grace_period_s=30)
+    vc.evict("web", 0.0)
+    for t in (10.0, 40.0, 70.0):  # rebound beside its old self, which goes at 30 s; it ends at 60 s
+        vc.step(t)
+    assert vc.record.pods[0].bound_at == 0.0 and "web" not in vc.pods
+    assert vc.room.slots["node-i-00000001"].cpu_m == 2000
+
+
+def test_a_dropped_node_takes_its_terminating_pods_out_of_the_spread_counts():
+    """Zones a, b, a, b. s1 is evicted from the zone-b node, which goes before its grace period
+    ends; s1 comes back on the other zone-b node, so s2 may join zone a (1 pod each)."""
+    zone_spread = Placement(spread=(SpreadConstraint(1, ZONE_LABEL, LabelSelector(WEB)),))
+    pods = [PodSpec(f"s{i}", start, None, 100, 128, labels=dict(WEB), placement=zone_spread) for i, start in
+            enumerate((0, 0, 100))]  # fmt: skip
+    vc = _booted(pods, nodes=4, grace_period_s=30)
+    assert _bound(vc) == {"s0": "node-i-00000001", "s1": "node-i-00000002"}
+    vc.evict("s1", 10.0)
+    vc.terminate("i-00000002", 10.0)
+    for t in (10.0, 50.0, 100.0):
+        vc.step(t)
+    assert _bound(vc) == {"s0": "node-i-00000001", "s1": "node-i-00000004", "s2": "node-i-00000001"}
+
+
+def test_replay_honours_the_template_labels_and_taints_from_settings():
+    tolerant = Placement(node_selector=(("pool", "batch"),), tolerations=(Toleration("pool", "Equal", "batch"),))
+    workload = Workload("w", tuple(PodSpec(f"j{i}", 0, None, 500, 512, placement=tolerant) for i in range(6)), 1800)
+    settings = Settings(worker_labels="pool=batch", worker_taints="pool=batch:NoSchedule")
+    record = replay(workload, "node-fleet", settings)
+    assert all(p.bound_at is not None for p in record.pods)
+
+
+def test_node_fleet_launches_one_worker_per_anti_affine_replica_and_none_for_a_pod_no_worker_fits():
+    replicas = tuple(
+        PodSpec(f"web{i}", 600, None, 100, 128, labels=dict(WEB), placement=Placement(anti_affinity=(ANTI_HOST,)))
+        for i in range(4)
+    )
+    gpu = PodSpec("train", 600, None, 100, 128, placement=Placement(node_selector=(("gpu", "true"),)))
+    record = replay(Workload("w", (*replicas, gpu), 3600), "node-fleet", Settings())
+    bound = {p.name: p.bound_at for p in record.pods}
+    assert all(bound[f"web{i}"] is not None for i in range(4)), "two more workers, one replica each"
+    assert bound["train"] is None
+    assert max(s.instances for s in record.samples) == 4, "nothing launched for the GPU pod"
 
 
 def test_simulate_json_names_every_policy(capsys):

@@ -1,11 +1,16 @@
 """The Lease and StateStore ports over one DynamoDB table (its schema lives in template.yaml).
 
 Keys: partition key `pk` (S), sort key `sk` (S); the TTL attribute is `expires_at` (epoch seconds).
-Each cluster owns the partition `cluster#<name>`:
+Each cluster owns the partition `cluster#<name>`, written by the autoscaler only:
 
     sk = "lease"   owner, expires_at (TTL), acquired_at      the lease (one acting invocation)
     sk = "state"   version (N), body (JSON of ScalingState)  written with a version check
-    sk = "gate"    body (JSON), observed_at (N)               written by the GitOps hooks
+
+and the partition `gate#<name>`, the only one the GitOps hook may write (its IAM policy holds it there
+with `dynamodb:LeadingKeys`):
+
+    sk = "gate"              body (JSON), observed_at (N)   the gate record
+    sk = "replay#<digest>"   expires_at (TTL)               a webhook signature already used
 
 Powertools Idempotency shares the table (key_attr="pk", sort_key_attr="sk", expiry_attr="expires_at");
 its partition keys start with `idempotency#`, so the two never meet.
@@ -36,6 +41,7 @@ TTL_ATTRIBUTE = "expires_at"
 LEASE_SK = "lease"
 STATE_SK = "state"
 GATE_SK = "gate"
+REPLAY_SK_PREFIX = "replay#"
 STATE_FORMAT = 1
 """Version of the state body's layout; a body of another format is rejected, not guessed at."""
 
@@ -46,6 +52,10 @@ _CONDITION_FAILED = "ConditionalCheckFailedException"
 
 def cluster_key(cluster: str) -> str:
     return f"cluster#{cluster}"
+
+
+def gate_key(cluster: str) -> str:
+    return f"gate#{cluster}"
 
 
 class _ClusterItems:
@@ -69,8 +79,12 @@ class _ClusterItems:
         return self._client
 
     @property
+    def partition(self) -> str:
+        return cluster_key(self.cluster)
+
+    @property
     def key(self) -> dict[str, dict[str, str]]:
-        return {PARTITION_KEY: {"S": cluster_key(self.cluster)}, SORT_KEY: {"S": self.sort_key}}
+        return {PARTITION_KEY: {"S": self.partition}, SORT_KEY: {"S": self.sort_key}}
 
     def _get(self) -> dict[str, Any] | None:
         answer = self.client.get_item(TableName=self.table_name, Key=self.key, ConsistentRead=True)
@@ -99,7 +113,8 @@ class DynamoLease(_ClusterItems):
                     TTL_ATTRIBUTE: {"N": str(expires)},
                     "acquired_at": {"N": _number(now)},
                 },
-                ConditionExpression="attribute_not_exists(#pk) OR #expires < :now",
+                # A lease without an expiry (written by hand, or by a broken writer) would otherwise hold forever.
+                ConditionExpression="attribute_not_exists(#pk) OR attribute_not_exists(#expires) OR #expires < :now",
                 ExpressionAttributeNames={"#pk": PARTITION_KEY, "#expires": TTL_ATTRIBUTE},
                 ExpressionAttributeValues={":now": {"N": _number(now)}},
             )
@@ -178,9 +193,35 @@ class GateEntry(NamedTuple):
 
 
 class DynamoGateStore(_ClusterItems):
-    """The GitOps gate's latest record: written by the gitops hooks, read by the autoscaler."""
+    """The GitOps gate's latest record: written by the gitops hooks, read by the autoscaler. Also the
+    webhook's replay cache, in the same partition (the hook may write no other)."""
 
     sort_key = GATE_SK
+
+    @property
+    def partition(self) -> str:
+        return gate_key(self.cluster)
+
+    def first_use(self, digest: str, expires_at: float) -> bool:
+        """Record `digest` until `expires_at` (TTL); False when it is already recorded."""
+        if not digest:
+            raise ValueError("digest must not be empty")
+        try:
+            self.client.put_item(
+                TableName=self.table_name,
+                Item={
+                    PARTITION_KEY: {"S": self.partition},
+                    SORT_KEY: {"S": f"{REPLAY_SK_PREFIX}{digest}"},
+                    TTL_ATTRIBUTE: {"N": str(math.ceil(expires_at))},
+                },
+                ConditionExpression="attribute_not_exists(#pk)",
+                ExpressionAttributeNames={"#pk": PARTITION_KEY},
+            )
+        except ClientError as err:
+            if _code(err) == _CONDITION_FAILED:
+                return False
+            raise
+        return True
 
     def load(self) -> dict[str, Any] | None:
         """The record last saved, or None when there is none."""

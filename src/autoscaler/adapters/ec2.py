@@ -1,10 +1,12 @@
 """The Fleet port over EC2: list, launch and terminate this cluster's worker instances.
 
-Workers are the instances tagged `node-fleet.io/cluster=<cluster>` and `node-fleet.io/role=worker`;
-nothing else is ever listed, launched or terminated. A launch goes through the launch template into the
-subnets of SUBNET_IDS, trying the instance types of INSTANCE_TYPES in order, the other zones' subnets,
-and on-demand for what spot could not place, whenever EC2 answers that it has no capacity. Any other
-error (permissions, validation, throttling past the retries) raises.
+Workers are the instances tagged `node-fleet.io/cluster=<cluster>` and `node-fleet.io/role=worker` in
+the cluster's VPC (VPC_ID); nothing else is ever listed, launched or terminated. Tags alone are not
+proof: anyone who may tag instances in the account could mark one as ours, so the VPC is checked too.
+A launch goes through the launch template into the subnets of SUBNET_IDS, trying the instance types of
+INSTANCE_TYPES in order, the other zones' subnets, and on-demand for what spot could not place, whenever
+EC2 answers that it has no capacity. Any other error (permissions, validation, throttling past the
+retries) raises.
 
 Launches are idempotent per token: each RunInstances call carries a ClientToken derived from the token,
 and each launched instance carries the token as a tag, looked up before launching again (moto ignores
@@ -62,6 +64,7 @@ CAPACITY_ERRORS = frozenset(
 _SPOT_EXHAUSTED = frozenset({"MaxSpotInstanceCountExceeded"})
 
 _ALIVE = (InstanceState.PENDING.value, InstanceState.RUNNING.value)
+_VPC_RE = re.compile(r"^vpc-[0-9a-f]{8,17}$")
 _SUBNET_RE = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 _TEMPLATE_RE = re.compile(r"^lt-[0-9a-f]{8,17}$")
 _TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$")
@@ -73,7 +76,7 @@ class FleetError(Exception):
 
 
 class NotOurInstance(FleetError, ports.NotOurInstance):
-    """The instance does not carry this cluster's worker tags: it is never terminated."""
+    """The instance is not this cluster's worker (tags or VPC): it is never terminated."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,8 @@ class Ec2Options:
 
     subnet_ids: tuple[str, ...]
     """SUBNET_IDS: comma-separated; the fleet's zones are these subnets' zones, in this order."""
+    vpc_id: str
+    """VPC_ID: the cluster's VPC; only its instances are workers."""
     launch_template_id: str | None = None
     """LAUNCH_TEMPLATE_ID: required to launch (listing and terminating work without it)."""
     launch_template_version: str = "$Latest"
@@ -98,6 +103,10 @@ class Ec2Options:
             if not _SUBNET_RE.match(subnet):
                 raise ConfigError(f"SUBNET_IDS: {subnet!r} is not a subnet id (subnet-<8 to 17 hex digits>)")
         _no_duplicates("SUBNET_IDS", self.subnet_ids)
+        if not self.vpc_id:
+            raise ConfigError("VPC_ID is required: the id of the cluster's VPC (vpc-...)")
+        if not _VPC_RE.match(self.vpc_id):
+            raise ConfigError(f"VPC_ID={self.vpc_id!r} is not a VPC id (vpc-<8 to 17 hex digits>)")
         if self.launch_template_id is not None and not _TEMPLATE_RE.match(self.launch_template_id):
             raise ConfigError(
                 f"LAUNCH_TEMPLATE_ID={self.launch_template_id!r} is not a launch template id (lt-<8 to 17 hex digits>)"
@@ -124,7 +133,7 @@ class Ec2Options:
             raw = environ.get(name)
             return raw.strip() if raw is not None and raw.strip() else None
 
-        values: dict[str, Any] = {"subnet_ids": _split(get("SUBNET_IDS"))}
+        values: dict[str, Any] = {"subnet_ids": _split(get("SUBNET_IDS")), "vpc_id": get("VPC_ID") or ""}
         if (template := get("LAUNCH_TEMPLATE_ID")) is not None:
             values["launch_template_id"] = template
         if (version := get("LAUNCH_TEMPLATE_VERSION")) is not None:
@@ -165,8 +174,15 @@ class Ec2Fleet:
         return tuple(dict.fromkeys(self._subnets().values()))
 
     def list_workers(self) -> Sequence[Instance]:
-        # Shutting-down and terminated workers too, while EC2 lists them: their Nodes get cleaned up.
-        return tuple(_instance(raw) for raw in self._describe(self._worker_filters(states=None)))
+        # Shutting-down and terminated workers too, while EC2 lists them: their Nodes get cleaned up. EC2
+        # drops a terminated instance's VpcId, so the VPC is checked here rather than by a filter; a
+        # terminated instance is never acted on, only its Node removed.
+        return tuple(
+            _instance(raw)
+            for raw in self._describe(self._worker_filters(states=None, vpc=False))
+            if raw.get("VpcId") == self.options.vpc_id
+            or ("VpcId" not in raw and raw["State"]["Name"] == InstanceState.TERMINATED.value)
+        )
 
     def launch(self, az: str, count: int, token: str) -> LaunchResult:
         if count <= 0:
@@ -209,6 +225,11 @@ class Ec2Fleet:
             )
         if raw["State"]["Name"] in (InstanceState.SHUTTING_DOWN.value, InstanceState.TERMINATED.value):
             return
+        if raw.get("VpcId") != self.options.vpc_id:
+            raise NotOurInstance(
+                f"refusing to terminate {instance_id}: it is in VPC {raw.get('VpcId')!r}, "
+                f"not the cluster's {self.options.vpc_id!r}"
+            )
         self.client.terminate_instances(InstanceIds=[instance_id])
         logger.info("terminated worker", extra={"instance_id": instance_id})
 
@@ -227,16 +248,24 @@ class Ec2Fleet:
             missing = [s for s in self.options.subnet_ids if s not in zones]
             if missing:
                 raise ConfigError(f"SUBNET_IDS names subnets that do not exist: {', '.join(missing)}")
+            # A worker launched outside the VPC would never be listed, and so never counted or removed.
+            elsewhere = [s["SubnetId"] for s in answer["Subnets"] if s["VpcId"] != self.options.vpc_id]
+            if elsewhere:
+                raise ConfigError(
+                    f"SUBNET_IDS names subnets outside VPC_ID={self.options.vpc_id}: {', '.join(elsewhere)}"
+                )
             self._subnet_zone = {s: zones[s] for s in self.options.subnet_ids}
         return self._subnet_zone
 
     def _worker_filters(
-        self, token: str | None = None, states: tuple[str, ...] | None = _ALIVE
+        self, token: str | None = None, states: tuple[str, ...] | None = _ALIVE, vpc: bool = True
     ) -> list[dict[str, Any]]:
         filters = [
             {"Name": f"tag:{CLUSTER_TAG}", "Values": [self.cluster_name]},
             {"Name": f"tag:{ROLE_TAG}", "Values": [WORKER_ROLE]},
         ]
+        if vpc:
+            filters.append({"Name": "vpc-id", "Values": [self.options.vpc_id]})
         if states is not None:
             filters.append({"Name": "instance-state-name", "Values": list(states)})
         if token is not None:
@@ -339,6 +368,9 @@ def _instance(raw: Mapping[str, Any]) -> Instance:
         instance_type=raw["InstanceType"],
         launched_at=launched.timestamp(),
         lifecycle=SPOT if raw.get("InstanceLifecycle") == "spot" else ON_DEMAND,
+        # EC2 answers "" for these once an instance is terminated.
+        private_ip=raw.get("PrivateIpAddress") or None,
+        private_dns_name=raw.get("PrivateDnsName") or None,
     )
 
 

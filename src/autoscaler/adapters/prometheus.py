@@ -22,6 +22,12 @@ HTTP 500/502/503/504, PROMETHEUS_RETRIES times with exponential back-off (PROMET
 A read timeout is not retried (the answer would come too late for the cycle), nor is a 4xx.
 Once the transport has failed, nothing else is asked in that cycle.
 
+The read timeout bounds each socket read, not an answer: a server that drips its answer a byte at a
+time would keep the cycle waiting for as long as it likes. So one deadline (PROMETHEUS_DEADLINE_S)
+bounds all the requests of one read together: each request's timeouts are cut to the time left, the
+answer is read a piece at a time with the deadline checked between pieces (so it is overrun by at most
+one read timeout), and past it every answer not yet in is unknown.
+
 A value that cannot be trusted is None ("unknown"), never zero, and the reason names the query:
 a transport error (after the retries), an HTTP or PromQL error, an empty answer, NaN or ±Inf, or a
 sample older than PROMETHEUS_STALENESS_S before `now`. Prometheus itself returns a series up to
@@ -36,11 +42,13 @@ Nothing secret (token, password, CA) appears in a log line, an exception, a reas
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +58,8 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase, HTTPBasicAuth
-from urllib3.exceptions import MaxRetryError
+from urllib3.exceptions import HTTPError, MaxRetryError
+from urllib3.exceptions import ReadTimeoutError as RawReadTimeout
 from urllib3.util.retry import Retry
 
 from autoscaler.config import ConfigError
@@ -85,6 +94,7 @@ ENV_RATE_WINDOW = "PROMETHEUS_RATE_WINDOW"
 ENV_NODE_LABEL = "PROMETHEUS_NODE_LABEL"
 ENV_RETRIES = "PROMETHEUS_RETRIES"
 ENV_BACKOFF = "PROMETHEUS_BACKOFF_S"
+ENV_DEADLINE = "PROMETHEUS_DEADLINE_S"
 ENV_CUSTOM = "CUSTOM_METRIC_QUERY"
 OVERRIDE_ENV = {
     CLUSTER_CPU: "PROMETHEUS_QUERY_CLUSTER_CPU",
@@ -98,6 +108,7 @@ _DURATION = re.compile(r"^(\d+(ms|s|m|h|d|w|y))+$")
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _MAX_DETAIL = 200
 _MAX_LISTED = 5
+_READ_CHUNK = 64 * 1024
 
 
 # --------------------------------------------------------------------------------------------
@@ -156,6 +167,8 @@ class PrometheusOptions:
     node_label: str = "instance"
     retries: int = 2
     backoff_s: float = 0.25
+    deadline_s: float = 10.0
+    """All the requests of one read (retries included) end by then."""
     query_cluster_cpu: str | None = None
     query_node_cpu: str | None = None
     query_cluster_mem: str | None = None
@@ -190,6 +203,8 @@ class PrometheusOptions:
             raise ConfigError(f"{ENV_RETRIES}={self.retries} is out of range: allowed 0..10")
         if not 0 <= self.backoff_s <= 10:
             raise ConfigError(f"{ENV_BACKOFF}={self.backoff_s:g} is out of range: allowed 0..10")
+        if not 0 < self.deadline_s <= 60:
+            raise ConfigError(f"{ENV_DEADLINE}={self.deadline_s:g} is out of range: allowed (0, 60] seconds")
         for name, env in (*OVERRIDE_ENV.items(), (CUSTOM, ENV_CUSTOM)):
             text = self._override(name)
             if text is not None and not text.strip():
@@ -201,7 +216,7 @@ class PrometheusOptions:
 
         PROMETHEUS_URL (required), PROMETHEUS_TIMEOUT_S ('READ' or 'CONNECT,READ', default 2,5),
         PROMETHEUS_STALENESS_S (180), PROMETHEUS_RATE_WINDOW (5m), PROMETHEUS_NODE_LABEL (instance),
-        PROMETHEUS_RETRIES (2), PROMETHEUS_BACKOFF_S (0.25), the overrides PROMETHEUS_QUERY_CLUSTER_CPU,
+        PROMETHEUS_RETRIES (2), PROMETHEUS_BACKOFF_S (0.25), PROMETHEUS_DEADLINE_S (10), the overrides PROMETHEUS_QUERY_CLUSTER_CPU,
         PROMETHEUS_QUERY_NODE_CPU, PROMETHEUS_QUERY_CLUSTER_MEM, PROMETHEUS_QUERY_NODE_MEM,
         PROMETHEUS_QUERY_UNSCHEDULABLE, and CUSTOM_METRIC_QUERY.
         """
@@ -238,6 +253,8 @@ class PrometheusOptions:
         backoff = get(ENV_BACKOFF)
         if backoff is not None:
             values["backoff_s"] = _number(ENV_BACKOFF, backoff, backoff, "seconds, 0..10")
+        if (deadline := get(ENV_DEADLINE)) is not None:
+            values["deadline_s"] = _number(ENV_DEADLINE, deadline, deadline, "seconds, (0, 60]")
         if (window := get(ENV_RATE_WINDOW)) is not None:
             values["rate_window"] = window
         if (label := get(ENV_NODE_LABEL)) is not None:
@@ -484,20 +501,21 @@ class PrometheusMetrics:
     def _evaluate(self, now: float, names: Sequence[str]) -> tuple[dict[str, _Outcome], int]:
         queries = [self._queries[n] for n in names]
         vector = [q for q in queries if q.name != CUSTOM]
+        deadline = time.monotonic() + self._options.deadline_s
         outcomes: dict[str, _Outcome] = {}
         trips = 0
         down: str | None = None  # a transport failure: no point asking again this cycle
         if len(vector) == 1:
             trips += 1
             try:
-                outcomes[vector[0].name] = self._ask_one(vector[0], now)
+                outcomes[vector[0].name] = self._ask_one(vector[0], now, deadline)
             except _QueryError as e:
                 outcomes[vector[0].name] = _failed(vector[0], e.reason)
                 down = None if e.query_level else e.reason
         elif vector:
             trips += 1
             try:
-                data = self._instant(batch_expr(vector), now)
+                data = self._instant(batch_expr(vector), now, deadline)
             except _QueryError as e:
                 if e.query_level:
                     # Some query is broken (an override): ask each alone to learn which.
@@ -507,7 +525,7 @@ class PrometheusMetrics:
                             continue
                         trips += 1
                         try:
-                            outcomes[q.name] = self._ask_one(q, now)
+                            outcomes[q.name] = self._ask_one(q, now, deadline)
                         except _QueryError as e2:
                             outcomes[q.name] = _failed(q, e2.reason)
                             down = None if e2.query_level else e2.reason
@@ -525,7 +543,7 @@ class PrometheusMetrics:
             else:
                 trips += 1
                 try:
-                    outcomes[CUSTOM] = _judge_custom(custom, self._instant(custom.expr, now))
+                    outcomes[CUSTOM] = _judge_custom(custom, self._instant(custom.expr, now, deadline))
                 except _QueryError as e:
                     outcomes[CUSTOM] = _failed(custom, e.reason)
         for outcome in outcomes.values():
@@ -534,25 +552,31 @@ class PrometheusMetrics:
         logger.debug("prometheus: %d round trip(s) for %s", trips, ", ".join(names))
         return outcomes, trips
 
-    def _ask_one(self, q: Query, now: float) -> _Outcome:
+    def _ask_one(self, q: Query, now: float, deadline: float) -> _Outcome:
         """One vector query on its own. An override is sent as written, so that a PromQL error
         points into the operator's own text; a default goes with its freshness query."""
         if q.freshness is None:
-            return _judge_vector(q, self._instant(q.expr, now), now, self._options, marked=False)
-        return _judge_vector(q, self._instant(batch_expr([q]), now), now, self._options)
+            return _judge_vector(q, self._instant(q.expr, now, deadline), now, self._options, marked=False)
+        return _judge_vector(q, self._instant(batch_expr([q]), now, deadline), now, self._options)
 
-    def _instant(self, expr: str, now: float) -> dict[str, Any]:
-        """POST one instant query evaluated at `now`; the answer's `data`, or _QueryError."""
+    def _instant(self, expr: str, now: float, deadline: float) -> dict[str, Any]:
+        """POST one instant query evaluated at `now`, answered by `deadline` (monotonic); the answer's
+        `data`, or _QueryError."""
         o = self._options
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise _QueryError(self._past_deadline(), query_level=False)
         try:
-            response = self._session.post(
+            with self._session.post(
                 self._endpoint,
-                data={"query": expr, "time": f"{now:.3f}", "timeout": f"{o.read_timeout_s:g}"},
-                timeout=(o.connect_timeout_s, o.read_timeout_s),
+                data={"query": expr, "time": f"{now:.3f}", "timeout": f"{min(o.read_timeout_s, left):.3f}"},
+                timeout=(min(o.connect_timeout_s, left), min(o.read_timeout_s, left)),
                 auth=self._auth,
                 verify=self._verify,
                 allow_redirects=False,
-            )
+                stream=True,
+            ) as response:
+                content = self._content(response, deadline)
         except requests.exceptions.SSLError:
             raise _QueryError("TLS handshake or certificate verification failed", query_level=False) from None
         except requests.exceptions.ConnectTimeout:
@@ -560,7 +584,7 @@ class PrometheusMetrics:
                 f"connect timeout ({o.connect_timeout_s:g}s) after {o.retries} retries", query_level=False
             ) from None
         except requests.exceptions.ReadTimeout:
-            raise _QueryError(f"no answer within the read timeout ({o.read_timeout_s:g}s)", query_level=False) from None
+            raise _QueryError(self._timed_out(deadline), query_level=False) from None
         except requests.exceptions.ConnectionError as e:
             if e.args and isinstance(e.args[0], MaxRetryError):
                 raise _QueryError(f"cannot connect (after {o.retries} retries)", query_level=False) from None
@@ -570,7 +594,7 @@ class PrometheusMetrics:
         except requests.exceptions.RequestException as e:
             raise _QueryError(f"request failed ({type(e).__name__})", query_level=False) from None
         try:
-            body = response.json()
+            body = json.loads(content)
         except (ValueError, RecursionError):  # not JSON, or nested too deep to read
             body = None
         if not isinstance(body, dict):
@@ -587,6 +611,29 @@ class PrometheusMetrics:
         if not isinstance(data, dict):
             raise _QueryError("answer without data", query_level=False)
         return data
+
+    def _content(self, response: requests.Response, deadline: float) -> bytes:
+        """The answer's body, read a piece at a time until it ends or the deadline passes."""
+        pieces = []
+        try:
+            while piece := response.raw.read1(_READ_CHUNK, decode_content=True):
+                pieces.append(piece)
+                if time.monotonic() > deadline:
+                    raise _QueryError(self._past_deadline(), query_level=False)
+        except RawReadTimeout:
+            raise _QueryError(self._timed_out(deadline), query_level=False) from None
+        except HTTPError:
+            raise _QueryError("connection lost before an answer", query_level=False) from None
+        return b"".join(pieces)
+
+    def _past_deadline(self) -> str:
+        return f"no answer within the deadline of all this cycle's requests ({self._options.deadline_s:g}s)"
+
+    def _timed_out(self, deadline: float) -> str:
+        """Why a read timed out: its own timeout, or the deadline it was cut to."""
+        if time.monotonic() >= deadline:
+            return self._past_deadline()
+        return f"no answer within the read timeout ({self._options.read_timeout_s:g}s)"
 
 
 def _request_auth(auth: PrometheusAuth | None) -> AuthBase | None:

@@ -2,9 +2,11 @@
 
 What it models, all seeded and deterministic: launch-to-running and running-to-Ready latency
 (lognormal, median ~45 s to Ready, p95 ~90 s), a share of launches that never join, EC2
-per-second billing from `running`, a first-fit scheduler, evictions that free the node only
-after the pod's grace period while the controller recreates the pod at once, and a Prometheus
-view that lags by the scrape interval plus the rate window.
+per-second billing from `running`, a first-fit scheduler on the planner's own placement
+predicate (`placement.Room`: resources, pods per node, selectors, affinity, taints, ports,
+spread), evictions that free the node only after the pod's grace period while the controller
+recreates the pod at once, and a Prometheus view that lags by the scrape interval plus the rate
+window.
 """
 
 from __future__ import annotations
@@ -16,7 +18,18 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from autoscaler.model import Instance, InstanceState, MetricsView, Node, Pod, ScalingState
+from autoscaler.model import (
+    HOSTNAME_LABEL,
+    ZONE_LABEL,
+    Instance,
+    InstanceState,
+    MetricsView,
+    Node,
+    Pod,
+    ScalingState,
+    Taint,
+)
+from autoscaler.placement import Move, Room, Slot
 from autoscaler.ports import EvictionOutcome, LaunchResult, StaleStateError
 from autoscaler.sim.record import Action, InstanceLife, PodLife, RunRecord, Sample
 from autoscaler.sim.workload import PodSpec, Workload
@@ -30,6 +43,10 @@ class ClusterModel:
 
     node_cpu_m: int = 2000
     node_mem_mib: int = 7680
+    node_max_pods: int = 110
+    node_labels: Mapping[str, str] = field(default_factory=dict)
+    """Labels every worker gets besides its hostname and zone (the template's WORKER_LABELS)."""
+    node_taints: tuple[Taint, ...] = ()
     running_after_s: tuple[float, float] = (5.0, 17.0)
     """EC2 pending -> running, uniform in this range."""
     ready_median_s: float = 45.0
@@ -59,9 +76,8 @@ class _VNode:
     instance_id: str
     az: str
     created_at: float
-    free_cpu: int
-    free_mem: int
-    cordoned: bool = False
+    slot: Slot
+    """What the scheduler sees of the node: its labels, taints, cordon and free room."""
     used_cpu: float = 0.0
     pods: set[str] = field(default_factory=set)
 
@@ -69,10 +85,17 @@ class _VNode:
 @dataclass(slots=True)
 class _VPod:
     spec: PodSpec
+    pod: Pod
+    """The spec as the scheduler places it (unbound)."""
     created_at: float
-    node: str | None = None
+    move: Move | None = None
+    """Where it is bound, and the room it takes there."""
     unschedulable_since: float | None = None
     life: PodLife | None = None
+
+    @property
+    def node(self) -> str | None:
+        return self.move.slot.name if self.move is not None else None
 
 
 class VirtualCluster:
@@ -87,7 +110,8 @@ class VirtualCluster:
         self.instances: dict[str, _VInstance] = {}
         self.nodes: dict[str, _VNode] = {}
         self.pods: dict[str, _VPod] = {}
-        self._terminating: list[tuple[float, str, int, int]] = []  # (free at, node, cpu, mem)
+        self.room = Room()
+        self._terminating: list[tuple[float, Move]] = []  # (free at, the evicted pod's room)
         self._launch_tokens: dict[str, tuple[str, ...]] = {}
         self._joining: list[tuple[float, str]] = []  # (ready at, instance id)
         self._seq = 0
@@ -107,11 +131,7 @@ class VirtualCluster:
             if inst.terminated_at is None:
                 self._register(inst, now)
         while self._terminating and self._terminating[0][0] <= now:
-            _, node_name, cpu, mem = self._terminating.pop(0)
-            node = self.nodes.get(node_name)
-            if node is not None:
-                node.free_cpu += cpu
-                node.free_mem += mem
+            self.room.undo((self._terminating.pop(0)[1],))
         while self._ends and self._ends[0][0] <= now:
             _, name = self._ends.pop(0)
             self._end_pod(name, now)
@@ -120,51 +140,53 @@ class VirtualCluster:
             self._next_arrival += 1
             life = PodLife(spec.name, spec.start_s)
             self.record.pods.append(life)
-            self.pods[spec.name] = _VPod(spec, spec.start_s, life=life)
+            pod = Pod(
+                spec.name,
+                "default",
+                spec.cpu_m,
+                spec.mem_mib,
+                grace_period_s=self.model.grace_period_s,
+                labels=spec.labels,
+                placement=spec.placement,
+            )
+            self.pods[spec.name] = _VPod(spec, pod, spec.start_s, life=life)
             if spec.end_s is not None:
                 bisect.insort(self._ends, (spec.end_s, spec.name))
         self._schedule(now)
         self._observe(now)
 
     def _schedule(self, now: float) -> None:
-        waiting = [p for p in self.pods.values() if p.node is None]
-        if not waiting:
-            return
-        targets = [n for n in self.nodes.values() if not n.cordoned]
-        for pod in waiting:
-            spec = pod.spec
-            node = next((n for n in targets if n.free_cpu >= spec.cpu_m and n.free_mem >= spec.mem_mib), None)
-            if node is None:
+        for pod in self.pods.values():
+            if pod.move is not None:
+                continue
+            slot = self.room.first_fit(pod.pod)
+            if slot is None:
                 if pod.unschedulable_since is None:
                     pod.unschedulable_since = now
                 continue
-            node.free_cpu -= spec.cpu_m
-            node.free_mem -= spec.mem_mib
-            node.used_cpu += spec.cpu_m * spec.usage
-            node.pods.add(spec.name)
-            pod.node = node.name
+            pod.move = self.room.place(pod.pod, slot)
+            node = self.nodes[slot.name]
+            node.used_cpu += pod.spec.cpu_m * pod.spec.usage
+            node.pods.add(pod.spec.name)
             pod.unschedulable_since = None
             if pod.life is not None and pod.life.bound_at is None:
                 pod.life.bound_at = now
 
     def _end_pod(self, name: str, now: float) -> None:
         pod = self.pods.pop(name, None)
-        if pod is not None and pod.node is not None:
+        if pod is not None and pod.move is not None:
             self._release(pod, now, graceful=False)
 
     def _release(self, pod: _VPod, now: float, graceful: bool) -> None:
-        node = self.nodes.get(pod.node or "")
-        if node is None:
-            return
+        """Unbind a pod; a graceful end keeps its room taken for the grace period."""
+        move, pod.move = pod.move, None
+        node = self.nodes[move.slot.name]
         node.pods.discard(pod.spec.name)
         node.used_cpu -= pod.spec.cpu_m * pod.spec.usage
         if graceful:
-            bisect.insort(
-                self._terminating, (now + self.model.grace_period_s, node.name, pod.spec.cpu_m, pod.spec.mem_mib)
-            )
+            bisect.insort(self._terminating, (now + self.model.grace_period_s, move), key=lambda e: e[0])
         else:
-            node.free_cpu += pod.spec.cpu_m
-            node.free_mem += pod.spec.mem_mib
+            self.room.undo((move,))
 
     def _observe(self, now: float) -> None:
         used = {n.name: n.used_cpu for n in self.nodes.values()}
@@ -177,7 +199,7 @@ class VirtualCluster:
         for p in self.pods.values():
             demand_cpu += p.spec.cpu_m
             demand_mem += p.spec.mem_mib
-            pending += p.node is None
+            pending += p.move is None
         self.record.samples.append(
             Sample(
                 t=now,
@@ -211,8 +233,13 @@ class VirtualCluster:
         return inst
 
     def _register(self, inst: _VInstance, now: float) -> None:
+        m = self.model
         name = f"node-{inst.id}"
-        self.nodes[name] = _VNode(name, inst.id, inst.az, now, self.model.node_cpu_m, self.model.node_mem_mib)
+        labels = {**m.node_labels, HOSTNAME_LABEL: name, ZONE_LABEL: inst.az}
+        slot = self.room.add(
+            Slot(name, labels, m.node_taints, m.node_cpu_m, m.node_mem_mib, m.node_max_pods, zone=inst.az)
+        )
+        self.nodes[name] = _VNode(name, inst.id, inst.az, now, slot)
 
     def launch(self, az: str, count: int, token: str, now: float) -> tuple[str, ...]:
         if token in self._launch_tokens:
@@ -237,19 +264,27 @@ class VirtualCluster:
     def drop_node(self, name: str) -> None:
         """The Node object goes; its pods are recreated by their controllers, unbound."""
         node = self.nodes.pop(name, None)
-        if node is not None:
-            for pod_name in node.pods:
-                pod = self.pods[pod_name]
-                pod.node = None
-                pod.unschedulable_since = None
+        if node is None:
+            return
+        # Its pods, terminating ones included, leave the room while it is still a destination,
+        # so the room's indexes forget them; then the empty node goes.
+        slot = node.slot
+        self.room.undo([Move(p, slot) for p in reversed(slot.pods)])
+        self.room.withdraw(name)
+        self._terminating = [t for t in self._terminating if t[1].slot is not slot]
+        for pod_name in node.pods:
+            pod = self.pods[pod_name]
+            pod.move = None
+            pod.unschedulable_since = None
 
     def evict(self, name: str, now: float) -> EvictionOutcome:
         pod = self.pods.get(name)
-        if pod is None or pod.node is None:
+        if pod is None or pod.move is None:
             return EvictionOutcome.GONE
+        # The controller recreates the pod at once (a new object: the old one may still be placed
+        # where the new one lands); the old one holds its room for the grace period.
         self._release(pod, now, graceful=True)
-        # The controller recreates the pod at once; the old one holds its room for the grace period.
-        pod.node = None
+        pod.pod = replace(pod.pod)
         pod.unschedulable_since = None
         return EvictionOutcome.EVICTED
 
@@ -300,7 +335,16 @@ class SimCluster:
         m = self._vc.model
         return [
             Node(
-                n.name, m.node_cpu_m, m.node_mem_mib, n.instance_id, n.az, cordoned=n.cordoned, created_at=n.created_at
+                n.name,
+                m.node_cpu_m,
+                m.node_mem_mib,
+                n.instance_id,
+                n.az,
+                cordoned=n.slot.unschedulable,
+                created_at=n.created_at,
+                labels=n.slot.labels,
+                taints=n.slot.taints,
+                alloc_pods=m.node_max_pods,
             )
             for n in self._vc.nodes.values()
         ]
@@ -308,13 +352,15 @@ class SimCluster:
     def list_pods(self) -> Sequence[Pod]:
         return [
             Pod(
-                p.spec.name,
-                "default",
-                p.spec.cpu_m,
-                p.spec.mem_mib,
+                p.pod.name,
+                p.pod.namespace,
+                p.pod.cpu_m,
+                p.pod.mem_mib,
                 node=p.node,
                 unschedulable_since=p.unschedulable_since,
-                grace_period_s=self._vc.model.grace_period_s,
+                grace_period_s=p.pod.grace_period_s,
+                labels=p.pod.labels,
+                placement=p.pod.placement,
             )
             for p in self._vc.pods.values()
         ]
@@ -333,7 +379,7 @@ class SimCluster:
 
     def _set_cordon(self, node: str, value: bool) -> None:
         if node in self._vc.nodes:
-            self._vc.nodes[node].cordoned = value
+            self._vc.nodes[node].slot.unschedulable = value
 
     def evict(self, pod: Pod) -> EvictionOutcome:
         return self._vc.evict(pod.name, self._clock.now)

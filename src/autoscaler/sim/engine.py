@@ -34,7 +34,13 @@ def replay(
     progress: Callable[[float], None] | None = None,
 ) -> RunRecord:
     """Run `policy` over `workload`. `progress` is called with the share of the horizon done."""
-    model = model or ClusterModel(node_cpu_m=settings.node_cpu_m, node_mem_mib=settings.node_mem_mib)
+    model = model or ClusterModel(
+        node_cpu_m=settings.node_cpu_m,
+        node_mem_mib=settings.node_mem_mib,
+        node_max_pods=settings.node_max_pods,
+        node_labels=settings.labels,
+        node_taints=settings.taints,
+    )
     tick_s = FIXED_TICKS.get(policy, tick_s)
     step_s = min(STEP_S, tick_s)
     record = RunRecord(

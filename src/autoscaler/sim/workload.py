@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from autoscaler.model import NO_CONSTRAINTS, Placement
 
 DEFAULT_USAGE = 0.6
 
@@ -17,6 +20,10 @@ class PodSpec:
     mem_mib: int
     usage: float = DEFAULT_USAGE
     """Fraction of the CPU request the pod actually uses."""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    placement: Placement = NO_CONSTRAINTS
+    """Selectors, affinity, tolerations, spread...: the virtual scheduler and the planner both
+    place the pod by them (placement.Room)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -594,13 +594,13 @@ def _cpu_text(cpu_m: int) -> str:
 
 
 def _cpu_m(text: Any) -> int:
-    from autoscaler.adapters.kube import cpu_millis
+    from autoscaler.adapters.kube_parse import cpu_millis
 
     return cpu_millis(str(text), round_up=False)
 
 
 def _mem_b(text: Any) -> int:
-    from autoscaler.adapters.kube import mem_bytes
+    from autoscaler.adapters.kube_parse import mem_bytes
 
     return mem_bytes(str(text), round_up=False)
 
@@ -608,7 +608,7 @@ def _mem_b(text: Any) -> int:
 def _requests(pod: Mapping[str, Any]) -> tuple[int, int]:
     """(millicores, bytes) a pod reserves: its containers' requests summed (the pods made here
     have neither init containers nor overhead)."""
-    from autoscaler.adapters.kube import cpu_millis, mem_bytes
+    from autoscaler.adapters.kube_parse import cpu_millis, mem_bytes
 
     cpu = mem = 0
     for container in pod["spec"].get("containers") or ():

@@ -23,7 +23,7 @@ offset of more than a few seconds) finds no sample in the window and the metrics
 `wait_for_metrics()` waits until the adapter reads every node's current usage.
 
 `environ` is built from template.yaml itself: both functions' Environment.Variables resolved by
-`autoscaler.local_invoke` with the template parameters pointing here (ClusterName, WorkerSubnetIds,
+`autoscaler.local_invoke` with the template parameters pointing here (ClusterName, VpcId, WorkerSubnetIds,
 LaunchTemplateId, K8sApiUrl, PrometheusUrl, the SSM parameter names...), the table and topic
 filled in (CloudFormation would), plus what the local endpoints need (AWS_ENDPOINT_URL, fake
 credentials and region, PROMETHEUS_RATE_WINDOW), then the caller's `settings`, last. The secrets
@@ -386,6 +386,7 @@ class EmbeddedStack:
             "ClusterName": self.cluster_name,
             "LogLevel": self.log_level,
             "WorkerSubnetIds": ",".join(self.account.subnet_ids),
+            "VpcId": self.account.vpc_id,
             "LaunchTemplateId": self.account.launch_template_id,
             "LaunchTemplateVersion": "$Latest",
             "InstanceTypes": self.shape.instance_type,

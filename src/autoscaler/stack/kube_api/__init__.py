@@ -15,10 +15,12 @@ bodies of a real server:
 
 What it honours
 - Bearer token: a request without `Authorization: Bearer <token>` answers 401 (token=None: no check).
-- Nodes (cluster-scoped), pods, policy/v1 PodDisruptionBudgets, namespaces: list (cluster-wide
-  and per namespace), get, create (409 AlreadyExists on an existing name), replace (PUT), patch,
-  delete; 404 NotFound with a Status body for a missing object, and "the server could not find
-  the requested resource" for an unknown path or a custom kind not installed.
+- Nodes, PersistentVolumes, storage.k8s.io/v1 StorageClasses and namespaces (cluster-scoped);
+  pods, PersistentVolumeClaims, policy/v1 PodDisruptionBudgets and apps/v1 DaemonSets
+  (namespaced): list (cluster-wide and per namespace), get, create (409 AlreadyExists on an
+  existing name), replace (PUT), patch, delete; 404 NotFound with a Status body for a missing
+  object, and "the server could not find the requested resource" for an unknown path or a
+  custom kind not installed.
 - Lists: `kind: <Kind>List`, `metadata.resourceVersion`; items without kind/apiVersion for
   built-in kinds (as the real server sends them), with them for custom objects.
 - labelSelector: `=`, `==`, `!=`, `in (...)`, `notin (...)`, `key`, `!key`.
@@ -54,6 +56,9 @@ Limits (what a test must not rely on)
 - No watch, no server-side apply (application/apply-patch+yaml answers 415), no subresources
   but pods/eviction (no /status, /scale, /log), no discovery documents (/api, /apis), no
   OpenAPI, no protobuf or CBOR: JSON only whatever the Accept header asks.
+- No controllers but the disruption controller's PDB status: a DaemonSet starts no pods, a claim
+  is never bound or provisioned (seed spec.volumeName and the PersistentVolume yourself), the
+  ephemeral volume controller makes no claims.
 - No admission, defaulting or validation beyond metadata.name: objects are stored as given;
   no finalizers or graceful deletion (DELETE removes at once); no generateName, no dry run, no
   deleteOptions or preconditions in an Eviction body; no namespace lifecycle (namespaces need
@@ -75,15 +80,19 @@ Limits (what a test must not rely on)
   by default; HTTPS with `FakeKube(tls=(cert_file, key_file))` and a certificate the test made.
 """
 
-from .objects import kustomization, node, pdb, pod, synthetic_cluster
+from .objects import claim, daemonset, kustomization, node, pdb, pod, storage_class, synthetic_cluster, volume
 from .server import (
     CANARIES,
+    DAEMONSETS,
     FLUX_KINDS,
     HELMRELEASES,
     KUSTOMIZATIONS,
     NODES,
     PDBS,
     PODS,
+    PVCS,
+    PVS,
+    STORAGE_CLASSES,
     FakeKube,
     Request,
     Resource,
@@ -91,18 +100,26 @@ from .server import (
 
 __all__ = [
     "CANARIES",
+    "DAEMONSETS",
     "FLUX_KINDS",
     "HELMRELEASES",
     "KUSTOMIZATIONS",
     "NODES",
     "PDBS",
     "PODS",
+    "PVCS",
+    "PVS",
+    "STORAGE_CLASSES",
     "FakeKube",
     "Request",
     "Resource",
+    "claim",
+    "daemonset",
     "kustomization",
     "node",
     "pdb",
     "pod",
+    "storage_class",
     "synthetic_cluster",
+    "volume",
 ]

@@ -174,11 +174,14 @@ def pod(
     grace_period_s: int | None = 30,
     overhead: Mapping[str, str] | None = None,
     created: str = T0,
+    spec: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A pod with one container requesting `cpu`/`memory` (or the given `containers`' resources).
+    """A pod with one container requesting `cpu`/`memory` (or the given `containers`' resources,
+    `ports` included). `spec` is merged into the pod's spec last (affinity, tolerations...).
 
     `unschedulable_since` makes it a pod the scheduler could not place (Pending, not bound,
     PodScheduled=False/Unschedulable since that time)."""
+    extra_spec = dict(spec or {})
     if unschedulable_since is not None:
         node = None
     if phase is None:
@@ -236,7 +239,7 @@ def pod(
         out = {
             "name": c["name"],
             "image": c.get("image", "ghcr.io/example/web:1.4.2"),
-            "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
+            "ports": [dict(p) for p in c.get("ports", [{"name": "http", "containerPort": 8080, "protocol": "TCP"}])],
             "resources": {"requests": dict(c.get("requests") or {})} if c.get("requests") else {},
             "volumeMounts": [
                 {
@@ -312,6 +315,9 @@ def pod(
         spec["overhead"] = dict(overhead)
     if node:
         spec["nodeName"] = node
+    # The API server appends its default tolerations to the pod's own.
+    spec["tolerations"] = [dict(t) for t in extra_spec.pop("tolerations", ())] + spec["tolerations"]
+    spec.update(extra_spec)
 
     status: dict[str, Any] = {"phase": phase, "qosClass": "Burstable"}
     if unschedulable_since is not None:
@@ -412,6 +418,147 @@ def pdb(
     return obj
 
 
+def claim(
+    name: str,
+    namespace: str = "default",
+    *,
+    volume: str | None = None,
+    storage_class: str = "local-path",
+    provisioner: str = "rancher.io/local-path",
+    node: str | None = None,
+    size: str = "1Gi",
+) -> dict[str, Any]:
+    """A PersistentVolumeClaim, bound to `volume` when given (else Pending, as under
+    WaitForFirstConsumer), with the annotations the PV controller and scheduler write."""
+    annotations = {"volume.kubernetes.io/storage-provisioner": provisioner}
+    if node:
+        annotations["volume.kubernetes.io/selected-node"] = node
+    spec: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": size}},
+        "storageClassName": storage_class,
+        "volumeMode": "Filesystem",
+    }
+    status: dict[str, Any] = {"phase": "Pending"}
+    if volume:
+        annotations |= {"pv.kubernetes.io/bind-completed": "yes", "pv.kubernetes.io/bound-by-controller": "yes"}
+        spec["volumeName"] = volume
+        status = {"phase": "Bound", "accessModes": ["ReadWriteOnce"], "capacity": {"storage": size}}
+    return {
+        "kind": "PersistentVolumeClaim",
+        "apiVersion": "v1",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "uid": _uid("pvc", namespace, name),
+            "creationTimestamp": T0,
+            "annotations": annotations,
+            "finalizers": ["kubernetes.io/pvc-protection"],
+        },
+        "spec": spec,
+        "status": status,
+    }
+
+
+def volume(
+    name: str,
+    *,
+    claim: tuple[str, str] | None = None,
+    node: str | None = None,
+    node_affinity: Sequence[Mapping[str, Any]] | None = None,
+    labels: Mapping[str, str] | None = None,
+    source: Mapping[str, Any] | None = None,
+    storage_class: str = "local-path",
+    size: str = "1Gi",
+) -> dict[str, Any]:
+    """A PersistentVolume bound to `claim` (namespace, name). By default one that K3s's local-path
+    provisioner made on `node`: a hostPath with node affinity on the node's hostname.
+    `node_affinity` gives other nodeSelectorTerms, `source` another volume source (e.g.
+    {"csi": {...}}), `labels` legacy zone labels."""
+    if source is None:
+        source = {"hostPath": {"path": f"/var/lib/rancher/k3s/storage/{name}", "type": "DirectoryOrCreate"}}
+    if node_affinity is None and node is not None:
+        node_affinity = [{"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}]}]
+    spec: dict[str, Any] = {
+        "capacity": {"storage": size},
+        **{k: dict(v) for k, v in source.items()},
+        "accessModes": ["ReadWriteOnce"],
+        "persistentVolumeReclaimPolicy": "Delete",
+        "storageClassName": storage_class,
+        "volumeMode": "Filesystem",
+    }
+    if claim is not None:
+        spec["claimRef"] = {
+            "kind": "PersistentVolumeClaim",
+            "namespace": claim[0],
+            "name": claim[1],
+            "apiVersion": "v1",
+        }
+    if node_affinity is not None:
+        spec["nodeAffinity"] = {"required": {"nodeSelectorTerms": [dict(t) for t in node_affinity]}}
+    metadata: dict[str, Any] = {"name": name, "uid": _uid("pv", name), "creationTimestamp": T0}
+    if labels:
+        metadata["labels"] = dict(labels)
+    if "hostPath" in source:
+        metadata["annotations"] = {"pv.kubernetes.io/provisioned-by": "rancher.io/local-path"}
+    return {
+        "kind": "PersistentVolume",
+        "apiVersion": "v1",
+        "metadata": metadata,
+        "spec": spec,
+        "status": {"phase": "Bound" if claim else "Available"},
+    }
+
+
+def storage_class(
+    name: str = "local-path", provisioner: str = "rancher.io/local-path", *, binding: str = "WaitForFirstConsumer"
+) -> dict[str, Any]:
+    """A storage.k8s.io/v1 StorageClass (K3s ships `local-path` as the default one)."""
+    return {
+        "kind": "StorageClass",
+        "apiVersion": "storage.k8s.io/v1",
+        "metadata": {
+            "name": name,
+            "creationTimestamp": T0,
+            "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+        },
+        "provisioner": provisioner,
+        "reclaimPolicy": "Delete",
+        "volumeBindingMode": binding,
+    }
+
+
+def daemonset(
+    name: str,
+    namespace: str = "kube-system",
+    *,
+    cpu: str | None = "100m",
+    memory: str | None = "128Mi",
+    labels: Mapping[str, str] | None = None,
+    spec: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An apps/v1 DaemonSet whose template runs one container requesting `cpu`/`memory`; `spec` is
+    merged into the template's spec (hostNetwork, tolerations, nodeSelector...)."""
+    template = pod(name, namespace, node=None, cpu=cpu, memory=memory, owner=None, labels=labels, spec=spec)
+    template_spec = {k: v for k, v in template["spec"].items() if k not in ("tolerations", "nodeName")}
+    if spec and "tolerations" in spec:
+        template_spec["tolerations"] = [dict(t) for t in spec["tolerations"]]
+    selector = {"app.kubernetes.io/name": name}
+    return {
+        "kind": "DaemonSet",
+        "apiVersion": "apps/v1",
+        "metadata": {"name": name, "namespace": namespace, "uid": _uid("ds", namespace, name), "generation": 1,
+                     "creationTimestamp": T0},
+        "spec": {
+            "selector": {"matchLabels": selector},
+            "template": {"metadata": {"labels": {**selector, **(labels or {})}}, "spec": template_spec},
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}},
+            "revisionHistoryLimit": 10,
+        },
+        "status": {"currentNumberScheduled": 0, "desiredNumberScheduled": 0, "numberMisscheduled": 0, "numberReady": 0},
+    }  # fmt: skip
+
+
 def kustomization(name: str, namespace: str = "flux-system", *, ready: bool = True) -> dict[str, Any]:
     """A Flux Kustomization (kustomize.toolkit.fluxcd.io/v1)."""
     return {
@@ -445,11 +592,22 @@ def kustomization(name: str, namespace: str = "flux-system", *, ready: bool = Tr
 
 def synthetic_cluster(nodes: int, pods_per_node: int, *, light_every: int = 10) -> Iterator[dict[str, Any]]:
     """A cluster for benchmarks: one control-plane node, `nodes` workers with `pods_per_node`
-    pods each (spread over 20 namespaces and deployments), and a PDB per deployment.
+    pods each (spread over 20 namespaces and 10 deployments a namespace), a PDB per deployment,
+    and three DaemonSets.
 
     Every `light_every`-th worker carries small pods (a scale-down candidate); the others are
-    about 75% requested."""
+    about 75% requested. The pods carry what real ones do besides requests: app labels, the API
+    server's default tolerations (a tenth tolerate a dedicated taint too), a zone spread
+    constraint on three deployments in ten and a hostname anti-affinity on one; the last pod of
+    each node is a StatefulSet pod with a local-path volume (claim, volume and class)."""
     yield node("server-0", instance_id="i-0000000000000000a", control_plane=True, cpu="2", memory="3883Mi")
+    yield storage_class()
+    for name, namespace in (
+        ("svclb-traefik", "kube-system"),
+        ("fluent-bit", "logging"),
+        ("node-exporter", "monitoring"),
+    ):
+        yield daemonset(name, namespace, cpu="10m", memory="32Mi", spec={"hostNetwork": name == "node-exporter"})
     zones = ("eu-west-1a", "eu-west-1b", "eu-west-1c")
     for n in range(nodes):
         name = f"ip-10-0-{n // 250}-{n % 250 + 1}.eu-west-1.compute.internal"
@@ -458,14 +616,48 @@ def synthetic_cluster(nodes: int, pods_per_node: int, *, light_every: int = 10) 
         for k in range(pods_per_node):
             namespace = f"team-{(n * pods_per_node + k) % 20:02d}"
             app = f"svc-{k % 10}"
+            labels = {"app": app, "app.kubernetes.io/part-of": namespace, "app.kubernetes.io/version": "1.4.2"}
+            spec: dict[str, Any] = {}
+            if k % 10 == 0:
+                spec["tolerations"] = [
+                    {"key": "dedicated", "operator": "Equal", "value": "batch", "effect": "NoSchedule"}
+                ]
+            if k % 10 in (1, 2, 3):
+                spec["topologySpreadConstraints"] = [
+                    {
+                        "maxSkew": 1,
+                        "topologyKey": "topology.kubernetes.io/zone",
+                        "whenUnsatisfiable": "DoNotSchedule",
+                        "labelSelector": {"matchLabels": {"app": app}},
+                        "matchLabelKeys": ["pod-template-hash"],
+                    }
+                ]
+            if k % 10 == 4:
+                spec["affinity"] = {
+                    "podAntiAffinity": {
+                        "requiredDuringSchedulingIgnoredDuringExecution": [
+                            {"labelSelector": {"matchLabels": {"app": app}}, "topologyKey": "kubernetes.io/hostname"}
+                        ]
+                    }
+                }
+            owner, volumes = ("ReplicaSet", f"{app}-7d9f8b6c5"), ()
+            pod_name = f"{app}-{n:05d}-{k:03d}"
+            if k == pods_per_node - 1:
+                owner, pod_name = ("StatefulSet", "db"), f"db-{n}"
+                claim_name, volume_name = f"data-db-{n}", f"pvc-{n:08d}"
+                volumes = [{"name": "data", "persistentVolumeClaim": {"claimName": claim_name}}]
+                yield claim(claim_name, namespace, volume=volume_name, node=name)
+                yield volume(volume_name, claim=(namespace, claim_name), node=name)
             yield pod(
-                f"{app}-{n:05d}-{k:03d}",
+                pod_name,
                 namespace,
                 node=name,
                 cpu="10m" if light else "50m",
                 memory="16Mi" if light else "200Mi",
-                owner=("ReplicaSet", f"{app}-7d9f8b6c5"),
-                labels={"app": app},
+                owner=owner,
+                labels=labels,
+                volumes=volumes,
+                spec=spec,
             )
     for t in range(20):
         for k in range(10):
