@@ -77,7 +77,8 @@ def run_cycle(
 ) -> CycleResult:
     """`token` names this cycle (the event id); a retried cycle with the same token launches nothing
     twice, and an intent is applied once per token: its plan is recorded under the token before
-    acting, and a retry carries that plan on instead of planning the intent again."""
+    acting, and a retry carries on what is left of that plan (within what a plan made now allows)
+    rather than starting it afresh."""
     state = _forget_old_intents(ports.state.load(), now)
     snapshot = observe(ports, now)
     record = state.intents.get(token) if intent is not None else None
