@@ -304,7 +304,8 @@ class Room:
         self.slots: dict[str, Slot] = {}
         self._where: dict[_Key, tuple[Pod, Slot]] = {}
         self._by_label: dict[tuple[str, str], dict[_Key, None]] | None = None
-        self._anti_holders: dict[_Key, None] = {}
+        self._anti_holders: dict[tuple[str, str], dict[_Key, None]] = {}
+        """(topology key, domain) -> the placed pods whose required anti-affinity holds that domain."""
         self._spread: dict[tuple, _SpreadIndex] = {}
         self._domains: dict[tuple, _Domains] = {}
         self._spread_by_label: dict[tuple[str, str] | None, list[_SpreadIndex]] = {}
@@ -354,7 +355,10 @@ class Room:
                 slot.ports.remove(port)
             key = (id(pod), id(slot))
             del self._where[key]
-            self._anti_holders.pop(key, None)
+            for term in pod.placement.anti_affinity:
+                value = slot.labels.get(term.topology_key)
+                if value is not None:
+                    self._anti_holders[(term.topology_key, value)].pop(key, None)
             if self._by_label is not None:
                 for label in pod.labels.items():
                     self._by_label[label].pop(key, None)
@@ -371,7 +375,10 @@ class Room:
         key = (id(pod), id(slot))
         self._where[key] = (pod, slot)
         if pod.placement.anti_affinity:
-            self._anti_holders[key] = None
+            for term in pod.placement.anti_affinity:
+                value = slot.labels.get(term.topology_key)
+                if value is not None:
+                    self._anti_holders.setdefault((term.topology_key, value), {})[key] = None
         if self._by_label is not None:
             for label in pod.labels.items():
                 self._by_label.setdefault(label, {})[key] = None
@@ -490,16 +497,12 @@ class Room:
         p = pod.placement
         if any(self._in_domain(term, pod, slot) for term in p.anti_affinity):
             return False
-        for key in self._anti_holders:
-            holder, where = self._where[key]
-            if not self._live(where):
-                continue
-            for term in holder.placement.anti_affinity:
-                value = where.labels.get(term.topology_key)
-                if (
-                    value is not None
-                    and slot.labels.get(term.topology_key) == value
-                    and term_selects(term, holder, pod)
+        for topology_key, value in slot.labels.items():
+            for key in self._anti_holders.get((topology_key, value), ()):
+                holder, where = self._where[key]
+                if self._live(where) and any(
+                    term.topology_key == topology_key and term_selects(term, holder, pod)
+                    for term in holder.placement.anti_affinity
                 ):
                     return False
         met = True
