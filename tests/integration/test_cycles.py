@@ -96,7 +96,9 @@ def test_scale_down_after_the_unneeded_time_drains_terminates_and_deletes_the_no
     assert [status for _, _, status in evictions] == [201]
 
 
-def test_a_pdb_blocks_the_drain_until_the_timeout_then_the_node_is_uncordoned(cluster):
+def test_a_pdb_with_no_disruption_left_keeps_its_node_and_another_goes(cluster):
+    """Once a node whose PDB allowed no disruption was cordoned and its other pods evicted, over and
+    over (7 drains, 14 evictions in 2 h). The budget now rules the node out before any cordon."""
     cluster.set(SCALE_DOWN_UNNEEDED_TIME_S="0", DRAIN_TIMEOUT_S="30")
     busy, light = cluster.stack.seeded_workers
     cluster.kubelets.add_workload("web", replicas=1, cpu_m=700, nodes=[busy])
@@ -104,7 +106,25 @@ def test_a_pdb_blocks_the_drain_until_the_timeout_then_the_node_is_uncordoned(cl
     cluster.kube.add(objects.pdb("db", match_labels={"app": "db"}, min_available=1))
     assert cluster.kube.get("poddisruptionbudgets", "db", "default", "policy")["status"]["disruptionsAllowed"] == 0
     cluster.stack.wait_for_metrics()
+
+    answer = cluster.tick()
+    assert answer["action"] == "scale_down" and answer["remove"] == [busy], answer
+    assert not cluster.cordoned(light)
+    evicted = [path for _, path, _ in cluster.mutations() if path.endswith("/eviction")]
+    assert evicted and all("/pods/db-" not in path for path in evicted), evicted
+
+
+def test_a_drain_whose_evictions_stay_refused_is_undone_at_the_timeout(cluster):
+    cluster.set(SCALE_DOWN_UNNEEDED_TIME_S="0", DRAIN_TIMEOUT_S="30")
+    busy, light = cluster.stack.seeded_workers
+    cluster.kubelets.add_workload("web", replicas=1, cpu_m=700, nodes=[busy])
+    cluster.kubelets.add_workload("db", replicas=1, cpu_m=300, nodes=[light])
+    # The budget allows one disruption when the node is chosen; another disruption spends it
+    # before each of the drain's evictions (the API server answers 429 until the timeout).
+    cluster.kube.add(objects.pdb("db", match_labels={"app": "db"}, min_available=1, disruptions_allowed=1))
+    cluster.stack.wait_for_metrics()
     (db_pod,) = cluster.pods("db")
+    cluster.kube.fail_next(f"/api/v1/namespaces/default/pods/{db_pod['metadata']['name']}/eviction", 3, 429)
 
     answer = cluster.tick()
     assert answer["action"] == "scale_down" and answer["remove"] == [light], answer

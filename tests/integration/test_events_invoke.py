@@ -117,10 +117,11 @@ def test_each_event_file_through_its_function(stack, cold, path, tmp_path):
 
 def test_the_invocations_acted_on_the_stack(stack):
     """After the files above (in name order): the alarm and the manual scale-ups launched workers,
-    the hook wrote the gate item, and the manual events left their idempotency records."""
+    the hook wrote the gate item, and the alarm and manual events left their idempotency records."""
     items = stack.clients["dynamodb"].scan(TableName=stack.account.table_name)["Items"]
     keys = {(i["pk"]["S"], i["sk"]["S"]) for i in items}
     assert (f"cluster#{stack.cluster_name}", "state") in keys and (f"gate#{stack.cluster_name}", "gate") in keys
-    assert sum(1 for pk, _ in keys if pk.startswith("idempotency#")) == 5  # pause, resume, scale_down, scale_up, set
+    # the ALARM event, and the manual pause, resume, scale_down, scale_up and set
+    assert sum(1 for pk, _ in keys if pk.startswith("idempotency#")) == 6
     launched = [i for i in stack.instances() if any(t["Key"] == "node-fleet.io/launch-token" for t in i["Tags"])]
     assert launched, "the ALARM event (scale up by 2) and the manual scale-ups launched workers"

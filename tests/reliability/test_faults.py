@@ -807,8 +807,10 @@ def test_a_pdb_that_never_allows_eviction_undoes_the_drain_at_the_timeout(cluste
     busy, light = cluster.stack.seeded_workers
     cluster.kubelets.add_workload("web", replicas=1, cpu_m=700, nodes=[busy])
     cluster.kubelets.add_workload("db", replicas=1, cpu_m=300, nodes=[light])
-    cluster.kube.add(objects.pdb("db", match_labels={"app": "db"}, min_available=1))
+    # Allowed when the node is chosen; spent by another disruption before every eviction after.
+    cluster.kube.add(objects.pdb("db", match_labels={"app": "db"}, min_available=1, disruptions_allowed=1))
     (db_pod,) = cluster.pods("db")
+    cluster.kube.fail_next(f"/api/v1/namespaces/default/pods/{db_pod['metadata']['name']}/eviction", 3, 429)
 
     answer = cluster.manual("scale_down", count=1)
     assert answer["action"] == "scale_down" and answer["remove"] == [light], answer

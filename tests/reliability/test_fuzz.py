@@ -49,6 +49,7 @@ from urllib.parse import parse_qs
 import boto3
 import pytest
 import requests
+import urllib3
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import event as hypothesis_event
@@ -1096,7 +1097,8 @@ class CannedAdapter(BaseAdapter):
         status, body = answer
         response = requests.Response()
         response.status_code = status
-        response._content = body
+        # The adapter streams the body (to hold its deadline), so it reads the raw stream.
+        response.raw = urllib3.HTTPResponse(io.BytesIO(body), status=status, preload_content=False)
         response.headers["content-type"] = "application/json"
         response.url = request.url
         response.request = request
