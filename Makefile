@@ -39,8 +39,8 @@ demo: $(STAMP) prometheus
 	$(BIN)/node-fleet demo $(DEMO_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tools tests bench
+	$(BIN)/ruff format --check src tools tests bench
 
 test: lint sam prometheus
 	$(BIN)/pytest

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/cycle.py [--nodes 100,1000] [--pods-per-node 30] [--runs 3]
 
-For each cluster size, the fake API server (autoscaler.stack.kube_api) runs in its own process with a
+For each cluster size, the fake API server (node_fleet.stack.kube_api) runs in its own process with a
 synthetic cluster (`synthetic_cluster`: one control-plane node, N workers with 30 pods each
 carrying labels, tolerations, some spread constraints and anti-affinity, one local-path
 volume a node, 200 PDBs, 3 DaemonSets). Each measurement is a fresh Python process (so its peak
@@ -260,7 +260,7 @@ def measure(path: str, url: str, token: str, trace: bool) -> dict:
         capture_output=True,
         text=True,
         check=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(str(ROOT / d) for d in ("src", "tools"))},
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -287,7 +287,7 @@ def main() -> None:
             [
                 sys.executable,
                 "-m",
-                "autoscaler.stack.kube_api",
+                "node_fleet.stack.kube_api",
                 "--nodes",
                 str(size),
                 "--pods-per-node",
@@ -296,7 +296,7 @@ def main() -> None:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
-            env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(str(ROOT / d) for d in ("src", "tools"))},
         )
         try:
             ready = server.stdout.readline().split()

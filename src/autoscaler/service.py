@@ -13,6 +13,7 @@ from typing import Any
 from autoscaler.actuator import Outcome, act
 from autoscaler.config import Settings
 from autoscaler.events import AlarmChange, Manual, Request, Tick
+from autoscaler.gitops.reader import GateAnswer, reasons_text
 from autoscaler.model import (
     Action,
     ClusterSnapshot,
@@ -26,7 +27,6 @@ from autoscaler.model import (
 )
 from autoscaler.planner import plan
 from autoscaler.ports import Lease, Ports
-from gitops_hooks.reader import GateAnswer, reasons_text
 
 Gate = Callable[[float], GateAnswer]
 """May capacity be removed at `now`? Asked only when a removal or a drain is on the table."""

@@ -23,20 +23,19 @@ import hashlib
 import hmac
 import json
 import os
-import time
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from autoscaler.config import ConfigError, Settings
+from autoscaler.gitops.gate import GateMemory, evaluate
+from autoscaler.gitops.reader import list_objects, record_of
 from autoscaler.logs import quiet_wire_loggers
 from autoscaler.ports import PermanentError
-from gitops_hooks.gate import GateMemory, evaluate
-from gitops_hooks.reader import FluxObjects, GateStore, list_objects, record_of
+from gitops_hooks.wiring import HookWiring
 
 quiet_wire_loggers()  # secrets never reach a log line, even at DEBUG
 logger = Logger()
@@ -50,26 +49,13 @@ FUTURE_SKEW_S = 60
 """How far ahead of our clock a sender's timestamp may be."""
 
 
-class HookStore(GateStore, Protocol):
-    def first_use(self, digest: str, expires_at: float) -> bool:
-        """Record `digest` until `expires_at`; False when it was recorded before."""
-
-
-@dataclass
-class HookWiring:
-    source: FluxObjects
-    store: HookStore
-    hmac_key: bytes
-    clock: Any = time.time
-
-
 _wiring: HookWiring | None = None
 
 
 def wiring() -> HookWiring:
     global _wiring
     if _wiring is None:
-        from autoscaler.wiring import build_hook
+        from gitops_hooks.wiring import build_hook
 
         _wiring = build_hook(os.environ)
     return _wiring

@@ -1,6 +1,6 @@
 """The Kubernetes adapter, through the real `kubernetes` client, against an API server over HTTP.
 
-The target is a fixture parameter: the fake API server of `autoscaler.stack.kube_api` (always), and a real
+The target is a fixture parameter: the fake API server of `node_fleet.stack.kube_api` (always), and a real
 cluster when NODE_FLEET_TEST_KUBECONFIG names a kubeconfig:
 
     NODE_FLEET_TEST_KUBECONFIG=~/.kube/config NODE_FLEET_TEST_NODE=<a worker node> \\
@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 import autoscaler.adapters.kube as kube_adapter
-import autoscaler.stack.kube_api as fk
+import node_fleet.stack.kube_api as fk
 from autoscaler.adapters.kube import (
     DRAINING_TAINT,
     KubeAuthError,

@@ -34,7 +34,7 @@ from autoscaler.adapters.prometheus import (
 )
 from autoscaler.config import ConfigError
 from autoscaler.model import MetricsView
-from autoscaler.stack.prometheus import INSTALL_HINT, OpenMetrics, PrometheusServer, binaries, closed_port_url
+from node_fleet.stack.prometheus import INSTALL_HINT, OpenMetrics, PrometheusServer, binaries, closed_port_url
 
 STEP_S = 15
 HISTORY_S = 30 * 60

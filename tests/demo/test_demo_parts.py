@@ -11,17 +11,17 @@ from pathlib import Path
 import pytest
 from pytest_socket import disable_socket, enable_socket
 
-from autoscaler.cli import main
 from autoscaler.config import Settings
-from autoscaler.demo import functions, local
-from autoscaler.demo.flux import FluxObjects
-from autoscaler.demo.plot import plot_demo, spans
-from autoscaler.demo.run import Cycle, Record, Sample, cycle_line, gate_text, summary
-from autoscaler.demo.scenario import NORMAL, QUICK
-from autoscaler.stack.kube_api import FLUX_KINDS, FakeKube
+from autoscaler.gitops.flux import State, verdict
+from autoscaler.gitops.gate import evaluate
 from gitops_hooks import handler as hook_handler
-from gitops_hooks.flux import State, verdict
-from gitops_hooks.gate import evaluate
+from node_fleet.cli import main
+from node_fleet.demo import functions, local
+from node_fleet.demo.flux import FluxObjects
+from node_fleet.demo.plot import plot_demo, spans
+from node_fleet.demo.run import Cycle, Record, Sample, cycle_line, gate_text, summary
+from node_fleet.demo.scenario import NORMAL, QUICK
+from node_fleet.stack.kube_api import FLUX_KINDS, FakeKube
 
 
 @pytest.fixture(autouse=True)
@@ -255,7 +255,7 @@ def test_the_users_env_vars_go_over_the_stacks(tmp_path):
 
 @pytest.fixture
 def no_prometheus(monkeypatch):
-    from autoscaler.stack import prometheus
+    from node_fleet.stack import prometheus
 
     monkeypatch.setattr(prometheus, "binaries", lambda: None)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from demo_process import ROOT, alive, cmdline, command, environ
 
-from autoscaler.stack.prometheus import INSTALL_HINT, binaries
+from node_fleet.stack.prometheus import INSTALL_HINT, binaries
 
 pytestmark = pytest.mark.skipif(binaries() is None, reason=f"--local runs a real Prometheus: {INSTALL_HINT}")
 

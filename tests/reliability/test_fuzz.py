@@ -61,6 +61,8 @@ from autoscaler import handler
 from autoscaler.adapters.prometheus import MARKER_LABEL, PrometheusMetrics, PrometheusOptions
 from autoscaler.config import Settings
 from autoscaler.events import AlarmChange, InvalidEvent, Manual, Tick, parse, parse_alarm_actions
+from autoscaler.gitops.flux import CANARY_AT_REST, CANARY_FAILED, State, supported, verdict
+from autoscaler.gitops.gate import GateMemory, evaluate, gate_objects
 from autoscaler.model import (
     DO_NOT_DISRUPT,
     SAFE_TO_EVICT,
@@ -81,12 +83,10 @@ from autoscaler.model import (
 from autoscaler.planner import LAUNCH_VISIBILITY_GRACE_S, plan
 from autoscaler.ports import EvictionOutcome, LaunchResult, Ports
 from autoscaler.service import Wiring
-from autoscaler.sim import traces
-from autoscaler.sim.workload import TraceError, Workload
 from aws_table import create_state_table
 from gitops_hooks import handler as hook_handler
-from gitops_hooks.flux import CANARY_AT_REST, CANARY_FAILED, State, supported, verdict
-from gitops_hooks.gate import GateMemory, evaluate, gate_objects
+from node_fleet.sim import traces
+from node_fleet.sim.workload import TraceError, Workload
 
 # Powertools warns when an invocation ends with no metric (a rejected webhook request adds none).
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
@@ -475,7 +475,7 @@ def wire(idempotency) -> tuple[Wiring, Recording, list]:
 
     def gate(now):
         log.calls.append(("gate", now))
-        from gitops_hooks.reader import GateAnswer
+        from autoscaler.gitops.reader import GateAnswer
 
         return GateAnswer(False)
 

@@ -1,4 +1,4 @@
-"""autoscaler.local_invoke against a small template and a fake handler written to tmp_path.
+"""node_fleet.local_invoke against a small template and a fake handler written to tmp_path.
 
 The real handlers are not imported here; test_template_config.py resolves the real template's functions.
 """
@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from template_helpers import TEMPLATE
 
-from autoscaler.cli import main as cli_main
-from autoscaler.local_invoke import (
+from node_fleet.cli import main as cli_main
+from node_fleet.local_invoke import (
     LambdaContext,
     LocalInvokeError,
     function_ids,
@@ -301,7 +301,7 @@ def test_real_template_functions_resolve():
 
 
 def test_documented_example_in_the_module_docstring_is_current():
-    import autoscaler.local_invoke as module
+    import node_fleet.local_invoke as module
 
     assert "events/schedule_tick.json" in textwrap.dedent(module.__doc__ or "")
     assert (TEMPLATE.parent / "events" / "schedule_tick.json").exists()

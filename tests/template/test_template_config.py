@@ -15,7 +15,7 @@ from template_helpers import ROOT, TEMPLATE, function_environment, function_prop
 
 from autoscaler import config
 from autoscaler.config import Settings
-from autoscaler.local_invoke import resolve_function
+from node_fleet.local_invoke import resolve_function
 
 AUTOSCALER = "AutoscalerFunction"
 HOOK = "GitopsHookFunction"

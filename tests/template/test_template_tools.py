@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from template_helpers import ROOT, SAM_VENV_BIN, TEMPLATE, require_tool
 
-from autoscaler.local_invoke import function_ids, load_template
+from node_fleet.local_invoke import function_ids, load_template
 
 HOW = "run `make sam` to create .venv-sam with the pinned aws-sam-cli and cfn-lint"
 PYTHON_RUNTIME = "python3.12"
@@ -76,5 +76,6 @@ def test_sam_build_succeeds(tmp_path):
         assert (code / f"{module}.py").exists(), f"{logical_id}: {module}.py is not in the bundle"
         for package in ("kubernetes", "boto3", "requests", "aws_lambda_powertools", "autoscaler", "gitops_hooks"):
             assert (code / package).is_dir(), f"{logical_id}: {package} is not in the bundle"
+        assert not (code / "node_fleet").exists(), f"{logical_id}: the tooling is in the bundle"
         native = list((code / "yaml").glob("_yaml.cpython-312-*.so"))
         assert native and all("aarch64" in so.name for so in native), f"{logical_id}: not built for arm64: {native}"

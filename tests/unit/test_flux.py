@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gitops_hooks.flux import CANARY, HELM_RELEASE, KUSTOMIZATION, RESOURCES, State, supported, verdict
+from autoscaler.gitops.flux import CANARY, HELM_RELEASE, KUSTOMIZATION, RESOURCES, State, supported, verdict
 
 NOW = 1_785_000_000.0  # 2026-07-25T17:20:00Z
 REV = "main@sha1:6b1a4e0e9c3d2f7a8b5c4d3e2f1a0b9c8d7e6f5a"

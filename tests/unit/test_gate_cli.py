@@ -8,8 +8,8 @@ import json
 import pytest
 from test_flux import CANARY_CASES, HELM_RELEASE_CASES, KUSTOMIZATION_CASES, State, canary
 
-from autoscaler.cli import main
-from gitops_hooks.flux import supported
+from autoscaler.gitops.flux import supported
+from node_fleet.cli import main
 
 # Objects of other kinds are refused as input (exit 1), which test_sim covers.
 # Copied at collection: test_flux's tests may change their case objects in place as they run.

@@ -12,9 +12,9 @@ import pytest
 from lambda_context import LambdaContext
 
 from autoscaler.config import Settings
+from autoscaler.gitops.reader import check
 from gitops_hooks import handler
 from gitops_hooks.handler import HookWiring, poll, webhook
-from gitops_hooks.reader import check
 
 NOW = 1_800_000_000.0
 KEY = b"canary-secret-3f9a7c"

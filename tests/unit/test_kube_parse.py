@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-import autoscaler.stack.kube_api as fk
+import node_fleet.stack.kube_api as fk
 from autoscaler.adapters.kube_parse import (
     DAEMON_TOLERATIONS,
     ClusterObjects,

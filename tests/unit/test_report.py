@@ -7,9 +7,9 @@ import math
 
 import pytest
 
-from autoscaler.sim.plot import plot_runs
-from autoscaler.sim.record import Action, InstanceLife, PodLife, RunRecord, Sample
-from autoscaler.sim.report import PolicyScore, format_table, score, to_json
+from node_fleet.sim.plot import plot_runs
+from node_fleet.sim.record import Action, InstanceLife, PodLife, RunRecord, Sample
+from node_fleet.sim.report import PolicyScore, format_table, score, to_json
 
 
 def record(

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from autoscaler.sim import traces
-from autoscaler.sim.traces import (
+from node_fleet.sim import traces
+from node_fleet.sim.traces import (
     FORMATS,
     HORIZON_MARGIN_S,
     TRACE_DEFAULTS,
@@ -25,7 +25,7 @@ from autoscaler.sim.traces import (
     rates_to_workload,
     write_pods_csv,
 )
-from autoscaler.sim.workload import DEFAULT_USAGE, PodSpec, TraceError, Workload
+from node_fleet.sim.workload import DEFAULT_USAGE, PodSpec, TraceError, Workload
 
 HEADER = "name,start_s,end_s,cpu_m,mem_mib,usage"
 

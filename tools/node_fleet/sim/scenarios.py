@@ -22,7 +22,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from autoscaler.sim.workload import PodSpec, Workload
+from node_fleet.sim.workload import PodSpec, Workload
 
 __all__ = ["POD_SIZES", "SCENARIOS", "batch", "diurnal", "flash_sale", "scenario"]
 

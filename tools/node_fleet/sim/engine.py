@@ -8,7 +8,7 @@ from collections.abc import Callable
 from autoscaler.binpack import estimate_new_nodes
 from autoscaler.config import Settings
 from autoscaler.ports import Ports
-from autoscaler.sim.cluster import (
+from node_fleet.sim.cluster import (
     Clock,
     ClusterModel,
     MemoryStateStore,
@@ -17,9 +17,9 @@ from autoscaler.sim.cluster import (
     SimMetrics,
     VirtualCluster,
 )
-from autoscaler.sim.policies import FIXED_TICKS, make_policy
-from autoscaler.sim.record import RunRecord
-from autoscaler.sim.workload import Workload
+from node_fleet.sim.policies import FIXED_TICKS, make_policy
+from node_fleet.sim.record import RunRecord
+from node_fleet.sim.workload import Workload
 
 STEP_S = 10.0
 """The world advances in steps of this size (pods arrive, bind and end; samples are taken)."""

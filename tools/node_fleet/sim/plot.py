@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from os import PathLike
 from typing import TYPE_CHECKING, Any
 
-from autoscaler.sim.record import RunRecord
-from autoscaler.sim.report import PolicyScore, score
+from node_fleet.sim.record import RunRecord
+from node_fleet.sim.report import PolicyScore, score
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

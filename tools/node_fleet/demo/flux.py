@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from autoscaler.stack.kubelets import iso
+from node_fleet.stack.kubelets import iso
 
 GROUP = "kustomize.toolkit.fluxcd.io"
 NAMESPACE = "flux-system"

@@ -10,7 +10,7 @@
   webhook HMAC key) and the operators' SNS topic.
 - `create_state_table` and `state_table_properties`: the state table exactly as template.yaml's
   `StateTable` declares it (keys, billing mode, indexes, TTL, point-in-time recovery), so the
-  schema has one source. The template is read by `autoscaler.local_invoke.load_template`.
+  schema has one source. The template is read by `node_fleet.local_invoke.load_template`.
 """
 
 from __future__ import annotations
@@ -214,8 +214,8 @@ def launch(
 def load_template(template_path: str | os.PathLike[str] = TEMPLATE) -> dict[str, Any]:
     """The parsed template, short tags in their long forms; a relative path is taken from the
     repository root. ValueError when it cannot be read or is not a CloudFormation template."""
-    from autoscaler.local_invoke import LocalInvokeError
-    from autoscaler.local_invoke import load_template as read
+    from node_fleet.local_invoke import LocalInvokeError
+    from node_fleet.local_invoke import load_template as read
 
     path = Path(template_path)
     if not path.is_absolute():

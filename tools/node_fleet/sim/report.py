@@ -14,7 +14,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from autoscaler.sim.record import Action, InstanceLife, PodLife, RunRecord, Sample
+from node_fleet.sim.record import Action, InstanceLife, PodLife, RunRecord, Sample
 
 MIN_BILLED_S = 60.0
 """EC2 per-second billing charges at least one minute from `running`."""

@@ -44,8 +44,8 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from autoscaler.stack.kube_api import FakeKube, objects
-from autoscaler.stack.prometheus import duration
+from node_fleet.stack.kube_api import FakeKube, objects
+from node_fleet.stack.prometheus import duration
 
 log = logging.getLogger(__name__)
 

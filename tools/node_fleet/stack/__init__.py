@@ -1,7 +1,7 @@
 """The embedded stack: real or faithful local stand-ins for AWS, Kubernetes and Prometheus, for
 tests, `make demo` and `node-fleet invoke --local`; never used by the deployed Lambda.
 
-    from autoscaler.stack.stack import EmbeddedStack
+    from node_fleet.stack.stack import EmbeddedStack
 
     with EmbeddedStack(workers=2, settings={"SCALE_DOWN_UNNEEDED_TIME_S": "0"}) as stack:
         os.environ.update(stack.environ)         # what template.yaml would set, pointing here

@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from gitops_hooks.flux import RESOURCES
-from gitops_hooks.gate import GateMemory, GateVerdict, evaluate
+from autoscaler.gitops.flux import RESOURCES
+from autoscaler.gitops.gate import GateMemory, GateVerdict, evaluate
 
 log = logging.getLogger(__name__)
 

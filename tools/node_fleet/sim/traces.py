@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
-from autoscaler.sim.workload import DEFAULT_USAGE, PodSpec, TraceError, Workload
+from node_fleet.sim.workload import DEFAULT_USAGE, PodSpec, TraceError, Workload
 
 __all__ = [
     "FORMATS",

@@ -31,8 +31,8 @@ from autoscaler.model import (
 )
 from autoscaler.placement import Move, Room, Slot
 from autoscaler.ports import EvictionOutcome, LaunchResult, StaleStateError
-from autoscaler.sim.record import Action, InstanceLife, PodLife, RunRecord, Sample
-from autoscaler.sim.workload import PodSpec, Workload
+from node_fleet.sim.record import Action, InstanceLife, PodLife, RunRecord, Sample
+from node_fleet.sim.workload import PodSpec, Workload
 
 ZONES = ("sim-a", "sim-b")
 

@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from autoscaler.config import Settings
-from autoscaler.sim.engine import STEP_S, peak_lower_bound, replay
-from autoscaler.sim.policies import POLICY_NAMES
-from autoscaler.sim.record import RunRecord
-from autoscaler.sim.report import PolicyScore, score, to_json
-from autoscaler.sim.workload import Workload
+from node_fleet.sim.engine import STEP_S, peak_lower_bound, replay
+from node_fleet.sim.policies import POLICY_NAMES
+from node_fleet.sim.record import RunRecord
+from node_fleet.sim.report import PolicyScore, score, to_json
+from node_fleet.sim.workload import Workload
 
 HEADROOM = 1.25
 """With no max_nodes given, the replay allows this much above the workload's peak N*, so the

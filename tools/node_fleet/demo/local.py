@@ -1,5 +1,5 @@
 """`node-fleet invoke FUNCTION --event FILE --local [--env-vars FILE]`: one function of template.yaml,
-invoked as `sam local invoke` would (`autoscaler.local_invoke.invoke`), against a freshly started
+invoked as `sam local invoke` would (`node_fleet.local_invoke.invoke`), against a freshly started
 embedded stack instead of AWS and a cluster; then the stack is stopped.
 
 The stack: moto's server (EC2, DynamoDB, SSM, SNS), the fake Kubernetes API server with two Ready
@@ -30,7 +30,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from autoscaler.demo.functions import is_function_url_request, logs_to, signed_webhook
+from node_fleet.demo.functions import is_function_url_request, logs_to, signed_webhook
 
 LOCAL_HELP = (
     "run against an embedded stack started for this call (moto, a fake Kubernetes API with simulated kubelets, "
@@ -63,7 +63,7 @@ def merge_env_vars(stack_file: Path, user_file: Path | None, target: Path) -> Pa
 
 def seed(stack: Any) -> None:
     """A small workload on the seeded workers and the Flux objects, all settled; metrics known."""
-    from autoscaler.demo.flux import FluxObjects
+    from node_fleet.demo.flux import FluxObjects
 
     FluxObjects(stack.kube).seed()
     stack.kubelets.add_workload("shop", 4, 600, 1024, nodes=stack.seeded_workers)
@@ -73,10 +73,10 @@ def seed(stack: Any) -> None:
 
 
 def run_local(args: argparse.Namespace) -> int:
-    from autoscaler.demo.run import PROMETHEUS_HINT, interrupts_ignored, prometheus_installed
-    from autoscaler.local_invoke import LocalInvokeError, invoke, load_event
-    from autoscaler.stack import aws
-    from autoscaler.stack.stack import EmbeddedStack
+    from node_fleet.demo.run import PROMETHEUS_HINT, interrupts_ignored, prometheus_installed
+    from node_fleet.local_invoke import LocalInvokeError, invoke, load_event
+    from node_fleet.stack import aws
+    from node_fleet.stack.stack import EmbeddedStack
 
     if not prometheus_installed():
         print(f"local invoke: {PROMETHEUS_HINT}", file=sys.stderr)

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from autoscaler.config import ConfigError, Settings
-from autoscaler.sim.workload import TraceError
+from node_fleet.sim.workload import TraceError
 
 DEMO_PLOT = Path("out/demo.png")
 DEMO_LOG = Path("out/demo.log")
@@ -26,9 +26,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from autoscaler.sim.policies import POLICY_NAMES
-    from autoscaler.sim.scenarios import SCENARIOS
-    from autoscaler.sim.traces import FORMATS
+    from node_fleet.sim.policies import POLICY_NAMES
+    from node_fleet.sim.scenarios import SCENARIOS
+    from node_fleet.sim.traces import FORMATS
 
     parser = argparse.ArgumentParser(prog="node-fleet", description="Autoscaler for K3s workers on EC2.")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
@@ -83,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     what_if.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
     what_if.set_defaults(run=_plan)
 
-    from autoscaler import local_invoke
+    from node_fleet import local_invoke
 
     invoke = sub.add_parser(
         "invoke",
@@ -93,7 +93,7 @@ def _parser() -> argparse.ArgumentParser:
         "(events/gitops_webhook_progressing.json) is then re-signed with the stack's HMAC key and a fresh timestamp.",
     )
     local_invoke.add_arguments(invoke)
-    from autoscaler.demo.local import LOCAL_HELP
+    from node_fleet.demo.local import LOCAL_HELP
 
     invoke.add_argument("--local", action="store_true", help=LOCAL_HELP)
     invoke.set_defaults(run=_invoke)
@@ -119,19 +119,19 @@ def _parser() -> argparse.ArgumentParser:
 
 def _invoke(args: argparse.Namespace) -> int:
     if args.local:
-        from autoscaler.demo.local import run_local
+        from node_fleet.demo.local import run_local
 
         return run_local(args)
-    from autoscaler import local_invoke
+    from node_fleet import local_invoke
 
     return local_invoke.run(args)
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from autoscaler.sim import traces
-    from autoscaler.sim.policies import POLICY_NAMES
-    from autoscaler.sim.runner import compare, settings_for
-    from autoscaler.sim.scenarios import scenario
+    from node_fleet.sim import traces
+    from node_fleet.sim.policies import POLICY_NAMES
+    from node_fleet.sim.runner import compare, settings_for
+    from node_fleet.sim.scenarios import scenario
 
     if args.tick <= 0:
         raise ValueError(f"--tick must be > 0 seconds, got {args.tick}")
@@ -151,7 +151,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _gate(args: argparse.Namespace) -> int:
-    from gitops_hooks.gate import gate_objects
+    from autoscaler.gitops.gate import gate_objects
 
     if args.objects is not None:
         try:
@@ -160,7 +160,7 @@ def _gate(args: argparse.Namespace) -> int:
             raise ValueError(f"{args.objects}: not JSON ({exc.msg} at line {exc.lineno})") from None
     else:
         from autoscaler.adapters.kube import KubeOptions
-        from gitops_hooks.reader import list_objects
+        from autoscaler.gitops.reader import list_objects
 
         data = list_objects(KubeOptions(kubeconfig=str(args.kubeconfig)).cluster())
     print(json.dumps(gate_objects(data)))
@@ -170,7 +170,7 @@ def _gate(args: argparse.Namespace) -> int:
 def _plan(args: argparse.Namespace) -> int:
     import time
 
-    from autoscaler import whatif
+    from node_fleet import whatif
 
     settings = Settings.from_env(os.environ)
     now = whatif.parse_now(args.now) if args.now else time.time()
@@ -196,7 +196,7 @@ def _plan(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     import signal
 
-    from autoscaler.demo.run import run_demo
+    from node_fleet.demo.run import run_demo
 
     # Ctrl-C must reach the demo as KeyboardInterrupt (so it stops what it started), even when this
     # process was started with SIGINT ignored; SIGTERM stops it the same way.
@@ -213,7 +213,7 @@ def _terminated(signum: int, frame: object) -> None:
 
 
 def _print_table(result) -> None:
-    from autoscaler.sim.report import format_table
+    from node_fleet.sim.report import format_table
 
     s = result.settings
     print(f"{result.workload.name}: {result.workload.description}")
@@ -222,7 +222,7 @@ def _print_table(result) -> None:
 
 
 def _plot(result, path: Path) -> None:
-    from autoscaler.sim.plot import plot_runs
+    from node_fleet.sim.plot import plot_runs
 
     path.parent.mkdir(parents=True, exist_ok=True)
     plot_runs(result.records, result.scores, path)

@@ -1,6 +1,6 @@
 """Serve a synthetic cluster from the fake API server until stdin closes (used by bench/cycle.py).
 
-    .venv/bin/python -m autoscaler.stack.kube_api --nodes 1000 --pods-per-node 30
+    .venv/bin/python -m node_fleet.stack.kube_api --nodes 1000 --pods-per-node 30
 
 Prints one line, `READY <url> <token> <objects>`, once the store is seeded.
 """
@@ -14,7 +14,7 @@ from . import FakeKube, synthetic_cluster
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m autoscaler.stack.kube_api", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m node_fleet.stack.kube_api", description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=100)
     parser.add_argument("--pods-per-node", type=int, default=30)
     parser.add_argument("--token", default="bench-token")

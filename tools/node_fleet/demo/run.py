@@ -1,11 +1,11 @@
-"""`node-fleet demo`: the scenario of `autoscaler.demo.scenario` on the embedded stack, live.
+"""`node-fleet demo`: the scenario of `node_fleet.demo.scenario` on the embedded stack, live.
 
     run_demo(plot=Path("out/demo.png"), log=Path("out/demo.log"), quick=False) -> exit code
 
 It starts the EmbeddedStack (moto's server, the fake API server with simulated kubelets, a real
 Prometheus scraping them), seeds the cluster and the Flux objects, then runs the real handlers,
 `autoscaler.handler.lambda_handler` and `gitops_hooks.handler.lambda_handler`, as template.yaml
-deploys them (`autoscaler.demo.functions`), each getting a schedule tick every `tick_s` (the hook
+deploys them (`node_fleet.demo.functions`), each getting a schedule tick every `tick_s` (the hook
 first, then the autoscaler, as two schedules a few milliseconds apart would). Between ticks it
 watches the cluster (every half second) and moves the story on.
 
@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autoscaler.demo import scenario as sc
-from autoscaler.demo.functions import AUTOSCALER, HOOK, Functions, logs_to, tick
-from autoscaler.demo.scenario import NORMAL, QUICK, Timing
+from node_fleet.demo import scenario as sc
+from node_fleet.demo.functions import AUTOSCALER, HOOK, Functions, logs_to, tick
+from node_fleet.demo.scenario import NORMAL, QUICK, Timing
 
 ALIVE = ("pending", "running")
 GONE = ("shutting-down", "terminated")
@@ -220,7 +220,7 @@ class Demo:
     """One run of the scenario on a started stack; `say` prints a line (flushed)."""
 
     def __init__(self, stack: Any, timing: Timing, functions: Functions, say: Callable[[str], None]) -> None:
-        from autoscaler.demo.flux import FluxObjects
+        from node_fleet.demo.flux import FluxObjects
 
         self.stack = stack
         self.timing = timing
@@ -357,7 +357,7 @@ class Demo:
     # -- the story -----------------------------------------------------------------------------------------
 
     def advance(self, view: View) -> None:
-        """Move the story on from what the cluster shows now (see autoscaler.demo.scenario)."""
+        """Move the story on from what the cluster shows now (see node_fleet.demo.scenario)."""
         t, r, timing, kubelets = view.t, self.record, self.timing, self.stack.kubelets
         if self.phase is Phase.WARM and t >= timing.sale_at_s:
             kubelets.add_workload(sc.SALE, sc.SALE_WAVES[0], sc.SALE_CPU_M, sc.SALE_MEM_MIB)
@@ -549,14 +549,14 @@ def interrupts_ignored() -> Iterator[None]:
 
 
 def prometheus_installed() -> bool:
-    from autoscaler.stack.prometheus import binaries
+    from node_fleet.stack.prometheus import binaries
 
     return binaries() is not None
 
 
 def run_demo(plot: Path, log: Path, quick: bool = False, say: Callable[[str], None] | None = None) -> int:
     """See the module docstring; returns the exit status."""
-    from autoscaler.stack.stack import EmbeddedStack
+    from node_fleet.stack.stack import EmbeddedStack
 
     def out(line: str) -> None:
         print(line, flush=True)
@@ -617,7 +617,7 @@ def run_demo(plot: Path, log: Path, quick: bool = False, say: Callable[[str], No
     for line in summary(record):
         say(line)
     try:
-        from autoscaler.demo.plot import plot_demo
+        from node_fleet.demo.plot import plot_demo
 
         plot_demo(record, plot)
         say(f"plot written to {plot}; the handlers' logs and metrics are in {log}")

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
-from gitops_hooks.flux import RESOURCES, State, Verdict, supported, verdicts
+from autoscaler.gitops.flux import RESOURCES, State, Verdict, supported, verdicts
 
 DEFAULT_SETTLE_S = 120.0
 DEFAULT_MAX_HOLD_S = 1800.0

@@ -1,9 +1,9 @@
 """`make demo`, `node-fleet invoke --local` and the latency benchmark: the real handlers, as
-template.yaml deploys them, against the embedded stack (`autoscaler.stack`). Never used by the
+template.yaml deploys them, against the embedded stack (`node_fleet.stack`). Never used by the
 deployed Lambda.
 
 - `functions`: call a template function in this process the way `sam local invoke` would (handler
-  path and environment resolved by `autoscaler.local_invoke`), with the stack's environment; fresh
+  path and environment resolved by `node_fleet.local_invoke`), with the stack's environment; fresh
   events built from the files in events/ (a new id and time; a Function URL request signed with the
   stack's HMAC key and a fresh timestamp).
 - `flux`: a Flux-like object set (Kustomizations flux-system -> infrastructure -> apps) whose status

@@ -2,7 +2,7 @@
 
 No real API server can be installed here (no K3s, kube-apiserver or envtest binary), so the
 adapter tests, the integration tests and `make demo` drive the real `kubernetes` client against
-this one (part of the embedded stack, `autoscaler.stack`; never used by the deployed Lambda). It
+this one (part of the embedded stack, `node_fleet.stack`; never used by the deployed Lambda). It
 serves what `autoscaler.adapters.kube` relies on, with the JSON shapes, status codes and Status
 bodies of a real server:
 

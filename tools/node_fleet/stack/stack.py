@@ -23,7 +23,7 @@ offset of more than a few seconds) finds no sample in the window and the metrics
 `wait_for_metrics()` waits until the adapter reads every node's current usage.
 
 `environ` is built from template.yaml itself: both functions' Environment.Variables resolved by
-`autoscaler.local_invoke` with the template parameters pointing here (ClusterName, VpcId, WorkerSubnetIds,
+`node_fleet.local_invoke` with the template parameters pointing here (ClusterName, VpcId, WorkerSubnetIds,
 LaunchTemplateId, K8sApiUrl, PrometheusUrl, the SSM parameter names...), the table and topic
 filled in (CloudFormation would), plus what the local endpoints need (AWS_ENDPOINT_URL, fake
 credentials and region, PROMETHEUS_RATE_WINDOW), then the caller's `settings`, last. The secrets
@@ -46,10 +46,10 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from autoscaler.stack import aws
-from autoscaler.stack.kube_api import FLUX_KINDS, FakeKube, objects
-from autoscaler.stack.kubelets import CLUSTER_TAG, ROLE_TAG, WORKER_ROLE, KubeletFleet, WorkerShape, iso
-from autoscaler.stack.prometheus import INSTALL_HINT, PrometheusMissing, PrometheusServer, bcrypt_hash, binaries
+from node_fleet.stack import aws
+from node_fleet.stack.kube_api import FLUX_KINDS, FakeKube, objects
+from node_fleet.stack.kubelets import CLUSTER_TAG, ROLE_TAG, WORKER_ROLE, KubeletFleet, WorkerShape, iso
+from node_fleet.stack.prometheus import INSTALL_HINT, PrometheusMissing, PrometheusServer, bcrypt_hash, binaries
 
 T = TypeVar("T")
 
@@ -378,7 +378,7 @@ class EmbeddedStack:
         self._build_environ()
 
     def _build_environ(self) -> None:
-        from autoscaler.local_invoke import function_ids, load_template, resolve_function
+        from node_fleet.local_invoke import function_ids, load_template, resolve_function
 
         assert self.account and self.kube and self.prometheus and self.moto and self.workdir  # nosec B101
         auth_param = aws.PROMETHEUS_AUTH_PARAM if aws.PROMETHEUS_AUTH_PARAM in self.secrets else ""

@@ -4,7 +4,7 @@
     with stack.applied():
         functions.call("AutoscalerFunction", tick("schedule_tick.json"))
 
-Each function is resolved once from template.yaml by `autoscaler.local_invoke` (its Handler path,
+Each function is resolved once from template.yaml by `node_fleet.local_invoke` (its Handler path,
 CodeUri, memory, timeout and environment, with the stack's env-vars file), then every call runs like
 `sam local invoke`: os.environ holds the function's environment (and the AWS_* variables SAM sets)
 for the call, the handler is imported from the function's code folder once (a warm container), and
@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from autoscaler.local_invoke import (
+from node_fleet.local_invoke import (
     FunctionSpec,
     LambdaContext,
     function_ids,

@@ -1,0 +1,72 @@
+"""The adapters built from the environment, for both functions' wiring.
+
+Secrets (the K3s API token and CA, Prometheus credentials and CA, the webhook HMAC key) are read
+from SSM Parameter Store by the names the environment gives, through Powertools Parameters
+(decrypted, cached for five minutes), and never logged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from autoscaler.config import ConfigError
+
+SECRET_MAX_AGE_S = 300
+
+
+def secret(name: str) -> str:
+    from aws_lambda_powertools.utilities import parameters
+
+    return parameters.get_parameter(name, decrypt=True, max_age=SECRET_MAX_AGE_S)
+
+
+def optional_secret(environ: Mapping[str, str], variable: str) -> str | None:
+    name = environ.get(variable, "").strip()
+    return secret(name) if name else None
+
+
+def required(environ: Mapping[str, str], variable: str) -> str:
+    value = environ.get(variable, "").strip()
+    if not value:
+        raise ConfigError(f"{variable} is not set")
+    return value
+
+
+def kube_cluster(environ: Mapping[str, str]):
+    from autoscaler.adapters.kube import KubeCluster, secret_parameter_names
+
+    names = secret_parameter_names(environ)
+    token, ca_pem = (secret(names[k]) if k in names else None for k in ("token", "ca"))
+    return KubeCluster.from_env(environ, token=token, ca_pem=ca_pem)
+
+
+def prometheus(environ: Mapping[str, str]):
+    from autoscaler.adapters.prometheus import PrometheusAuth, PrometheusMetrics, PrometheusOptions
+
+    options = PrometheusOptions.from_env(environ)
+    auth = None
+    credentials = optional_secret(environ, "PROMETHEUS_AUTH_PARAM")
+    if credentials:
+        if credentials.startswith("Bearer "):
+            auth = PrometheusAuth.bearer(credentials.removeprefix("Bearer ").strip())
+        elif ":" in credentials:
+            user, password = credentials.split(":", 1)
+            auth = PrometheusAuth.basic(user, password)
+        else:
+            raise ConfigError("PROMETHEUS_AUTH_PARAM must hold 'user:password' or 'Bearer <token>'")
+    return PrometheusMetrics(options, auth=auth, ca_pem=optional_secret(environ, "PROMETHEUS_CA_PARAM"))
+
+
+def notifier(environ: Mapping[str, str]):
+    """SNS publisher for NOTIFY_TOPIC_ARN, or None when no topic is configured."""
+    topic = environ.get("NOTIFY_TOPIC_ARN", "").strip()
+    if not topic:
+        return None
+    import boto3
+
+    client = boto3.client("sns")
+
+    def publish(subject: str, message: str) -> None:
+        client.publish(TopicArn=topic, Subject=subject[:100], Message=message)
+
+    return publish
