@@ -61,7 +61,7 @@ from autoscaler import handler
 from autoscaler.adapters.prometheus import MARKER_LABEL, PrometheusMetrics, PrometheusOptions
 from autoscaler.config import Settings
 from autoscaler.events import AlarmChange, InvalidEvent, Manual, Tick, parse, parse_alarm_actions
-from autoscaler.gitops.flux import CANARY_AT_REST, CANARY_FAILED, State, supported, verdict
+from autoscaler.gitops.flux import CANARY_AT_REST, CANARY_FAILED, CANARY_PAUSED, State, supported, verdict
 from autoscaler.gitops.gate import GateMemory, evaluate, gate_objects
 from autoscaler.model import (
     DO_NOT_DISRUPT,
@@ -676,7 +676,11 @@ def opening_evidence(obj: Any, state: State) -> bool:
         return False
     if obj.get("kind") == "Canary":
         phase = status.get("phase")
-        return (state is State.READY and phase in CANARY_AT_REST) or (state is State.STALLED and phase == CANARY_FAILED)
+        return (
+            (state is State.READY and phase in CANARY_AT_REST)
+            or (state is State.STALLED and phase == CANARY_FAILED)
+            or (state is State.WAITING and phase in CANARY_PAUSED)
+        )
     conditions = status.get("conditions")
     if not isinstance(conditions, list):
         return False
