@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from autoscaler.config import Settings
 from autoscaler.matching import Binding, bind
 from autoscaler.model import ClusterSnapshot, Decision, Drain, DrainPhase, Instance, Launch, Node, Pod, ScalingState
-from autoscaler.planner import pod_blocker
+from autoscaler.rules import pod_blocker
 from autoscaler.ports import EvictionOutcome, NotOurInstance, Ports
 
 Checkpoint = Callable[[ScalingState], ScalingState]
