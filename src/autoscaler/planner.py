@@ -63,7 +63,7 @@ def plan(
         draft.update(last_scale_up=now, pressure_since=None, unneeded_since={})
         return draft.decide(Action.SCALE_UP, launches=launches, unhelpable=found.unhelpable)
 
-    removal = scale_down(draft, found)
+    removal = scale_down(draft, found.helpable)
     draft.update(unneeded_since=removal.unneeded)
     if not removal.remove and not draft.reasons:
         draft.say(ReasonCode.STEADY, f"{fleet.count} workers, nothing to change")

@@ -9,19 +9,18 @@ from autoscaler.model import Node, NodeVerdict, Pod, Reason, ReasonCode
 from autoscaler.plan_base import Draft
 from autoscaler.removal import Removal
 from autoscaler.rules import requested_utilization
-from autoscaler.scale_up import Estimate
 
 
-def scale_down(draft: Draft, found: Estimate) -> Removal:
+def scale_down(draft: Draft, pending: int) -> Removal:
     """Nodes to remove now, every worker's verdict, and the unneeded-since clock of every node
-    that qualifies."""
+    that qualifies. `pending`: the pending pods some worker could host (they hold scale-down)."""
     base, state = draft.base, draft.state
     fleet, settings, now, snapshot = base.fleet, base.settings, base.now, base.snapshot
     removal = Removal(draft)
     _remove_dead(removal)
-    if found.helpable:
-        draft.say(ReasonCode.PENDING_PODS, f"{found.helpable} pods wait for capacity")
-        removal.mark("pending_pods", f"{found.helpable} pods wait for capacity")
+    if pending:
+        draft.say(ReasonCode.PENDING_PODS, f"{pending} pods wait for capacity")
+        removal.mark("pending_pods", f"{pending} pods wait for capacity")
         return removal
     above = fleet.count - settings.max_nodes
     if above > 0:
