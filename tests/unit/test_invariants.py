@@ -51,8 +51,8 @@ from autoscaler.model import (
     Pod,
     ScalingState,
 )
-from autoscaler.planner import pod_blocker
 from autoscaler.ports import LaunchResult, NotOurInstance, Ports
+from autoscaler.rules import pod_blocker
 from autoscaler.service import LeaseBusy, Wiring, handle
 from node_fleet.sim.cluster import MemoryStateStore
 

@@ -3,7 +3,7 @@
 What it models, all seeded and deterministic: launch-to-running and running-to-Ready latency
 (lognormal, median ~45 s to Ready, p95 ~90 s), a share of launches that never join, EC2
 per-second billing from `running`, a first-fit scheduler on the planner's own placement
-predicate (`placement.Room`: resources, pods per node, selectors, affinity, taints, ports,
+predicate (`room.Room`: resources, pods per node, selectors, affinity, taints, ports,
 spread), evictions that free the node only after the pod's grace period while the controller
 recreates the pod at once, and a Prometheus view that lags by the scrape interval plus the rate
 window.
@@ -29,8 +29,9 @@ from autoscaler.model import (
     ScalingState,
     Taint,
 )
-from autoscaler.placement import Move, Room, Slot
+from autoscaler.placement import Move, Slot
 from autoscaler.ports import EvictionOutcome, LaunchResult, StaleStateError
+from autoscaler.room import Room
 from node_fleet.sim.record import Action, InstanceLife, PodLife, RunRecord, Sample
 from node_fleet.sim.workload import PodSpec, Workload
 
