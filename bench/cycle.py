@@ -53,12 +53,13 @@ def rss_mb() -> float:
 
 def worker(path: str, url: str, token: str, trace: bool) -> dict:
     started = time.perf_counter()
-    from autoscaler.adapters.kube import KubeOptions
+    from autoscaler.adapters.kube import KubeCluster
+    from autoscaler.config.kube import KubeOptions
 
     options = KubeOptions.from_env(
         {"K8S_API_URL": url, "K8S_TOKEN_PARAM": "/bench/token", "K8S_TIMEOUT_S": "120"}, token=token
     )
-    cluster = options.cluster()
+    cluster = KubeCluster.from_options(options)
     if path == "models":
         from kubernetes.client import CoreV1Api, PolicyV1Api
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from autoscaler.config import ConfigError
+from autoscaler.config.kube import KubeOptions, secret_parameter_names
 
 SECRET_MAX_AGE_S = 300
 
@@ -25,19 +26,12 @@ def optional_secret(environ: Mapping[str, str], variable: str) -> str | None:
     return secret(name) if name else None
 
 
-def required(environ: Mapping[str, str], variable: str) -> str:
-    value = environ.get(variable, "").strip()
-    if not value:
-        raise ConfigError(f"{variable} is not set")
-    return value
-
-
 def kube_cluster(environ: Mapping[str, str]):
-    from autoscaler.adapters.kube import KubeCluster, secret_parameter_names
+    from autoscaler.adapters.kube import KubeCluster
 
     names = secret_parameter_names(environ)
     token, ca_pem = (secret(names[k]) if k in names else None for k in ("token", "ca"))
-    return KubeCluster.from_env(environ, token=token, ca_pem=ca_pem)
+    return KubeCluster.from_options(KubeOptions.from_env(environ, token=token, ca_pem=ca_pem))
 
 
 def prometheus(environ: Mapping[str, str]):
