@@ -31,6 +31,7 @@ from autoscaler.adapters.prometheus import (
     PrometheusMetrics,
     PrometheusOptions,
     default_queries,
+    effective_queries,
 )
 from autoscaler.config import ConfigError
 from autoscaler.model import MetricsView
@@ -531,7 +532,7 @@ def test_from_env_defaults() -> None:
     assert (options.connect_timeout_s, options.read_timeout_s, options.staleness_s) == (2.0, 5.0, 180.0)
     assert (options.rate_window, options.node_label, options.retries) == ("5m", "instance", 2)
     assert options.custom_query is None
-    assert set(options.queries()) == {"cluster_cpu", "node_cpu", "cluster_mem", "node_mem", "unschedulable"}
+    assert set(effective_queries(options)) == {"cluster_cpu", "node_cpu", "cluster_mem", "node_mem", "unschedulable"}
 
 
 def test_from_env_reads_every_variable() -> None:
@@ -552,7 +553,7 @@ def test_from_env_reads_every_variable() -> None:
     assert (options.connect_timeout_s, options.read_timeout_s) == (1.5, 4.0)
     assert (options.staleness_s, options.rate_window, options.node_label) == (120.0, "2m", "node")
     assert (options.retries, options.backoff_s, options.deadline_s) == (1, 0.5, 20.0)
-    queries = options.queries()
+    queries = effective_queries(options)
     assert {name: q.expr for name, q in queries.items()} == {
         "cluster_cpu": "vector(0)",
         "node_cpu": "vector(1)",
