@@ -154,7 +154,7 @@ def fetch_only(cluster, page_size: int) -> int:
 
 
 def list_with_models(core, policy, page_size: int):
-    from autoscaler.adapters.kube_parse import DisruptionBudget
+    from autoscaler.adapters.kube_storage import DisruptionBudget
     from autoscaler.model import LabelSelector, Requirement
 
     def pages(call, **kwargs):
@@ -191,7 +191,8 @@ def list_with_models(core, policy, page_size: int):
 
 
 def node_from_model(m):
-    from autoscaler.adapters.kube_parse import CONTROL_PLANE_LABELS, cpu_millis, mem_bytes, parse_provider_id
+    from autoscaler.adapters.kube_parse import CONTROL_PLANE_LABELS, parse_provider_id
+    from autoscaler.adapters.kube_values import cpu_millis, mem_bytes
     from autoscaler.model import Node
 
     labels = m.metadata.labels or {}
@@ -212,7 +213,7 @@ def node_from_model(m):
 
 
 def pod_from_model(m, budgets):
-    from autoscaler.adapters.kube_parse import cpu_millis, mem_bytes
+    from autoscaler.adapters.kube_values import cpu_millis, mem_bytes
     from autoscaler.model import Pod
 
     def requests(c):

@@ -36,14 +36,9 @@ from autoscaler.adapters.kube import (
     api_client,
     configuration,
 )
-from autoscaler.adapters.kube_parse import (
-    cpu_millis,
-    mem_bytes,
-    parse_cluster,
-    parse_provider_id,
-    parse_quantity,
-    pod_requests,
-)
+from autoscaler.adapters.kube_parse import parse_cluster, parse_provider_id
+from autoscaler.adapters.kube_terms import pod_requests
+from autoscaler.adapters.kube_values import cpu_millis, mem_bytes, parse_quantity
 from autoscaler.config import ConfigError
 from autoscaler.config.kube import KubeOptions, secret_parameter_names
 from autoscaler.model import Pod, Requirement

@@ -33,16 +33,11 @@ from urllib.parse import quote
 import msgspec
 
 from autoscaler.adapters import kube_fields
-from autoscaler.adapters.kube_parse import (
-    FINISHED_PHASES,
+from autoscaler.adapters.kube_parse import FINISHED_PHASES, PodContext, checked, parse_daemonset, parse_node, parse_pod
+from autoscaler.adapters.kube_storage import (
     DisruptionBudget,
-    PodContext,
-    checked,
     parse_claim,
-    parse_daemonset,
-    parse_node,
     parse_pdb,
-    parse_pod,
     parse_storage_class,
     parse_volume,
 )
