@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from template_helpers import ROOT, TEMPLATE, function_environment, function_property
 
-from autoscaler import config
 from autoscaler.config import Settings
+from autoscaler.config import settings as config
 from node_fleet.local_invoke import resolve_function
 
 AUTOSCALER = "AutoscalerFunction"

@@ -46,7 +46,7 @@ def prometheus(environ: Mapping[str, str]):
 
 def notifier(environ: Mapping[str, str]):
     """SNS publisher for NOTIFY_TOPIC_ARN, or None when no topic is configured."""
-    topic = environ.get("NOTIFY_TOPIC_ARN", "").strip()
+    topic = text(environ, "NOTIFY_TOPIC_ARN")
     if not topic:
         return None
     import boto3

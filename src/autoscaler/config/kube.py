@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from autoscaler.config.environ import ConfigError, boolean
+from autoscaler.config.environ import ConfigError, boolean, text
 
 DEFAULT_PAGE_SIZE = 500
 DEFAULT_TIMEOUT_S = 15.0
@@ -31,8 +31,8 @@ DEFAULT_TIMEOUT_S = 15.0
 def secret_parameter_names(environ: Mapping[str, str]) -> dict[str, str]:
     """The SSM parameters the caller must read for `KubeOptions.from_env`: {"token": name, "ca": name}
     for those configured."""
-    names = {"token": environ.get("K8S_TOKEN_PARAM", "").strip(), "ca": environ.get("K8S_CA_PARAM", "").strip()}
-    return {k: v for k, v in names.items() if v}
+    variables = {"token": "K8S_TOKEN_PARAM", "ca": "K8S_CA_PARAM"}
+    return {k: name for k, variable in variables.items() if (name := text(environ, variable))}
 
 
 @dataclass(frozen=True)
@@ -58,12 +58,12 @@ class KubeOptions:
         page_size = int(_env_number(environ, "K8S_PAGE_SIZE", DEFAULT_PAGE_SIZE, 10, 5000, int))
         timeout_s = _env_number(environ, "K8S_TIMEOUT_S", DEFAULT_TIMEOUT_S, 1, 300, float)
         common = {"verify_ssl": verify, "page_size": page_size, "timeout_s": timeout_s}
-        url = environ.get("K8S_API_URL", "").strip()
+        url = text(environ, "K8S_API_URL")
         if url:
             return cls(api_url=_api_url(url), token=_token(environ, token), ca_pem=_ca(environ, ca_pem), **common)
-        kubeconfig = environ.get("KUBECONFIG", "").strip()
+        kubeconfig = text(environ, "KUBECONFIG")
         if kubeconfig:
-            return cls(kubeconfig=kubeconfig, context=environ.get("K8S_CONTEXT", "").strip() or None, **common)
+            return cls(kubeconfig=kubeconfig, context=text(environ, "K8S_CONTEXT"), **common)
         raise ConfigError(
             "K8S_API_URL is not set: set it (with K8S_TOKEN_PARAM and K8S_CA_PARAM naming the SSM parameters "
             "that hold the API token and CA certificate), or set KUBECONFIG for local use"
@@ -71,7 +71,7 @@ class KubeOptions:
 
 
 def _env_bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = environ.get(name, "").strip()
+    raw = text(environ, name)
     if not raw:
         return default
     value = boolean(raw)
@@ -83,7 +83,7 @@ def _env_bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
 def _env_number(
     environ: Mapping[str, str], name: str, default: float, low: float, high: float, kind: Callable[[str], float]
 ) -> float:
-    raw = environ.get(name, "").strip()
+    raw = text(environ, name)
     if not raw:
         return default
     try:
@@ -118,7 +118,7 @@ def _loopback(host: str) -> bool:
 
 
 def _token(environ: Mapping[str, str], token: str | None) -> str:
-    param = environ.get("K8S_TOKEN_PARAM", "").strip()
+    param = text(environ, "K8S_TOKEN_PARAM")
     if not param:
         raise ConfigError(
             "K8S_TOKEN_PARAM must name the SSM parameter that holds the API token when K8S_API_URL is set"
@@ -132,7 +132,7 @@ def _token(environ: Mapping[str, str], token: str | None) -> str:
 
 
 def _ca(environ: Mapping[str, str], ca_pem: str | None) -> str | None:
-    param = environ.get("K8S_CA_PARAM", "").strip()
+    param = text(environ, "K8S_CA_PARAM")
     if not param:
         if ca_pem:
             raise ConfigError("K8S_CA_PARAM is not set, but a CA certificate was given")
