@@ -473,6 +473,23 @@ def test_auth_must_be_one_kind(kwargs: dict) -> None:
     assert "'p'" not in str(caught.value) and "'t'" not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("desc", "secret", "expected"),
+    [
+        ("a bearer token", "Bearer abc.def ", PrometheusAuth.bearer("abc.def")),
+        ("user and password, split at the first colon", "fleet:pa:ss", PrometheusAuth.basic("fleet", "pa:ss")),
+    ],
+)
+def test_auth_from_the_ssm_secret(desc: str, secret: str, expected: PrometheusAuth) -> None:
+    assert PrometheusAuth.from_secret(secret) == expected, desc
+
+
+def test_auth_from_a_secret_of_neither_kind_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match=r"^PROMETHEUS_AUTH_PARAM must hold") as caught:
+        PrometheusAuth.from_secret(f"{TOKEN}nocolon")
+    assert TOKEN not in str(caught.value)
+
+
 def _self_signed(tmp_path: Path) -> tuple[Path, Path, str]:
     # cryptography comes with moto (a dev dependency).
     import ipaddress

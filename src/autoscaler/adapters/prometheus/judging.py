@@ -25,6 +25,8 @@ _MAX_LISTED = 5
 
 @dataclass
 class Outcome:
+    """What one query's answer gave: its value, and why some or all of it is unknown."""
+
     value: Any
     """float, dict of key -> float, or None (unknown)."""
     reasons: list[str] = field(default_factory=list)

@@ -47,7 +47,9 @@ class Query:
 
 
 class QueryError(Exception):
-    """A request that got no usable answer. `query_level`: Prometheus refused the PromQL itself."""
+    """A query that got no usable answer. `query_level`: Prometheus refused the PromQL itself.
+
+    Beside `Query` because both the transport and the (pure) judging raise it."""
 
     def __init__(self, reason: str, *, query_level: bool) -> None:
         super().__init__(reason)
