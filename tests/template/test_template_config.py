@@ -61,7 +61,7 @@ HOOK_ENV = {
     "GATE_SETTLE_S",
     "GATE_MAX_HOLD_S",
 }
-# Settings whose template range is deliberately narrower than config.py's, and why.
+# Settings whose template range is deliberately narrower than config.settings', and why.
 NARROWER = {"lease_duration_s": "the lease must outlast the function timeout"}
 LAMBDA_ENV_LIMIT_BYTES = 4096
 
