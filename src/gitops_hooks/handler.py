@@ -31,6 +31,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from autoscaler.config import ConfigError, Settings
+from autoscaler.config.hook import webhook_max_age
 from autoscaler.gitops.gate import GateMemory, evaluate
 from autoscaler.gitops.reader import list_objects, record_of
 from autoscaler.logs import quiet_wire_loggers
@@ -44,7 +45,6 @@ metrics = Metrics()
 # Flux's largest event: a message cut at 39,000 characters, each possibly one of Go's 6-byte escapes
 # (\u003c for "<"), is ~234 KB, plus the object reference and metadata.
 MAX_BODY_BYTES = 256 * 1024
-DEFAULT_MAX_AGE_S = 300
 FUTURE_SKEW_S = 60
 """How far ahead of our clock a sender's timestamp may be."""
 
@@ -67,7 +67,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     metrics.add_dimension("ClusterName", os.environ.get("CLUSTER_NAME", Settings().cluster_name))
     try:
         settings = Settings.from_env(os.environ)
-        max_age = _max_age(os.environ)
+        max_age = webhook_max_age(os.environ)
     except ConfigError as exc:
         logger.error("invalid setting, nothing done", extra={"error": str(exc)})
         metrics.add_metric(name="Errors", unit=MetricUnit.Count, value=1)
@@ -192,14 +192,3 @@ def _reply(status: int, message: str, **extra: Any) -> dict[str, Any]:
         "headers": {"content-type": "application/json"},
         "body": json.dumps({"message": message, **extra}),
     }
-
-
-def _max_age(environ: Any) -> float:
-    raw = environ.get("WEBHOOK_MAX_AGE_S", str(DEFAULT_MAX_AGE_S))
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 10 <= value <= 3600:
-        raise ConfigError(f"WEBHOOK_MAX_AGE_S={raw!r} is out of range: allowed 10..3600")
-    return value

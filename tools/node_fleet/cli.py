@@ -159,10 +159,11 @@ def _gate(args: argparse.Namespace) -> int:
         except json.JSONDecodeError as exc:
             raise ValueError(f"{args.objects}: not JSON ({exc.msg} at line {exc.lineno})") from None
     else:
-        from autoscaler.adapters.kube import KubeOptions
+        from autoscaler.adapters.kube import KubeCluster
+        from autoscaler.config.kube import KubeOptions
         from autoscaler.gitops.reader import list_objects
 
-        data = list_objects(KubeOptions(kubeconfig=str(args.kubeconfig)).cluster())
+        data = list_objects(KubeCluster.from_options(KubeOptions(kubeconfig=str(args.kubeconfig))))
     print(json.dumps(gate_objects(data)))
     return 0
 

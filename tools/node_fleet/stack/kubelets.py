@@ -44,6 +44,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from autoscaler.adapters.kube_values import cpu_millis, mem_bytes
 from node_fleet.stack.kube_api import FakeKube, objects
 from node_fleet.stack.prometheus import duration
 
@@ -594,22 +595,16 @@ def _cpu_text(cpu_m: int) -> str:
 
 
 def _cpu_m(text: Any) -> int:
-    from autoscaler.adapters.kube_parse import cpu_millis
-
     return cpu_millis(str(text), round_up=False)
 
 
 def _mem_b(text: Any) -> int:
-    from autoscaler.adapters.kube_parse import mem_bytes
-
     return mem_bytes(str(text), round_up=False)
 
 
 def _requests(pod: Mapping[str, Any]) -> tuple[int, int]:
     """(millicores, bytes) a pod reserves: its containers' requests summed (the pods made here
     have neither init containers nor overhead)."""
-    from autoscaler.adapters.kube_parse import cpu_millis, mem_bytes
-
     cpu = mem = 0
     for container in pod["spec"].get("containers") or ():
         wanted = (container.get("resources") or {}).get("requests") or {}
