@@ -81,7 +81,7 @@ Limits (what a test must not rely on)
 """
 
 from .objects import claim, daemonset, kustomization, node, pdb, pod, storage_class, synthetic_cluster, volume
-from .server import (
+from .resources import (
     CANARIES,
     DAEMONSETS,
     FLUX_KINDS,
@@ -93,10 +93,9 @@ from .server import (
     PVCS,
     PVS,
     STORAGE_CLASSES,
-    FakeKube,
-    Request,
-    Resource,
+    ApiResource,
 )
+from .server import FakeKube, Request
 
 __all__ = [
     "CANARIES",
@@ -110,9 +109,9 @@ __all__ = [
     "PVCS",
     "PVS",
     "STORAGE_CLASSES",
+    "ApiResource",
     "FakeKube",
     "Request",
-    "Resource",
     "claim",
     "daemonset",
     "kustomization",
