@@ -17,7 +17,7 @@ from autoscaler.gitops.gate import evaluate
 from gitops_hooks import handler as hook_handler
 from node_fleet.cli import main
 from node_fleet.demo import functions, local
-from node_fleet.demo.flux import FluxObjects
+from node_fleet.demo.flux import FakeFlux
 from node_fleet.demo.plot import plot_demo, spans
 from node_fleet.demo.run import Cycle, Record, Sample, cycle_line, gate_text, summary
 from node_fleet.demo.scenario import NORMAL, QUICK
@@ -39,10 +39,10 @@ class Clock:
         return self.now
 
 
-def flux_set(clock: Clock) -> tuple[FakeKube, FluxObjects]:
+def flux_set(clock: Clock) -> tuple[FakeKube, FakeFlux]:
     kube = FakeKube()  # the in-memory store only: never started, no socket
     kube.install(*FLUX_KINDS)
-    flux = FluxObjects(kube, clock)
+    flux = FakeFlux(kube, clock)
     flux.seed()
     return kube, flux
 

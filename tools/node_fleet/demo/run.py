@@ -220,13 +220,13 @@ class Demo:
     """One run of the scenario on a started stack; `say` prints a line (flushed)."""
 
     def __init__(self, stack: Any, timing: Timing, functions: Functions, say: Callable[[str], None]) -> None:
-        from node_fleet.demo.flux import FluxObjects
+        from node_fleet.demo.flux import FakeFlux
 
         self.stack = stack
         self.timing = timing
         self.functions = functions
         self.say = say
-        self.flux = FluxObjects(stack.kube)
+        self.flux = FakeFlux(stack.kube)
         self.record = Record(timing)
         self.phase = Phase.WARM
         self._wave = 0

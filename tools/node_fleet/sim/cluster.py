@@ -31,7 +31,7 @@ from autoscaler.model import (
 )
 from autoscaler.placement import Move, Room, Slot
 from autoscaler.ports import EvictionOutcome, LaunchResult, StaleStateError
-from node_fleet.sim.record import Action, InstanceLife, PodLife, RunRecord, Sample
+from node_fleet.sim.record import InstanceLife, PodLife, RunRecord, Sample, ScaleEvent
 from node_fleet.sim.workload import PodSpec, Workload
 
 ZONES = ("sim-a", "sim-b")
@@ -246,7 +246,7 @@ class VirtualCluster:
             return self._launch_tokens[token]
         ids = tuple(self._new_instance(az or ZONES[0], now).id for _ in range(count))
         self._launch_tokens[token] = ids
-        self.record.actions.append(Action(now, "launch", count))
+        self.record.actions.append(ScaleEvent(now, "launch", count))
         return ids
 
     def terminate(self, instance_id: str, now: float) -> None:
@@ -258,7 +258,7 @@ class VirtualCluster:
             inst.life.terminated_at = now
             if inst.life.ready_at is not None and inst.life.ready_at > now:
                 inst.life.ready_at = None
-        self.record.actions.append(Action(now, "terminate", 1))
+        self.record.actions.append(ScaleEvent(now, "terminate", 1))
         self.drop_node(f"node-{instance_id}")
 
     def drop_node(self, name: str) -> None:
