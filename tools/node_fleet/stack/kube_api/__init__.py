@@ -80,7 +80,8 @@ Limits (what a test must not rely on)
   by default; HTTPS with `FakeKube(tls=(cert_file, key_file))` and a certificate the test made.
 """
 
-from .objects import claim, daemonset, kustomization, node, pdb, pod, storage_class, synthetic_cluster, volume
+from .objects import claim, daemonset, kustomization, node, pdb, storage_class, volume
+from .pods import PodTemplate, pod
 from .resources import (
     CANARIES,
     DAEMONSETS,
@@ -96,6 +97,7 @@ from .resources import (
     ApiResource,
 )
 from .server import FakeKube, Request
+from .synthetic import synthetic_cluster
 
 __all__ = [
     "CANARIES",
@@ -111,6 +113,7 @@ __all__ = [
     "STORAGE_CLASSES",
     "ApiResource",
     "FakeKube",
+    "PodTemplate",
     "Request",
     "claim",
     "daemonset",
