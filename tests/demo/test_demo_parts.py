@@ -19,7 +19,8 @@ from node_fleet.cli import main
 from node_fleet.demo import functions, local
 from node_fleet.demo.flux import FakeFlux
 from node_fleet.demo.plot import plot_demo, spans
-from node_fleet.demo.run import Cycle, Record, Sample, cycle_line, gate_text, summary
+from node_fleet.demo.record import Cycle, Record, Sample
+from node_fleet.demo.render import cycle_line, gate_text, summary
 from node_fleet.demo.scenario import NORMAL, QUICK
 from node_fleet.stack.kube_api import FLUX_KINDS, FakeKube
 
