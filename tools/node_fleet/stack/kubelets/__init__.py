@@ -37,7 +37,17 @@ Modules: `kubelet` (one a worker instance), `scheduler`, `controllers` (ReplicaS
 
 from .controllers import ReplicaSet
 from .fleet import KubeletFleet
-from .kubelet import CLUSTER_TAG, POOL_LABEL, ROLE_TAG, WORKER_ROLE, WorkerShape
+from .kubelet import CLUSTER_TAG, POOL_LABEL, ROLE_TAG, WORKER_ROLE, WorkerShape, describe_workers
 from .pods import iso
 
-__all__ = ["CLUSTER_TAG", "POOL_LABEL", "ROLE_TAG", "WORKER_ROLE", "KubeletFleet", "ReplicaSet", "WorkerShape", "iso"]
+__all__ = [
+    "CLUSTER_TAG",
+    "POOL_LABEL",
+    "ROLE_TAG",
+    "WORKER_ROLE",
+    "KubeletFleet",
+    "ReplicaSet",
+    "WorkerShape",
+    "describe_workers",
+    "iso",
+]

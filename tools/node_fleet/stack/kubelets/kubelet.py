@@ -3,7 +3,7 @@ Node Ready=Unknown when the instance goes away."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,12 +53,14 @@ class Kubelet:
         )
 
 
-def describe_workers(ec2: Any, cluster_name: str) -> list[dict[str, Any]]:
-    """Every instance tagged as a worker of this cluster, in any state."""
+def describe_workers(ec2: Any, cluster_name: str, states: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """The instances tagged as workers of this cluster, in `states` (every state when empty)."""
     filters = [
         {"Name": f"tag:{CLUSTER_TAG}", "Values": [cluster_name]},
         {"Name": f"tag:{ROLE_TAG}", "Values": [WORKER_ROLE]},
     ]
+    if states:
+        filters.append({"Name": "instance-state-name", "Values": list(states)})
     found = []
     for page in ec2.get_paginator("describe_instances").paginate(Filters=filters):
         for reservation in page["Reservations"]:
