@@ -8,7 +8,18 @@ from pathlib import Path
 
 from node_fleet.sim.workload import DEFAULT_USAGE, PodSpec, TraceError, Workload
 
-from .reading import bad, finite, names_the_file, nonneg_int, num, open_text, pods_horizon, read_header, window_bounds
+from .reading import (
+    bad,
+    finite,
+    names_the_file,
+    nonneg_int,
+    num,
+    open_text,
+    pods_horizon,
+    read_header,
+    rows,
+    window_bounds,
+)
 
 DEFAULT_NODE_CPU_M = 2000
 DEFAULT_NODE_MEM_MIB = 7680
@@ -59,13 +70,8 @@ def from_alibaba(
             columns = ",".join(need)
             raise TraceError(f"{path} line 1: expected a header with the columns {columns}, missing {missing}")
         col = {c: header.index(c) for c in need}
-        for row in reader:
-            if not row:
-                continue
+        for where, row in rows(path, reader, len(header)):
             line = reader.line_num
-            where = f"{path} line {line}"
-            if len(row) != len(header):
-                raise TraceError(f"{where}: expected {len(header)} fields, got {len(row)}")
             name = row[col["name"]].strip()
             if not name:
                 bad(where, "name", "a non-empty name", row[col["name"]])

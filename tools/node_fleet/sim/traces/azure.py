@@ -9,7 +9,7 @@ from node_fleet.sim.workload import TraceError, Workload
 
 from .defaults import TRACE_DEFAULTS
 from .rates import ServiceModel, series_workload
-from .reading import names_the_file, nonneg_int, open_text, read_header
+from .reading import names_the_file, nonneg_int, open_text, read_header, rows
 
 
 @names_the_file
@@ -43,12 +43,7 @@ def from_azure(
             raise TraceError(f"{path} line 1: expected the header {expected!r}, got {shown!r}")
         totals = [0] * len(minutes)
         functions = 0
-        for row in reader:
-            if not row:
-                continue
-            where = f"{path} line {reader.line_num}"
-            if len(row) != len(header):
-                raise TraceError(f"{where}: expected {len(header)} fields, got {len(row)}")
+        for where, row in rows(path, reader, len(header)):
             try:
                 counts = list(map(int, row[3:]))
                 if min(counts) < 0:

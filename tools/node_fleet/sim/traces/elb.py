@@ -11,7 +11,7 @@ from node_fleet.sim.workload import TraceError, Workload
 
 from .defaults import TRACE_DEFAULTS
 from .rates import ServiceModel, series_workload
-from .reading import bad, finite, names_the_file, open_text, read_header
+from .reading import bad, finite, names_the_file, open_text, read_header, rows
 
 
 @names_the_file
@@ -46,12 +46,7 @@ def from_elb(
             raise TraceError(
                 f"{path} line {reader.line_num}: expected the header 'timestamp,value', got {','.join(header)!r}"
             )
-        for row in reader:
-            if not row:
-                continue
-            where = f"{path} line {reader.line_num}"
-            if len(row) != len(header):
-                raise TraceError(f"{where}: expected {len(header)} fields, got {len(row)}")
+        for where, row in rows(path, reader, len(header)):
             try:
                 stamp = datetime.fromisoformat(row[0].strip())
             except ValueError:

@@ -66,6 +66,18 @@ def read_header(path: Path, reader: Iterator[list[str]], expected: Sequence[str]
     raise TraceError(f"{path}: empty file, expected the header {','.join(expected)!r}")
 
 
+def rows(path: Path, reader: Any, width: int) -> Iterator[tuple[str, list[str]]]:
+    """The non-empty rows of a csv `reader` after its header, each with where it stands (file and
+    line); a row of another width than the header's is a TraceError."""
+    for row in reader:
+        if not row:
+            continue
+        where = f"{path} line {reader.line_num}"
+        if len(row) != width:
+            raise TraceError(f"{where}: expected {width} fields, got {len(row)}")
+        yield where, row
+
+
 def bad(where: str, field: str, expected: str, got: str) -> NoReturn:
     raise TraceError(f"{where}, field {field}: expected {expected}, got {got!r}")
 
