@@ -21,7 +21,7 @@ from node_fleet.demo.flux import FakeFlux
 from node_fleet.demo.plot import plot_demo, spans
 from node_fleet.demo.record import Cycle, Record, Sample
 from node_fleet.demo.render import cycle_line, gate_text, summary
-from node_fleet.demo.scenario import NORMAL, QUICK
+from node_fleet.demo.timing import NORMAL, QUICK
 from node_fleet.stack.kube_api import FLUX_KINDS, FakeKube
 
 

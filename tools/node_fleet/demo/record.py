@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from node_fleet.demo.scenario import ALIVE, Timing
+from node_fleet.demo.timing import Timing
+
+ALIVE = ("pending", "running")
+GONE = ("shutting-down", "terminated")
+"""EC2 instance states: a worker that counts, and one on its way out."""
 
 # Which reason to show when a decision has several: the first one present wins.
 MAIN_REASONS = {

@@ -31,9 +31,10 @@ from typing import Any
 
 from node_fleet.demo import scenario as sc
 from node_fleet.demo.functions import AUTOSCALER, HOOK, Functions, logs_to, tick
-from node_fleet.demo.record import Cycle, Record, Sample, View
+from node_fleet.demo.record import ALIVE, GONE, Cycle, Record, Sample, View
 from node_fleet.demo.render import cycle_line, gate_text, header, summary
-from node_fleet.demo.scenario import ALIVE, GONE, NORMAL, QUICK, STORY, Phase, Timing
+from node_fleet.demo.scenario import STORY, Phase
+from node_fleet.demo.timing import NORMAL, QUICK, Timing
 
 SAMPLE_EVERY_S = 0.5
 PROMETHEUS_HINT = (
