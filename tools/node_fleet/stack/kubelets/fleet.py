@@ -49,7 +49,6 @@ class KubeletFleet:
         self.base_mem_mib = base_mem_mib
         self.pool = pool
         self.clock = clock
-        self.metrics_clock = metrics_clock
         self.interval_s = interval_s
         self._lock = threading.RLock()
         self._kubelets: dict[str, Kubelet] = {}
