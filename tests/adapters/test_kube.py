@@ -743,7 +743,7 @@ def test_annotations_and_grace_period(kube):
 def test_finished_pods_are_not_listed_even_if_the_server_ignores_the_field_selector(kube, monkeypatch):
     kube.add(fk.pod("done", node="n1", phase="Succeeded"), fk.pod("up", node="n1"), fk.pod("waiting", node=None))
     cluster = fake_cluster(kube)
-    monkeypatch.setattr(fk.server, "field_selector", lambda text, plural: lambda obj: True)
+    monkeypatch.setattr(fk.verbs, "field_selector", lambda text, plural: lambda obj: True)
     assert sorted(p.name for p in cluster.list_pods()) == ["up", "waiting"]
 
 

@@ -17,10 +17,11 @@ from autoscaler.gitops.gate import evaluate
 from gitops_hooks import handler as hook_handler
 from node_fleet.cli import main
 from node_fleet.demo import functions, local
-from node_fleet.demo.flux import FluxObjects
+from node_fleet.demo.flux import FakeFlux
 from node_fleet.demo.plot import plot_demo, spans
-from node_fleet.demo.run import Cycle, Record, Sample, cycle_line, gate_text, summary
-from node_fleet.demo.scenario import NORMAL, QUICK
+from node_fleet.demo.record import Cycle, Record, Sample
+from node_fleet.demo.render import cycle_line, gate_text, summary
+from node_fleet.demo.timing import NORMAL, QUICK
 from node_fleet.stack.kube_api import FLUX_KINDS, FakeKube
 
 
@@ -39,10 +40,10 @@ class Clock:
         return self.now
 
 
-def flux_set(clock: Clock) -> tuple[FakeKube, FluxObjects]:
+def flux_set(clock: Clock) -> tuple[FakeKube, FakeFlux]:
     kube = FakeKube()  # the in-memory store only: never started, no socket
     kube.install(*FLUX_KINDS)
-    flux = FluxObjects(kube, clock)
+    flux = FakeFlux(kube, clock)
     flux.seed()
     return kube, flux
 

@@ -54,7 +54,7 @@ from autoscaler.model import (
 from autoscaler.ports import LaunchResult, NotOurInstance, Ports
 from autoscaler.rules import pod_blocker
 from autoscaler.service import LeaseBusy, Wiring, handle
-from node_fleet.sim.cluster import MemoryStateStore
+from node_fleet.sim.ports import MemoryStateStore
 
 LONG = os.environ.get("HYPOTHESIS_PROFILE") == "long"
 RUNS, STEPS = (400, 60) if LONG else (40, 30)

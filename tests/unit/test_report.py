@@ -8,7 +8,7 @@ import math
 import pytest
 
 from node_fleet.sim.plot import plot_runs
-from node_fleet.sim.record import Action, InstanceLife, PodLife, RunRecord, Sample
+from node_fleet.sim.record import InstanceLife, PodLife, RunRecord, Sample, ScaleEvent
 from node_fleet.sim.report import PolicyScore, format_table, score, to_json
 
 
@@ -23,7 +23,7 @@ def record(
     samples: list[Sample] | None = None,
     instances: list[InstanceLife] | None = None,
     pods: list[PodLife] | None = None,
-    actions: list[Action] | None = None,
+    actions: list[ScaleEvent] | None = None,
 ) -> RunRecord:
     return RunRecord(
         policy=policy,
@@ -210,8 +210,8 @@ def test_elasticity_metrics_hand_computed() -> None:
 # --- stability -------------------------------------------------------------------------------------
 
 
-def act(t: float, kind: str, count: int = 1) -> Action:
-    return Action(t=t, kind=kind, count=count)
+def act(t: float, kind: str, count: int = 1) -> ScaleEvent:
+    return ScaleEvent(t=t, kind=kind, count=count)
 
 
 @pytest.mark.parametrize(
@@ -237,7 +237,7 @@ def act(t: float, kind: str, count: int = 1) -> Action:
         pytest.param([], 0, id="no-actions"),
     ],
 )
-def test_flaps(actions: list[Action], expected: int) -> None:
+def test_flaps(actions: list[ScaleEvent], expected: int) -> None:
     sc = score(record(actions=actions))
     assert sc.flaps == expected
     assert sc.scale_actions == len(actions)

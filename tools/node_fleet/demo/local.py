@@ -63,9 +63,9 @@ def merge_env_vars(stack_file: Path, user_file: Path | None, target: Path) -> Pa
 
 def seed(stack: Any) -> None:
     """A small workload on the seeded workers and the Flux objects, all settled; metrics known."""
-    from node_fleet.demo.flux import FluxObjects
+    from node_fleet.demo.flux import FakeFlux
 
-    FluxObjects(stack.kube).seed()
+    FakeFlux(stack.kube).seed()
     stack.kubelets.add_workload("shop", 4, 600, 1024, nodes=stack.seeded_workers)
     # While Prometheus has no rate yet, the adapter warns at each try: not worth showing.
     with contextlib.suppress(TimeoutError), logs_to(io.StringIO()):
