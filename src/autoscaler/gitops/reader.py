@@ -8,12 +8,12 @@ holds (the autoscaler caps how long).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from autoscaler.gitops.flux import RESOURCES
 from autoscaler.gitops.gate import GateMemory, GateVerdict, evaluate
+from autoscaler.ports import GateAnswer
 
 log = logging.getLogger(__name__)
 
@@ -28,15 +28,6 @@ class GateStore(Protocol):
         """The gate item's body, or None when none is stored."""
 
     def save(self, record: dict[str, Any], observed_at: float) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class GateAnswer:
-    blocked: bool
-    reasons: tuple[Mapping[str, str], ...] = ()
-    cap_hit: bool = False
-    unknown: str | None = None
-    """Why the gate could not be read (then `blocked` is True)."""
 
 
 def list_objects(source: FluxObjects) -> list[dict[str, Any]]:
@@ -78,7 +69,3 @@ def record_of(
 def _short(exc: BaseException, limit: int = 200) -> str:
     text = str(exc).splitlines()[0] if str(exc) else ""
     return text[:limit]
-
-
-def reasons_text(reasons: Sequence[Mapping[str, str]]) -> str:
-    return "; ".join(f"{r.get('kind')} {r.get('namespace')}/{r.get('name')} {r.get('state')}" for r in reasons)
