@@ -31,8 +31,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from autoscaler.config import ConfigError, Settings
-from autoscaler.gitops.gate import GateMemory, evaluate
-from autoscaler.gitops.reader import list_objects, record_of
+from autoscaler.gitops.item import EventHold, GateItem
+from autoscaler.gitops.reader import list_objects
 from autoscaler.logs import quiet_wire_loggers
 from autoscaler.ports import PermanentError
 from gitops_hooks.wiring import HookWiring
@@ -90,18 +90,16 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     return {"status": "rejected", "error": "event: expected a schedule tick or a Function URL request"}
 
 
-def poll(w: HookWiring, settings: Settings, event_hold_until: float = 0.0, event_reason: dict | None = None) -> dict:
+def poll(w: HookWiring, settings: Settings, event: EventHold | None = None) -> dict:
     """Compute the verdict afresh from the cluster and store it. A read failure raises (retryable);
     the autoscaler then finds the item stale and its own check unreadable, which holds."""
     now = w.clock()
-    record = w.store.load()
-    prior_memory = GateMemory.from_dict(record["memory"]) if record and "memory" in record else None
     # A hold from a notification lasts until its time, or until the objects say it is over.
-    if record and float(record.get("event_hold_until") or 0) > max(now, event_hold_until):
-        event_hold_until, event_reason = float(record["event_hold_until"]), record.get("event_reason")
-    verdict = evaluate(list_objects(w.source), now, prior_memory, settings.gate_settle_s, settings.gate_max_hold_s)
-    w.store.save(record_of(verdict, event_hold_until, event_reason), now)
-    held = verdict.blocked or event_hold_until > now
+    item = GateItem.refresh(
+        w.store.load(), list_objects(w.source), now, settings.gate_settle_s, settings.gate_max_hold_s, event
+    )
+    w.store.save(item.to_dict(), now)
+    verdict, held = item.verdict, item.held(now)
     metrics.add_metric(name="GateHeld", unit=MetricUnit.Count, value=int(held))
     metrics.add_metric(name="ObjectsInProgress", unit=MetricUnit.Count, value=len(verdict.holding))
     metrics.add_metric(name="HoldAge", unit=MetricUnit.Seconds, value=verdict.held_for_s)
@@ -157,7 +155,7 @@ def webhook(event: dict[str, Any], w: HookWiring, settings: Settings, max_age_s:
             "state": "in_progress",
             "detail": "Flux event Progressing",
         }
-        result = poll(w, settings, event_hold_until=now + max(settings.gate_settle_s, 60), event_reason=hold)
+        result = poll(w, settings, EventHold(now + max(settings.gate_settle_s, 60), hold))
     else:
         result = poll(w, settings)
     return _reply(202, "accepted", blocked=result["blocked"])

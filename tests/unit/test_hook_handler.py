@@ -210,3 +210,64 @@ def test_an_unexpected_event_is_rejected(monkeypatch):
     monkeypatch.setattr(handler, "_wiring", wiring())
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "NodeFleet")
     assert handler.lambda_handler({"hello": 1}, LambdaContext())["status"] == "rejected"
+
+
+CAP = S.gate_max_hold_s
+
+
+def _poll_at(at):
+    def step(w):
+        w.clock = lambda: at
+        poll(w, S)
+
+    return step
+
+
+def _event_at(at, reason="Progressing"):
+    def step(w):
+        w.clock = lambda: at
+        assert webhook(url_request(json.dumps(flux_event(reason, sent=at)).encode()), w, S, 300)["statusCode"] == 202
+
+    return step
+
+
+@pytest.mark.parametrize(
+    ("objects", "steps", "held", "cap_hit"),
+    [
+        pytest.param([kustomization()], [_poll_at(NOW)], False, False, id="everything ready"),
+        pytest.param([kustomization("Unknown", "Progressing")], [_poll_at(NOW)], True, False, id="reconciling"),
+        pytest.param([kustomization()], [_event_at(NOW)], True, False, id="a Progressing event before the status"),
+        pytest.param(
+            [kustomization()], [_event_at(NOW - 200), _poll_at(NOW)], False, False, id="an event hold that ended"
+        ),
+        pytest.param(
+            [kustomization("Unknown", "Progressing")],
+            [_poll_at(NOW - CAP), _event_at(NOW)],
+            False,
+            True,
+            id="cap hit with an event hold",
+        ),
+        pytest.param(
+            [kustomization("Unknown", "Progressing")],
+            [_poll_at(NOW - CAP), _event_at(NOW - 30), _poll_at(NOW)],
+            False,
+            True,
+            id="cap hit while an earlier event still holds",
+        ),
+    ],
+)
+def test_the_hooks_gate_held_metric_says_what_the_autoscaler_does(objects, steps, held, cap_hit):
+    """Both functions judge the same gate item by GateItem.held(now): once the cap is hit, a notification's
+    hold no longer holds in either."""
+    w = wiring(Objects(objects))
+    for step in steps:
+        handler.metrics.clear_metrics()
+        step(w)
+    metric = {name: m["Value"] for name, m in handler.metrics.metric_set.items()}
+
+    answer = check(w.source, w.store, w.clock(), S.gate_settle_s, S.gate_max_hold_s)
+
+    assert metric["GateHeld"] == [float(held)] and answer.blocked is held
+    assert ("GateHoldCapped" in metric) is cap_hit and answer.cap_hit is cap_hit
+    if cap_hit:
+        assert w.store.record["event_hold_until"] > w.clock(), "the stored item still carries the event's hold"

@@ -8,11 +8,10 @@ holds (the autoscaler caps how long).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from typing import Any, Protocol
 
 from autoscaler.gitops.flux import RESOURCES
-from autoscaler.gitops.gate import GateMemory, GateVerdict, evaluate
+from autoscaler.gitops.item import GateItem
 from autoscaler.ports import GateAnswer
 
 log = logging.getLogger(__name__)
@@ -39,31 +38,14 @@ def list_objects(source: FluxObjects) -> list[dict[str, Any]]:
 
 
 def check(source: FluxObjects, store: GateStore | None, now: float, settle_s: float, max_hold_s: float) -> GateAnswer:
-    """A fresh verdict, held also by a recent notification (event_hold_until in the gate item)."""
+    """The autoscaler's Gate: the gate item refreshed from the cluster, judged as the hook judges it."""
     try:
-        record = store.load() if store is not None else None
-        prior = GateMemory.from_dict(record["memory"]) if record and "memory" in record else None
-        verdict = evaluate(list_objects(source), now, prior, settle_s, max_hold_s)
+        stored = store.load() if store is not None else None
+        item = GateItem.refresh(stored, list_objects(source), now, settle_s, max_hold_s)
     except Exception as exc:  # any failure to read means unknown, which holds
         log.warning("gate unreadable: %s", type(exc).__name__)
         return GateAnswer(True, unknown=f"gate unreadable: {type(exc).__name__}: {_short(exc)}")
-    reasons = tuple(verdict.reasons)
-    event_hold = float(record.get("event_hold_until") or 0) if record else 0.0
-    if event_hold > now and not verdict.cap_hit:
-        reasons += (dict(record.get("event_reason") or {}),)
-    return GateAnswer(verdict.blocked or (event_hold > now and not verdict.cap_hit), reasons, verdict.cap_hit)
-
-
-def record_of(
-    verdict: GateVerdict, event_hold_until: float = 0.0, event_reason: Mapping[str, str] | None = None
-) -> dict:
-    """The gate item the hook stores: the verdict, its memory, and any hold from a notification."""
-    return {
-        **verdict.to_dict(),
-        "memory": verdict.memory.to_dict(),
-        "event_hold_until": event_hold_until,
-        "event_reason": dict(event_reason or {}),
-    }
+    return item.answer(now)
 
 
 def _short(exc: BaseException, limit: int = 200) -> str:
