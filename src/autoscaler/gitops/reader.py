@@ -7,14 +7,15 @@ holds (the autoscaler caps how long).
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Protocol
+
+from aws_lambda_powertools import Logger
 
 from autoscaler.gitops.flux import RESOURCES
 from autoscaler.gitops.item import GateItem
 from autoscaler.ports import GateAnswer
 
-log = logging.getLogger(__name__)
+logger = Logger(child=True)
 
 
 class FluxObjects(Protocol):
@@ -43,7 +44,7 @@ def check(source: FluxObjects, store: GateStore | None, now: float, settle_s: fl
         stored = store.load() if store is not None else None
         item = GateItem.refresh(stored, list_objects(source), now, settle_s, max_hold_s)
     except Exception as exc:  # any failure to read means unknown, which holds
-        log.warning("gate unreadable: %s", type(exc).__name__)
+        logger.warning("gate unreadable", extra={"error": type(exc).__name__})
         return GateAnswer(True, unknown=f"gate unreadable: {type(exc).__name__}: {_short(exc)}")
     return item.answer(now)
 
