@@ -10,9 +10,9 @@
   Flux does not retry. A `Progressing` event holds at once; any other event triggers a fresh poll.
   No secret appears in a response or a log line.
 
-The body is read by hand rather than through Powertools' LambdaFunctionUrlEvent: the HMAC is over the
-raw bytes, and its `decoded_body` gives text (failing on bytes that are not UTF-8) without validating
-the base64.
+The request is read through Powertools' LambdaFunctionUrlEvent (headers case-insensitively). The body's
+bytes are decoded here, not by its `decoded_body`: the HMAC is over the raw bytes, and `decoded_body` gives
+text (failing on bytes that are not UTF-8) without validating the base64.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.data_classes import LambdaFunctionUrlEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from autoscaler.config import ConfigError, Settings
@@ -114,16 +115,18 @@ def poll(w: HookWiring, settings: Settings, event: EventHold | None = None) -> d
 
 
 def webhook(event: dict[str, Any], w: HookWiring, settings: Settings, max_age_s: float) -> dict[str, Any]:
-    body = _raw_body(event)
+    request = LambdaFunctionUrlEvent(event)
+    body = _raw_body(request)
     if body is None:
         return _reply(400, "body: expected base64 or text")
     if len(body) > MAX_BODY_BYTES:
         return _reply(400, f"body: at most {MAX_BODY_BYTES} bytes")
-    raw_headers = event.get("headers") or {}
-    if not isinstance(raw_headers, dict):
+    raw_headers = request.get("headers") or {}
+    if not isinstance(raw_headers, dict) or not all(isinstance(k, str) for k in raw_headers):
         return _reply(400, "headers: expected an object")
-    headers = {str(k).lower(): v for k, v in raw_headers.items()}
-    digest = _signed(body, headers.get("x-signature"), w.hmac_key)
+    # Empty headers of any type mean none (Powertools' view of the headers would fail on a 0 or a False).
+    signature = request.headers.get("x-signature") if raw_headers else None
+    digest = _signed(body, signature, w.hmac_key)
     if digest is None:
         metrics.add_metric(name="WebhookRejected", unit=MetricUnit.Count, value=1)
         logger.warning("webhook rejected: missing or wrong signature")
@@ -161,11 +164,11 @@ def webhook(event: dict[str, Any], w: HookWiring, settings: Settings, max_age_s:
     return _reply(202, "accepted", blocked=result["blocked"])
 
 
-def _raw_body(event: dict[str, Any]) -> bytes | None:
-    body = event.get("body") or ""
+def _raw_body(request: LambdaFunctionUrlEvent) -> bytes | None:
+    body = request.body or ""
     if not isinstance(body, str):
         return None
-    if event.get("isBase64Encoded"):
+    if request.is_base64_encoded:
         try:
             return base64.b64decode(body, validate=True)
         except (binascii.Error, ValueError):
