@@ -151,6 +151,10 @@ def test_a_success_event_triggers_a_fresh_poll():
         pytest.param(url_request(json.dumps({"reason": "Progressing"}).encode()), 400, id="not a flux event"),
         pytest.param(url_request(json.dumps(flux_event(sent=NOW - 3600)).encode()), 400, id="stale (replayed) event"),
         pytest.param({**url_request(b"{}"), "body": "%%%", "isBase64Encoded": True}, 400, id="bad base64"),
+        pytest.param(url_request(b"\xff\xfe{}", b64=True), 400, id="signed, not UTF-8"),
+        pytest.param({**url_request(b"{}"), "body": "\ud800"}, 400, id="text with a lone surrogate"),
+        pytest.param({**url_request(b"{}"), "headers": 0}, 401, id="no headers"),
+        pytest.param({**url_request(b"{}"), "headers": ["x-signature"]}, 400, id="headers not an object"),
     ],
 )
 def test_webhook_rejects_bad_requests_and_changes_nothing(request_, status):

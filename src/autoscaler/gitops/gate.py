@@ -25,8 +25,8 @@ from autoscaler.config import Settings
 from autoscaler.gitops.flux import RESOURCES, State, Verdict, supported, verdicts
 
 # The settings' defaults, so the gate has one cap whoever calls it.
-DEFAULT_SETTLE_S = float(Settings.gate_settle_s)
-DEFAULT_MAX_HOLD_S = float(Settings.gate_max_hold_s)
+DEFAULT_SETTLE_S = float(Settings().gate_settle_s)
+DEFAULT_MAX_HOLD_S = float(Settings().gate_max_hold_s)
 
 _NO_HOLDS: Mapping[str, float] = MappingProxyType({})
 

@@ -28,6 +28,8 @@ class EventHold:
 
 @dataclass(frozen=True, slots=True)
 class GateItem:
+    """One refresh of the gate: the verdict over the Flux objects, and the notification's hold it carries."""
+
     verdict: GateVerdict
     event: EventHold = EventHold()
 
