@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import io
 import json
 from datetime import UTC, datetime
 
@@ -275,3 +276,20 @@ def test_the_hooks_gate_held_metric_says_what_the_autoscaler_does(objects, steps
     assert ("GateHoldCapped" in metric) is cap_hit and answer.cap_hit is cap_hit
     if cap_hit:
         assert w.store.record["event_hold_until"] > w.clock(), "the stored item still carries the event's hold"
+
+
+def test_an_unreadable_gate_is_a_line_of_the_functions_json_log():
+    class Unreachable:
+        def list_custom(self, group, version, plural):
+            raise ConnectionError("API server down")
+
+    out = io.StringIO()
+    stream = handler.logger.registered_handler.setStream(out)
+    try:
+        answer = check(Unreachable(), Store(), NOW, S.gate_settle_s, S.gate_max_hold_s)
+    finally:
+        handler.logger.registered_handler.setStream(stream)
+
+    assert answer.blocked and answer.unknown == "gate unreadable: ConnectionError: API server down"
+    (line,) = [json.loads(text) for text in out.getvalue().splitlines()]
+    assert (line["level"], line["message"], line["error"]) == ("WARNING", "gate unreadable", "ConnectionError")
