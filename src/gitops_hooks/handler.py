@@ -24,11 +24,10 @@ import hmac
 import json
 import os
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.data_classes import LambdaFunctionUrlEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from autoscaler.config import ConfigError, Settings
@@ -37,6 +36,9 @@ from autoscaler.gitops.reader import list_objects
 from autoscaler.logs import quiet_wire_loggers
 from autoscaler.ports import PermanentError
 from gitops_hooks.wiring import HookWiring
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes import LambdaFunctionUrlEvent
 
 quiet_wire_loggers()  # secrets never reach a log line, even at DEBUG
 logger = Logger()
@@ -115,6 +117,9 @@ def poll(w: HookWiring, settings: Settings, event: EventHold | None = None) -> d
 
 
 def webhook(event: dict[str, Any], w: HookWiring, settings: Settings, max_age_s: float) -> dict[str, Any]:
+    # Imported on first use: the scheduled poll, most of this function's cold starts, never needs it.
+    from aws_lambda_powertools.utilities.data_classes import LambdaFunctionUrlEvent
+
     request = LambdaFunctionUrlEvent(event)
     body = _raw_body(request)
     if body is None:
