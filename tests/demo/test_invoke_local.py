@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from demo_process import ROOT, alive, cmdline, command, environ
 
+from node_fleet import exits
 from node_fleet.stack.prometheus import INSTALL_HINT, binaries
 
 pytestmark = pytest.mark.skipif(binaries() is None, reason=f"--local runs a real Prometheus: {INSTALL_HINT}")
@@ -52,7 +53,7 @@ def test_a_schedule_tick_runs_one_cycle_against_the_embedded_stack():
 
 def test_the_invalid_manual_event_is_rejected_naming_the_field():
     done = invoke_local("AutoscalerFunction", "manual_invalid_count.json")
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == exits.ANSWER_FAILED, done.stderr[-3000:]
     result = json.loads(done.stdout)
     assert result["status"] == "rejected" and "detail.count" in result["error"], result
 
