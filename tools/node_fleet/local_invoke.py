@@ -6,17 +6,19 @@ What it mirrors of `sam local invoke FUNCTION --event FILE --env-vars FILE [--pa
 - The function's Handler (`package.module.function`), CodeUri, MemorySize and Timeout, from the function or
   from Globals.Function, and its environment: Globals.Function.Environment.Variables merged with the
   function's own (the function's win, as SAM merges them).
-- Intrinsics in those values: Ref to a parameter (its override or Default) or to a pseudo parameter,
-  Fn::Sub, Fn::Join, Fn::Select, Fn::If over Conditions (Fn::Equals/Not/And/Or). What cannot be resolved
-  locally (a Ref to a resource, Fn::GetAtt, a parameter without Default) is left out of the environment,
-  where SAM would set it to "" instead.
+- Intrinsics in those values (`node_fleet.cfn`). What cannot be resolved locally (a Ref to a resource,
+  Fn::GetAtt, a parameter without Default) is left out of the environment, where SAM would set it to "".
 - The same precedence as SAM for each variable the template declares: the env-vars file's entry for the
   function ({"LogicalId": {"VAR": "value"}}) over its "Parameters" entry (applied to every function) over the
   shell's value over the template's. Variables the template does not declare are ignored, as SAM does.
+  Several env-vars files may be given, a later one over an earlier one (`--local`: the stack's, the user's).
 - The AWS_* variables SAM sets (AWS_SAM_LOCAL=true, AWS_LAMBDA_FUNCTION_NAME, ..._MEMORY_SIZE, ..._TIMEOUT,
   ..._VERSION, ..._LOG_GROUP_NAME, ..._LOG_STREAM_NAME), and AWS_REGION/AWS_DEFAULT_REGION when unset.
 - A Lambda context object (function_name, function_version, invoked_function_arn, memory_limit_in_mb,
   aws_request_id, log_group_name, log_stream_name, get_remaining_time_in_millis()).
+
+`node-fleet invoke` prints the answer alone on stdout (the handler's output goes to stderr); its exit code
+says whether the handler answered, answered with a failure, or raised (`node_fleet.exits`).
 
 os.environ and sys.path are changed for the call only and restored afterwards. The handler's module is
 imported once per process, like a warm container: a second invoke reuses it.
