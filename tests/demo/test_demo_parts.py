@@ -15,6 +15,7 @@ from autoscaler.config import Settings
 from autoscaler.gitops.flux import State, verdict
 from autoscaler.gitops.gate import evaluate
 from gitops_hooks import handler as hook_handler
+from node_fleet import exits
 from node_fleet.cli import main
 from node_fleet.demo import functions, local
 from node_fleet.demo.flux import FluxObjects
@@ -319,3 +320,23 @@ def test_the_summary_names_every_figure():
         "unjoined instance cleaned  yes: i-9 terminated 62 s after its launch",
     ):
         assert figure in text, text
+
+
+def test_a_stack_that_cannot_start_is_one_line_not_a_handler_failure(monkeypatch, capsys):
+    from node_fleet.stack import prometheus
+    from node_fleet.stack.stack import EmbeddedStack, StackError
+
+    def broken(self):
+        raise StackError("moto_server did not answer in 10 s")
+
+    monkeypatch.setattr(prometheus, "binaries", lambda: ("prometheus", "promtool"))
+    monkeypatch.setattr(EmbeddedStack, "start", broken)
+    monkeypatch.setattr(EmbeddedStack, "stop", lambda self: None)
+    monkeypatch.chdir(TEMPLATE.parent)
+    assert main(["invoke", "AutoscalerFunction", "--event", "events/schedule_tick.json", "--local"]) == exits.FAILED
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert (
+        err.splitlines()[-1]
+        == "local invoke: the embedded stack failed: StackError: moto_server did not answer in 10 s"
+    )

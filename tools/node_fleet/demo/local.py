@@ -107,7 +107,8 @@ def run_local(args: argparse.Namespace) -> int:
             changed = honoured_overrides(args.template, args.function, overrides, stack_env)
             parameters_env = work / "parameters-env.json"
             parameters_env.write_text(json.dumps({args.function: changed}), encoding="utf-8")
-            # The user's file goes over the stack's, as SAM would read one file holding both.
+            # Later over earlier: the stack's values, what the overrides change, the user's file (SAM too puts
+            # an env-vars file over parameters).
             env_vars = [stack_env, parameters_env, *([args.env_vars] if args.env_vars else [])]
             event_path = args.event
             if is_function_url_request(event):
@@ -119,16 +120,22 @@ def run_local(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
             with stack.applied(), contextlib.redirect_stdout(sys.stderr):
-                result = invoke(args.template, args.function, event_path, env_vars, parameter_overrides=overrides)
+                try:
+                    result = invoke(args.template, args.function, event_path, env_vars, parameter_overrides=overrides)
+                except LocalInvokeError:
+                    raise
+                except Exception as exc:  # the handler raised: its own log line has the traceback
+                    print(f"local invoke: {raised(args.function, exc)}", file=sys.stderr)
+                    return exits.RAISED
     except LocalInvokeError as exc:
         print(f"local invoke: {exc}", file=sys.stderr)
         return exits.FAILED
     except KeyboardInterrupt:
         print("local invoke: interrupted", file=sys.stderr)
         return exits.INTERRUPTED
-    except Exception as exc:  # the handler raised (its own log line has the traceback), or the stack failed
-        print(f"local invoke: {raised(args.function, exc)}", file=sys.stderr)
-        return exits.RAISED
+    except Exception as exc:  # the stack could not start or be read: no handler ran
+        print(f"local invoke: the embedded stack failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return exits.FAILED
     finally:
         with interrupts_ignored():
             stack.stop()
