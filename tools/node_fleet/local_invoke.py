@@ -376,10 +376,11 @@ def raised(function: str, exc: BaseException) -> str:
     from botocore.exceptions import NoCredentialsError
 
     line = f"{function} raised {type(exc).__name__}: {exc} (Lambda would deliver an asynchronous event again)"
-    cause: BaseException | None = exc
-    while cause is not None and not isinstance(cause, NoCredentialsError):
+    chain, cause = [], exc
+    while cause is not None and cause not in chain:  # a chain may loop back on itself
+        chain.append(cause)
         cause = cause.__cause__ or cause.__context__
-    if cause is not None:
+    if any(isinstance(e, NoCredentialsError) for e in chain):
         line += (
             "; no AWS credentials: run with --local (an embedded stack), or give real credentials, or point "
             "AWS_ENDPOINT_URL at a moto_server in --env-vars"
