@@ -1,4 +1,8 @@
-"""The `node-fleet` command."""
+"""The `node-fleet` command.
+
+Errors are one line on stderr, never a traceback (`--traceback` shows it); the exit codes are those of
+`node_fleet.exits`, listed in `node-fleet --help` and README.md.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,20 @@ import sys
 from pathlib import Path
 
 from autoscaler.config import ConfigError, Settings
+from node_fleet import exits
 from node_fleet.sim.workload import TraceError
 
 DEMO_PLOT = Path("out/demo.png")
 DEMO_LOG = Path("out/demo.log")
+
+
+EXIT_CODES = f"""exit codes:
+  {exits.OK}    done (invoke: the handler answered; demo: the scenario's expectations were met)
+  {exits.FAILED}    input it cannot use, an error (one line says which), or the demo's expectations not met
+  {exits.CANNOT_START}    the command line is wrong, or Prometheus is missing (demo, invoke --local)
+  {exits.ANSWER_FAILED}    invoke: the handler answered with a rejection or an error
+  {exits.RAISED}    invoke: the handler raised
+  {exits.INTERRUPTED}  interrupted (Ctrl-C)"""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,8 +35,27 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except (ConfigError, TraceError, ValueError, OSError) as exc:
+        if args.traceback:
+            raise
         print(f"node-fleet: {exc}", file=sys.stderr)
-        return 1
+        return exits.FAILED
+    except KeyboardInterrupt:
+        print("node-fleet: interrupted", file=sys.stderr)
+        return exits.INTERRUPTED
+    except Exception as exc:  # e.g. a cluster that does not answer: one line, the traceback on demand
+        if args.traceback:
+            raise
+        print(f"node-fleet: {type(exc).__name__}: {exc} (--traceback shows where)", file=sys.stderr)
+        return exits.FAILED
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("node-fleet")
+    except PackageNotFoundError:  # run from a checkout without installing it
+        return "unknown (not installed)"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,7 +63,14 @@ def _parser() -> argparse.ArgumentParser:
     from node_fleet.sim.scenarios import SCENARIOS
     from node_fleet.sim.traces import FORMATS
 
-    parser = argparse.ArgumentParser(prog="node-fleet", description="Autoscaler for K3s workers on EC2.")
+    parser = argparse.ArgumentParser(
+        prog="node-fleet",
+        description="Autoscaler for K3s workers on EC2.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--traceback", action="store_true", help="on an error, show the traceback too")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
     sim = sub.add_parser("simulate", help="replay a workload under every policy and score them")
@@ -227,7 +267,7 @@ def _plot(result, path: Path) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     plot_runs(result.records, result.scores, path)
-    print(f"plot written to {path}")
+    print(f"plot written to {path}", file=sys.stderr)  # stdout holds only the answer (one JSON object with --json)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ def header() -> str:
     )
 
 
+# A longer reason is shown whole and pushes the gate right: a cut reason hid what the planner meant.
 REASON_WIDTH = 64
 
 
@@ -36,8 +37,6 @@ def cycle_line(c: Cycle) -> str:
     else:
         code, detail = c.main_reason()
         reason = f"{code}: {detail}" if detail else code
-    if len(reason) > REASON_WIDTH:
-        reason = reason[: REASON_WIDTH - 1] + "…"
     gate = f"held ({c.gate})" if c.gate_blocked else ("open" if not c.gate.startswith("hook") else c.gate)
     return f"{c.t:7.1f}s  {c.workers:>7} {c.ready:>5} {c.pending:>7}  {decision:<13} {ec2:<6} {reason:<{REASON_WIDTH}} {gate}"
 
