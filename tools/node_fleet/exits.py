@@ -10,6 +10,9 @@ CANNOT_START = 2
 ANSWER_FAILED = 3
 """`invoke`: the handler answered with a rejection or an error (`"status": "rejected"` or `"error"`, or an
 HTTP status of 400 or more for a Function URL request). Lambda does not retry such an answer."""
+GATE_HOLDS = 3
+"""`gate`: the gate holds scale-down now (the JSON on stdout names what holds). Same code as ANSWER_FAILED:
+the answer is "no" either way, and no command gives both."""
 RAISED = 4
 """`invoke`: the handler raised. Lambda would deliver an asynchronous event again."""
 INTERRUPTED = 130
