@@ -332,7 +332,7 @@ def test_gate_command_prints_one_verdict(tmp_path, capsys):
             }
         )
     )
-    assert main(["gate", "--objects", str(objects)]) == 0
+    assert main(["gate", "--objects", str(objects)]) == 3  # holding
     out = json.loads(capsys.readouterr().out)
     assert out["blocked"] is True and out["reasons"][0]["name"] == "apps"
 
