@@ -22,7 +22,8 @@ StorageClasses and DaemonSets, each listed once a cycle; `kube_parse` turns them
 Speed: a cycle on a 1,000-node, 30,000-pod cluster lists everything each minute. Lists are read
 a page at a time (`limit`/`continue`) as raw JSON, decoded by msgspec into plain dicts that keep
 only the fields the parser reads (`kube_fields`), with the cyclic garbage collector paused while
-they pile up; the client's per-object models are never built. The `kubernetes` package is
+they pile up, and the next page is fetched while one is parsed; the client's per-object models
+are never built. The `kubernetes` package is
 imported lazily and only its `client.api_client`/`configuration`/`rest` modules (the API classes
 and the hundreds of model modules stay unimported); `bench/cycle.py` measures both paths.
 
@@ -40,6 +41,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
@@ -421,21 +423,22 @@ class KubeCluster:
     ) -> list[T]:
         """Every item of a list, read page by page, each item decoded with only `fields` (a
         TypedDict of kube_fields; Any keeps everything) and parsed; each page is dropped once
-        parsed. A continue token that expired (410) restarts the list once from the beginning."""
+        parsed. A continue token that expired (410) restarts the list once from the beginning.
+
+        The next page is requested, on a second thread, as soon as this one's continue token is
+        decoded, so the server's time to serve it overlaps the parsing of this one (at 30,000
+        pods, both take about half a second). Still one request at a time, in order."""
         decoder = _page_decoder(fields)
         restarted = False
         out: list[T] = []
-        token: str | None = None
-        with _gc_paused():
+        with _gc_paused(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="kube-page") as fetcher:
+            status, data = self._page(path, query, None)
             while True:
-                params: list[tuple[str, Any]] = [("limit", self.page_size), *(query or {}).items()]
-                if token:
-                    params.append(("continue", token))
-                status, data = self._call("GET", path, query=params, ok=(200, 410) if token else (200,))
                 if status == 410:
                     if restarted:
                         raise KubeError("GET", path, 410, "Expired", "the list's continue token expired twice")
-                    restarted, token, out = True, None, []
+                    restarted, out = True, []
+                    status, data = self._page(path, query, None)
                     continue
                 try:
                     page = decoder.decode(data)
@@ -444,10 +447,19 @@ class KubeCluster:
                     for item in (msgspec.json.decode(data) or {}).get("items") or ():
                         parse(item)
                     raise ValueError(f"GET {path}: {exc}") from exc
-                out.extend(parse(item) for item in page.get("items") or ())
                 token = (page.get("metadata") or {}).get("continue")
-                if not token:
+                following = fetcher.submit(self._page, path, query, token) if token else None
+                out.extend(parse(item) for item in page.get("items") or ())
+                if following is None:
                     return out
+                del page  # freed while the next page is on its way
+                status, data = following.result()
+
+    def _page(self, path: str, query: Mapping[str, str] | None, token: str | None) -> tuple[int, bytes]:
+        params: list[tuple[str, Any]] = [("limit", self.page_size), *(query or {}).items()]
+        if token:
+            params.append(("continue", token))
+        return self._call("GET", path, query=params, ok=(200, 410) if token else (200,))
 
     def _call(
         self,
