@@ -5,6 +5,11 @@ images, mounts and projected volumes that placement never looks at. msgspec deco
 straight into plain dicts holding only these fields and skips the rest without building it, so
 `kube_parse` stays one dict parser for the adapter and for `kubectl get -o json`.
 
+A few of a pod's fields are kept as raw JSON (`msgspec.Raw`), which `kube_parse` decodes only
+when it reads them: the spec fields it works out once per distinct spec (`PodContext.shape`,
+which keys its cache on their JSON as it came), and the conditions, read for unbound pods only.
+The replicas of a workload share their spec, so most pods' specs are never built.
+
 Keep them in step with `kube_parse`: a field it reads but that is missing here reads as absent
 through the adapter only (tests/adapters/test_kube.py compares the adapter with parse_cluster
 on objects that carry every field). Leaves are `Any`, so an unusual value reaches the parser,
@@ -12,6 +17,8 @@ which names the field it cannot read; only the shape that lets msgspec skip is t
 """
 
 from typing import Any, TypedDict
+
+from msgspec import Raw
 
 
 class OwnerReference(TypedDict, total=False):
@@ -35,12 +42,6 @@ class Condition(TypedDict, total=False):
     lastTransitionTime: Any
 
 
-class Container(TypedDict, total=False):
-    resources: Any
-    ports: Any
-    restartPolicy: Any
-
-
 class Volume(TypedDict, total=False):
     name: Any
     persistentVolumeClaim: Any
@@ -51,22 +52,22 @@ class Volume(TypedDict, total=False):
 
 class PodSpec(TypedDict, total=False):
     nodeName: Any
-    containers: list[Container]
-    initContainers: list[Container]
     volumes: list[Volume]
-    nodeSelector: Any
-    affinity: Any
-    tolerations: Any
-    topologySpreadConstraints: Any
+    containers: Raw
+    initContainers: Raw
+    nodeSelector: Raw
+    affinity: Raw
+    tolerations: Raw
+    topologySpreadConstraints: Raw
     hostNetwork: Any
     terminationGracePeriodSeconds: Any
-    overhead: Any
-    resources: Any
+    overhead: Raw
+    resources: Raw
 
 
 class PodStatus(TypedDict, total=False):
     phase: Any
-    conditions: list[Condition]
+    conditions: Raw
 
 
 class Pod(TypedDict, total=False):

@@ -467,6 +467,16 @@ def parse_storage_class(obj: Mapping[str, Any]) -> tuple[str, str]:
 
 
 _encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+
+
+def _json(value: Any) -> Any:
+    """A field the adapter kept as raw JSON (see kube_fields), decoded; any other as it is."""
+    return _decode(value) if isinstance(value, msgspec.Raw) else value
+
+
+def _decoded(spec: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _json(v) for k, v in spec.items()}
 
 
 def _pin(node: str) -> tuple[NodeSelectorTerm, ...]:
@@ -526,6 +536,7 @@ class PodContext:
         key = _encode(({k: v for k, v in spec.items() if k != "nodeName"}, labels if affinity or spread else None))
         shape = self._shapes.get(key)
         if shape is None:
+            spec = _decoded(spec)
             cpu, mem = pod_requests(spec)
             grace = spec.get("terminationGracePeriodSeconds")
             shape = self._shapes[key] = PodShape(
@@ -583,7 +594,7 @@ class PodContext:
 
 
 def _unschedulable_since(meta: Mapping[str, Any], status: Mapping[str, Any]) -> float | None:
-    for c in status.get("conditions") or ():
+    for c in _json(status.get("conditions")) or ():
         if c.get("type") == "PodScheduled" and c.get("status") == "False" and c.get("reason") == "Unschedulable":
             return parse_time(c.get("lastTransitionTime")) or parse_time(meta.get("creationTimestamp")) or 0.0
     return None
@@ -641,7 +652,7 @@ def parse_daemonset(obj: Mapping[str, Any]) -> Pod:
     meta = obj.get("metadata") or {}
     template = (obj.get("spec") or {}).get("template") or {}
     template_meta = template.get("metadata") or {}
-    spec = template.get("spec") or {}
+    spec = _decoded(template.get("spec") or {})
     labels = dict(template_meta.get("labels") or {})
     cpu, mem = pod_requests(spec)
     grace = spec.get("terminationGracePeriodSeconds")
