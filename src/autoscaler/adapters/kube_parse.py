@@ -510,7 +510,7 @@ class PodContext:
         self._claims = {(c.namespace, c.name): c for c in claims}
         self._volumes = {v.name: v for v in volumes}
         self._provisioners = dict(classes)
-        self._pdbs_by_labels: dict[tuple[str, frozenset[tuple[str, str]]], tuple[str, ...]] = {}
+        self._pdbs_by_labels: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[str, ...]] = {}
         self._shapes: dict[bytes, PodShape] = {}
 
     def budget_table(self) -> dict[str, int]:
@@ -521,8 +521,9 @@ class PodContext:
         budgets = self._budgets_by_namespace.get(namespace)
         if not budgets:
             return ()
-        # The replicas of a workload share their labels: match each label set once.
-        key = (namespace, frozenset(labels.items()))
+        # The replicas of a workload share their labels, in the same order: match each label set
+        # once (the same labels in another order are only matched again).
+        key = (namespace, tuple(labels.items()))
         found = self._pdbs_by_labels.get(key)
         if found is None:
             found = self._pdbs_by_labels[key] = tuple(b.key for b in budgets if b.selects(namespace, labels))
@@ -600,6 +601,13 @@ def _unschedulable_since(meta: Mapping[str, Any], status: Mapping[str, Any]) -> 
     return None
 
 
+def _controller_kind(meta: Mapping[str, Any]) -> str | None:
+    for r in meta.get("ownerReferences") or ():
+        if r.get("controller"):
+            return r.get("kind")
+    return None
+
+
 def _local_volumes(spec: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(v["name"] for v in spec.get("volumes") or () if "emptyDir" in v or "hostPath" in v)
 
@@ -623,7 +631,7 @@ def parse_pod(obj: Mapping[str, Any], context: PodContext | None = None) -> Pod 
     volume_affinity, volume_problem = context.volume_placement(name, namespace, node, spec.get("volumes") or ())
     if volume_affinity or volume_problem is not None:
         placement = replace(placement, volume_affinity=volume_affinity, volume_problem=volume_problem)
-    owner = next((r.get("kind") for r in meta.get("ownerReferences") or () if r.get("controller")), None)
+    owner = _controller_kind(meta)
     pdbs = context.pdbs_of(namespace, labels)
     return Pod(
         name=name,
@@ -702,7 +710,7 @@ def checked(kind: str, parse: Callable[[Mapping[str, Any]], T]) -> Callable[[Any
     """`parse` for items of `kind`: bad input raises ValueError naming the object and the field."""
 
     def parse_one(obj: Any) -> T:
-        if not isinstance(obj, Mapping):
+        if type(obj) is not dict and not isinstance(obj, Mapping):  # the ABC check is slow
             raise ValueError(f"a {kind} item is not an object but {type(obj).__name__}")
         try:
             return parse(obj)
