@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from autoscaler.config import Settings
+from autoscaler.gc_pause import gc_paused
 from autoscaler.matching import Binding, bind
 from autoscaler.model import (
     DO_NOT_DISRUPT,
@@ -74,7 +75,8 @@ class _Fleet:
 def plan(
     snapshot: ClusterSnapshot, state: ScalingState, settings: Settings, now: float, intent: Intent | None = None
 ) -> Decision:
-    decision = _plan(snapshot, state, settings, now, intent)
+    with gc_paused():
+        decision = _plan(snapshot, state, settings, now, intent)
     orphans = _orphan_nodes(snapshot, decision.state)
     if not orphans or decision.state.paused:
         return decision

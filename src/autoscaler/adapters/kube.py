@@ -35,14 +35,12 @@ cycle may succeed: connection failures, timeouts, 409, 429 and 5xx are); 401 and
 from __future__ import annotations
 
 import functools
-import gc
 import ipaddress
 import json
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 from urllib.parse import quote, urlsplit
@@ -64,6 +62,7 @@ from autoscaler.adapters.kube_parse import (
     parse_volume,
 )
 from autoscaler.config import ConfigError
+from autoscaler.gc_pause import gc_paused
 from autoscaler.model import Node, Pod
 from autoscaler.ports import EvictionOutcome, PermanentError
 
@@ -431,7 +430,7 @@ class KubeCluster:
         decoder = _page_decoder(fields)
         restarted = False
         out: list[T] = []
-        with _gc_paused(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="kube-page") as fetcher:
+        with gc_paused(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="kube-page") as fetcher:
             status, data = self._page(path, query, None)
             while True:
                 if status == 410:
@@ -504,17 +503,3 @@ def _page_decoder(fields: Any) -> msgspec.json.Decoder:
     # annotations) could not resolve.
     page = TypedDict("Page", {"metadata": kube_fields.ListMeta, "items": list[fields]}, total=False)  # type: ignore[misc]  # noqa: UP013
     return msgspec.json.Decoder(page)
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """A list decodes into hundreds of thousands of acyclic dicts and lists: the cyclic collector
-    would scan them over and over while they pile up (about half the decoding time at 30,000
-    pods) and could free none of them."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
