@@ -510,23 +510,23 @@ class PodContext:
         self._claims = {(c.namespace, c.name): c for c in claims}
         self._volumes = {v.name: v for v in volumes}
         self._provisioners = dict(classes)
-        self._pdbs_by_labels: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[str, ...]] = {}
+        self._by_labels: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[dict[str, str], tuple[str, ...]]] = {}
         self._shapes: dict[bytes, PodShape] = {}
 
     def budget_table(self) -> dict[str, int]:
         """`namespace/name` -> disruptionsAllowed."""
         return {b.key: b.disruptions_allowed for b in self.budgets}
 
-    def pdbs_of(self, namespace: str, labels: Mapping[str, str]) -> tuple[str, ...]:
-        budgets = self._budgets_by_namespace.get(namespace)
-        if not budgets:
-            return ()
-        # The replicas of a workload share their labels, in the same order: match each label set
-        # once (the same labels in another order are only matched again).
+    def labels_and_pdbs(self, namespace: str, labels: Mapping[str, str]) -> tuple[dict[str, str], tuple[str, ...]]:
+        """A pod's labels, as one dict shared by the pods of its namespace that carry the same ones
+        in the same order (the replicas of a workload), and the PDBs that select them: matched
+        once per label set (the same labels in another order are only matched again)."""
         key = (namespace, tuple(labels.items()))
-        found = self._pdbs_by_labels.get(key)
+        found = self._by_labels.get(key)
         if found is None:
-            found = self._pdbs_by_labels[key] = tuple(b.key for b in budgets if b.selects(namespace, labels))
+            shared = dict(labels)
+            budgets = self._budgets_by_namespace.get(namespace, ())
+            found = self._by_labels[key] = (shared, tuple(b.key for b in budgets if b.selects(namespace, shared)))
         return found
 
     def shape(self, spec: Mapping[str, Any], labels: Mapping[str, str]) -> PodShape:
@@ -534,7 +534,9 @@ class PodContext:
         the replicas of a workload share it, and working it out is most of the cost of a pod."""
         affinity, spread = spec.get("affinity"), spec.get("topologySpreadConstraints")
         # labels are read only to fold matchLabelKeys in
-        key = _encode(({k: v for k, v in spec.items() if k != "nodeName"}, labels if affinity or spread else None))
+        fields = dict(spec)
+        fields.pop("nodeName", None)
+        key = _encode((fields, labels if affinity or spread else None))
         shape = self._shapes.get(key)
         if shape is None:
             spec = _decoded(spec)
@@ -623,7 +625,7 @@ def parse_pod(obj: Mapping[str, Any], context: PodContext | None = None) -> Pod 
     meta = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
     name, namespace = _name(meta), meta.get("namespace") or ""
-    labels = dict(meta.get("labels") or {})
+    labels, pdbs = context.labels_and_pdbs(namespace, meta.get("labels") or {})
     annotations = dict(meta.get("annotations") or {})
     node = spec.get("nodeName") or None
     shape = context.shape(spec, labels)
@@ -632,7 +634,6 @@ def parse_pod(obj: Mapping[str, Any], context: PodContext | None = None) -> Pod 
     if volume_affinity or volume_problem is not None:
         placement = replace(placement, volume_affinity=volume_affinity, volume_problem=volume_problem)
     owner = _controller_kind(meta)
-    pdbs = context.pdbs_of(namespace, labels)
     return Pod(
         name=name,
         namespace=namespace,
