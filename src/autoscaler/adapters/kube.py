@@ -38,9 +38,11 @@ import functools
 import ipaddress
 import json
 import math
+import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 from urllib.parse import quote, urlsplit
@@ -430,7 +432,7 @@ class KubeCluster:
         decoder = _page_decoder(fields)
         restarted = False
         out: list[T] = []
-        with gc_paused(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="kube-page") as fetcher:
+        with gc_paused(), _quick_switches(), ThreadPoolExecutor(1, thread_name_prefix="kube-page") as fetcher:
             status, data = self._page(path, query, None)
             while True:
                 if status == 410:
@@ -503,3 +505,17 @@ def _page_decoder(fields: Any) -> msgspec.json.Decoder:
     # annotations) could not resolve.
     page = TypedDict("Page", {"metadata": kube_fields.ListMeta, "items": list[fields]}, total=False)  # type: ignore[misc]  # noqa: UP013
     return msgspec.json.Decoder(page)
+
+
+@contextmanager
+def _quick_switches() -> Iterator[None]:
+    """The thread fetching the next page needs the GIL for a moment each time data arrives, and
+    the parsing thread holds it up to the switch interval each time (5 ms by default): a 2 MB
+    page then took longer to arrive than to parse, and the parser waited for it (0.4 s over
+    30,000 pods, against 0.15 s at 0.5 ms)."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(interval, 0.0005))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(interval)
