@@ -8,7 +8,9 @@ straight into plain dicts holding only these fields and skips the rest without b
 A few of a pod's fields are kept as raw JSON (`msgspec.Raw`), which `kube_parse` decodes only
 when it reads them: the spec fields it works out once per distinct spec (`PodContext.shape`,
 which keys its cache on their JSON as it came), and the conditions, read for unbound pods only.
-The replicas of a workload share their spec, so most pods' specs are never built.
+The replicas of a workload share their spec, so most pods' specs are never built. Containers
+are decoded, keeping only their resources and ports: their mounts name the pod's own service
+account volume (`kube-api-access-<random>`), which would make every pod's spec distinct.
 
 Keep them in step with `kube_parse`: a field it reads but that is missing here reads as absent
 through the adapter only (tests/adapters/test_kube.py compares the adapter with parse_cluster
@@ -42,6 +44,12 @@ class Condition(TypedDict, total=False):
     lastTransitionTime: Any
 
 
+class Container(TypedDict, total=False):
+    resources: Any
+    ports: Any
+    restartPolicy: Any
+
+
 class Volume(TypedDict, total=False):
     name: Any
     persistentVolumeClaim: Any
@@ -53,8 +61,8 @@ class Volume(TypedDict, total=False):
 class PodSpec(TypedDict, total=False):
     nodeName: Any
     volumes: list[Volume]
-    containers: Raw
-    initContainers: Raw
+    containers: list[Container]
+    initContainers: list[Container]
     nodeSelector: Raw
     affinity: Raw
     tolerations: Raw

@@ -533,9 +533,11 @@ class PodContext:
         """What a pod's spec says apart from where it runs, worked out once for each distinct spec:
         the replicas of a workload share it, and working it out is most of the cost of a pod."""
         affinity, spread = spec.get("affinity"), spec.get("topologySpreadConstraints")
-        # labels are read only to fold matchLabelKeys in
         fields = dict(spec)
         fields.pop("nodeName", None)
+        # Of the volumes, only the local ones' names: every pod has its own service account volume.
+        fields["volumes"] = _local_volumes(spec)
+        # labels are read only to fold matchLabelKeys in
         key = _encode((fields, labels if affinity or spread else None))
         shape = self._shapes.get(key)
         if shape is None:
