@@ -235,6 +235,9 @@ def pod(
     if annotations:
         metadata["annotations"] = dict(annotations)
 
+    # Each pod's own, as the ServiceAccount admission plugin names it (a random suffix).
+    access_volume = f"kube-api-access-{_uid('sa', namespace, name)[:5]}"
+
     def container(c: Mapping[str, Any]) -> dict[str, Any]:
         out = {
             "name": c["name"],
@@ -243,7 +246,7 @@ def pod(
             "resources": {"requests": dict(c.get("requests") or {})} if c.get("requests") else {},
             "volumeMounts": [
                 {
-                    "name": "kube-api-access-x7k2p",
+                    "name": access_volume,
                     "readOnly": True,
                     "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
                 }
@@ -262,7 +265,7 @@ def pod(
         "volumes": [
             *[dict(v) for v in volumes],
             {
-                "name": "kube-api-access-x7k2p",
+                "name": access_volume,
                 "projected": {
                     "sources": [
                         {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
