@@ -9,7 +9,7 @@ A few of a pod's fields are kept as raw JSON (`msgspec.Raw`), which `kube_parse`
 when it reads them: the spec fields it works out once per distinct spec (`PodContext.shape`,
 which keys its cache on their JSON as it came), and the conditions, read for unbound pods only.
 The replicas of a workload share their spec, so most pods' specs are never built. Containers
-are decoded, keeping only their resources and ports: their mounts name the pod's own service
+are decoded down to their raw resources and ports: their mounts name the pod's own service
 account volume (`kube-api-access-<random>`), which would make every pod's spec distinct.
 
 Keep them in step with `kube_parse`: a field it reads but that is missing here reads as absent
@@ -45,8 +45,8 @@ class Condition(TypedDict, total=False):
 
 
 class Container(TypedDict, total=False):
-    resources: Any
-    ports: Any
+    resources: Raw
+    ports: Raw
     restartPolicy: Any
 
 

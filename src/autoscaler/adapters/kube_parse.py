@@ -476,7 +476,11 @@ def _json(value: Any) -> Any:
 
 
 def _decoded(spec: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _json(v) for k, v in spec.items()}
+    out = {k: _json(v) for k, v in spec.items()}
+    for kind in ("containers", "initContainers"):
+        if isinstance(out.get(kind), list):
+            out[kind] = [{k: _json(v) for k, v in c.items()} if isinstance(c, Mapping) else c for c in out[kind]]
+    return out
 
 
 def _pin(node: str) -> tuple[NodeSelectorTerm, ...]:
