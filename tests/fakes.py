@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from builders import NOW
-
 from autoscaler.model import Instance, InstanceState, MetricsView, Node, Pod
 from autoscaler.ports import EvictionOutcome, LaunchResult, NotOurInstance, Ports
+from builders import NOW
 from node_fleet.sim.cluster import MemoryStateStore
 
 
@@ -109,7 +108,8 @@ class MemoryLease:
 
     def acquire(self, owner, now, duration_s):
         self.calls.append(("acquire", owner))
-        if self.owner is not None and self.expires > now:
+        # Held through its expiry second, as DynamoLease's `expires < now` condition holds it.
+        if self.owner is not None and self.expires >= now:
             return False
         self.owner, self.expires = owner, now + duration_s
         return True
