@@ -64,7 +64,8 @@ def test_a_manual_event_waits_for_the_lease_then_asks_to_be_retried():
 
 def test_a_manual_event_gets_the_lease_once_it_expires():
     p = quiet_world()
-    w, slept = wiring(p, MemoryLease(owner="other", expires=NOW + 3))
+    # Held through its expiry second NOW + 2 (the lease contract): free at the third one-second wait.
+    w, slept = wiring(p, MemoryLease(owner="other", expires=NOW + 2))
     report = handle(Manual("e1", Intent(IntentKind.SCALE_UP, 1, "test")), w, S, "tok")
     assert report.status == "acted" and len(slept) == 3
     assert [c[0] for c in p.fleet.calls] == ["launch"]
