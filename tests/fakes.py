@@ -118,3 +118,22 @@ class MemoryLease:
         self.calls.append(("release", owner))
         if self.owner == owner:
             self.owner = None
+
+
+class Recorded:
+    """Any port implementation, with every method call first appended to `log` as
+    ("<name>.<method>", *args): to see that nothing at all was asked of a port."""
+
+    def __init__(self, name: str, inner: object, log: list[tuple]) -> None:
+        self._name, self._inner, self._log = name, inner, log
+
+    def __getattr__(self, attr: str):
+        value = getattr(self._inner, attr)
+        if not callable(value):
+            return value
+
+        def call(*args, **kwargs):
+            self._log.append((f"{self._name}.{attr}", *args))
+            return value(*args, **kwargs)
+
+        return call

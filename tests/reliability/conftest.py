@@ -1,11 +1,11 @@
 """Fixtures of the reliability suite's stack tests: test_concurrency, test_faults and test_security.
 
-(test_fuzz and test_supply_chain use none of this: every fixture here is requested by name, none is
+(test_fuzz_* and test_supply_chain use none of this: every fixture here is requested by name, none is
 autouse, and nothing here changes how other files are collected.)
 
 - `stack`: one EmbeddedStack per test module (moto's server, the fake Kubernetes API server with
   simulated kubelets, a real Prometheus), stopped at the module's end: moto's backends are
-  process-wide, and other modules here (test_fuzz) use `mock_aws`, which resets them, so no stack
+  process-wide, and other modules here (test_fuzz_events) use `mock_aws`, which resets them, so no stack
   may outlive its module. Built with CANARY secrets: every secret the functions read
   from SSM holds the string CANARY. The stack draws its secrets from `secrets.token_urlsafe` (the K8s
   API token the fake API server checks, the webhook HMAC key, Prometheus' basic-auth password); that

@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from builders import NOW, busy, pending, worker
-from fakes import FakeCluster, FakeFleet, MemoryLease, ports
 
 from autoscaler.config import Settings
 from autoscaler.events import AlarmChange, Manual, Tick
 from autoscaler.gitops.reader import GateAnswer
 from autoscaler.model import Action, Drain, Intent, IntentKind, IntentRecord, ReasonCode, ScalingState
 from autoscaler.service import INTENT_MEMORY_S, LeaseBusy, Wiring, handle, run_cycle
+from builders import NOW, busy, pending, worker
+from fakes import FakeCluster, FakeFleet, MemoryLease, ports
 
 S = Settings()
 HELD = GateAnswer(
