@@ -53,12 +53,13 @@ def rss_mb() -> float:
 
 def worker(path: str, url: str, token: str, trace: bool) -> dict:
     started = time.perf_counter()
-    from autoscaler.adapters.kube import KubeOptions
+    from autoscaler.adapters.kube import KubeCluster
+    from autoscaler.config.kube import KubeOptions
 
     options = KubeOptions.from_env(
         {"K8S_API_URL": url, "K8S_TOKEN_PARAM": "/bench/token", "K8S_TIMEOUT_S": "120"}, token=token
     )
-    cluster = options.cluster()
+    cluster = KubeCluster.from_options(options)
     if path == "models":
         from kubernetes.client import CoreV1Api, PolicyV1Api
 
@@ -153,7 +154,7 @@ def fetch_only(cluster, page_size: int) -> int:
 
 
 def list_with_models(core, policy, page_size: int):
-    from autoscaler.adapters.kube_parse import DisruptionBudget
+    from autoscaler.adapters.kube_storage import DisruptionBudget
     from autoscaler.model import LabelSelector, Requirement
 
     def pages(call, **kwargs):
@@ -190,7 +191,8 @@ def list_with_models(core, policy, page_size: int):
 
 
 def node_from_model(m):
-    from autoscaler.adapters.kube_parse import CONTROL_PLANE_LABELS, cpu_millis, mem_bytes, parse_provider_id
+    from autoscaler.adapters.kube_parse import CONTROL_PLANE_LABELS, parse_provider_id
+    from autoscaler.adapters.kube_values import cpu_millis, mem_bytes
     from autoscaler.model import Node
 
     labels = m.metadata.labels or {}
@@ -211,7 +213,7 @@ def node_from_model(m):
 
 
 def pod_from_model(m, budgets):
-    from autoscaler.adapters.kube_parse import cpu_millis, mem_bytes
+    from autoscaler.adapters.kube_values import cpu_millis, mem_bytes
     from autoscaler.model import Pod
 
     def requests(c):

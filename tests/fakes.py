@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from autoscaler.model import Instance, InstanceState, MetricsView, Node, Pod
 from autoscaler.ports import EvictionOutcome, LaunchResult, NotOurInstance, Ports
 from builders import NOW
-from node_fleet.sim.cluster import MemoryStateStore
+from node_fleet.sim.ports import MemoryStateStore
 
 
 @dataclass

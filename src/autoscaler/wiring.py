@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from autoscaler.adapters.from_env import kube_cluster, notifier, prometheus, required
+from autoscaler.adapters.from_env import kube_cluster, notifier, prometheus
 from autoscaler.config import Settings
+from autoscaler.config.ec2 import Ec2Options
+from autoscaler.config.environ import required
 from autoscaler.gitops.reader import check
 from autoscaler.ports import Ports
 from autoscaler.service import Wiring
@@ -15,7 +17,7 @@ def build(settings: Settings, environ: Mapping[str, str]) -> Wiring:
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
     from autoscaler.adapters.dynamodb import DynamoGateStore, DynamoLease, DynamoStateStore
-    from autoscaler.adapters.ec2 import Ec2Fleet, Ec2Options
+    from autoscaler.adapters.ec2 import Ec2Fleet
 
     table, cluster = required(environ, "STATE_TABLE"), settings.cluster_name
     kube = kube_cluster(environ)

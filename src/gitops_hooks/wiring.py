@@ -10,8 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from autoscaler.adapters.from_env import kube_cluster, required, secret
+from autoscaler.adapters.from_env import kube_cluster, secret
 from autoscaler.config import Settings
+from autoscaler.config.environ import required
 from autoscaler.gitops.reader import FluxObjects, GateStore
 
 

@@ -17,7 +17,8 @@ from autoscaler.adapters.kube import KubeCluster, KubeOptions
 from autoscaler.model import Node, Pod
 from autoscaler.ports import Cluster, EvictionOutcome
 from fakes import FakeCluster
-from node_fleet.sim.cluster import Clock, ClusterModel, SimCluster, VirtualCluster
+from node_fleet.sim.cluster import ClusterModel, VirtualCluster
+from node_fleet.sim.ports import Clock, SimCluster
 from node_fleet.sim.record import RunRecord
 from node_fleet.sim.workload import PodSpec, Workload
 

@@ -14,7 +14,8 @@ from autoscaler.model import Instance, InstanceState
 from autoscaler.ports import Fleet, NotOurInstance
 from builders import NOW
 from fakes import FakeFleet
-from node_fleet.sim.cluster import Clock, ClusterModel, SimFleet, VirtualCluster
+from node_fleet.sim.cluster import ClusterModel, VirtualCluster
+from node_fleet.sim.ports import Clock, SimFleet
 from node_fleet.sim.record import RunRecord
 from node_fleet.sim.workload import Workload
 

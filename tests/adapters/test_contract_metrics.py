@@ -17,7 +17,8 @@ from autoscaler.model import MetricsView
 from autoscaler.ports import Metrics
 from builders import NOW
 from fakes import FakeMetrics
-from node_fleet.sim.cluster import ClusterModel, SimMetrics, VirtualCluster
+from node_fleet.sim.cluster import ClusterModel, VirtualCluster
+from node_fleet.sim.ports import SimMetrics
 from node_fleet.sim.record import RunRecord
 from node_fleet.sim.workload import PodSpec, Workload
 from node_fleet.stack.prometheus import closed_port_url

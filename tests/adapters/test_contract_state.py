@@ -15,7 +15,7 @@ from autoscaler.adapters.dynamodb import DynamoLease, DynamoStateStore
 from autoscaler.model import ScalingState
 from autoscaler.ports import Lease, StaleStateError, StateStore
 from fakes import MemoryLease
-from node_fleet.sim.cluster import MemoryStateStore
+from node_fleet.sim.ports import MemoryStateStore
 
 CLUSTER = "demo"
 

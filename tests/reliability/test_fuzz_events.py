@@ -35,15 +35,14 @@ from moto import mock_aws
 
 from autoscaler import handler
 from autoscaler.events import AlarmChange, InvalidEvent, Manual, Tick, parse
-from autoscaler.gitops.reader import GateAnswer
 from autoscaler.model import IntentKind, MetricsView
-from autoscaler.ports import Ports
+from autoscaler.ports import GateAnswer, Ports
 from autoscaler.service import Wiring
 from aws_table import create_state_table
 from builders import pod, worker
 from fakes import FakeCluster, FakeFleet, FakeMetrics, MemoryLease, Recorded
 from lambda_context import LambdaContext
-from node_fleet.sim.cluster import MemoryStateStore
+from node_fleet.sim.ports import MemoryStateStore
 
 # Powertools warns when an invocation ends with no metric (a rejected webhook request adds none).
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")

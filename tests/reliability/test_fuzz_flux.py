@@ -19,7 +19,7 @@ from fuzzing import (
 from hypothesis import given
 from hypothesis import strategies as st
 
-from autoscaler.gitops.flux import CANARY_AT_REST, CANARY_FAILED, State, supported, verdict
+from autoscaler.gitops.flux import CANARY_AT_REST, CANARY_FAILED, CANARY_PAUSED, State, supported, verdict
 from autoscaler.gitops.gate import GateMemory, evaluate, gate_objects
 from flux_objects import canary, cond, helm_release, kustomization
 
@@ -104,7 +104,11 @@ def opening_evidence(obj: Any, state: State) -> bool:
         return False
     if obj.get("kind") == "Canary":
         phase = status.get("phase")
-        return (state is State.READY and phase in CANARY_AT_REST) or (state is State.STALLED and phase == CANARY_FAILED)
+        return (
+            (state is State.READY and phase in CANARY_AT_REST)
+            or (state is State.STALLED and phase == CANARY_FAILED)
+            or (state is State.WAITING and phase in CANARY_PAUSED)
+        )
     conditions = status.get("conditions")
     if not isinstance(conditions, list):
         return False

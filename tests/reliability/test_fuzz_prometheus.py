@@ -306,7 +306,9 @@ def expected_custom(answer: Any) -> float | None:
 @pytest.fixture(scope="module")
 def quiet_prometheus():
     """The adapter logs a warning per unknown query; thousands of them only slow the run down."""
-    log = logging.getLogger("autoscaler.adapters.prometheus")
+    from autoscaler.adapters.prometheus import metrics as prometheus_metrics
+
+    log = logging.getLogger(prometheus_metrics.logger.name)
     level = log.level
     log.setLevel(logging.ERROR)
     yield

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
-from template_helpers import ROOT, SAM_VENV_BIN, TEMPLATE, require_tool
 
 from node_fleet.local_invoke import function_ids, load_template
+from node_fleet.runtime_python import runtime_python_dir
+from template_helpers import ROOT, SAM_VENV_BIN, TEMPLATE, require_tool
 
 HOW = "run `make sam` to create .venv-sam with the pinned aws-sam-cli and cfn-lint"
 PYTHON_RUNTIME = "python3.12"
@@ -41,20 +41,6 @@ def test_sam_validate_lint_passes():
     out = run([sam, "validate", "--lint", "--template", str(TEMPLATE)], timeout=300)
     assert out.returncode == 0, f"sam validate --lint failed:\n{out.stdout}{out.stderr}"
     assert "is a valid SAM Template" in out.stdout + out.stderr
-
-
-def runtime_python_dir(version: str = PYTHON_RUNTIME.removeprefix("python")) -> str | None:
-    """A folder holding a python<version> that runs (pyenv's shim does not unless that version is active)."""
-    candidates = [Path(p) for p in os.environ.get("PATH", "").split(os.pathsep) if p and "shims" not in p]
-    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
-    candidates += sorted((pyenv_root / "versions").glob(f"{version}.*/bin"), reverse=True)
-    for folder in candidates:
-        exe = folder / f"python{version}"
-        if exe.exists():
-            probe = subprocess.run([str(exe), "--version"], capture_output=True, text=True)
-            if probe.returncode == 0:
-                return str(folder)
-    return None
 
 
 @pytest.mark.slow

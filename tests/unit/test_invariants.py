@@ -28,8 +28,6 @@ from collections import defaultdict
 from dataclasses import replace
 from typing import Any
 
-from builders import CPU, MEM, NOW, ZONES
-from fakes import FakeCluster, FakeFleet, MemoryLease
 from hypothesis import HealthCheck, settings
 from hypothesis import event as note
 from hypothesis import strategies as st
@@ -51,10 +49,12 @@ from autoscaler.model import (
     Pod,
     ScalingState,
 )
-from autoscaler.planner import pod_blocker
 from autoscaler.ports import LaunchResult, NotOurInstance, Ports
+from autoscaler.rules import pod_blocker
 from autoscaler.service import LeaseBusy, Wiring, handle
-from node_fleet.sim.cluster import MemoryStateStore
+from builders import CPU, MEM, NOW, ZONES
+from fakes import FakeCluster, FakeFleet, MemoryLease
+from node_fleet.sim.ports import MemoryStateStore
 
 LONG = os.environ.get("HYPOTHESIS_PROFILE") == "long"
 RUNS, STEPS = (400, 60) if LONG else (40, 30)

@@ -53,12 +53,12 @@ from autoscaler.placement import (
     TAINTS,
     UNSCHEDULABLE,
     VOLUMES,
-    Room,
     Slot,
     landing_daemonsets,
     requirement_matches,
     tolerates,
 )
+from autoscaler.room import Room
 
 # -- builders ------------------------------------------------------------------------------------
 

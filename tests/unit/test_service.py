@@ -8,8 +8,8 @@ import pytest
 
 from autoscaler.config import Settings
 from autoscaler.events import AlarmChange, Manual, Tick
-from autoscaler.gitops.reader import GateAnswer
 from autoscaler.model import Action, Drain, Intent, IntentKind, IntentRecord, ReasonCode, ScalingState
+from autoscaler.ports import GateAnswer
 from autoscaler.service import INTENT_MEMORY_S, LeaseBusy, Wiring, handle, run_cycle
 from builders import NOW, busy, pending, worker
 from fakes import FakeCluster, FakeFleet, MemoryLease, ports

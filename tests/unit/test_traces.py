@@ -298,9 +298,9 @@ def test_nasa_means_per_step_and_window(tmp_path):
 def test_nasa_streams_across_chunk_boundaries(tmp_path, monkeypatch):
     values = [i % 17 for i in range(500)]
     path = make_tbz2(tmp_path / "nasa.tbz2", " ".join(map(str, values)) + "\n")
-    monkeypatch.setattr(traces, "_CHUNK_BYTES", 7)  # splits numbers between reads
-    assert traces._read_nasa(path, 0, math.inf) == values
-    assert traces._read_nasa(path, 123, 321) == values[123:321]
+    monkeypatch.setattr(traces.nasa, "_CHUNK_BYTES", 7)  # splits numbers between reads
+    assert traces.nasa.read_nasa(path, 0, math.inf) == values
+    assert traces.nasa.read_nasa(path, 123, 321) == values[123:321]
 
 
 def test_nasa_window_past_the_end(tmp_path):

@@ -1,4 +1,8 @@
-"""The `node-fleet` command."""
+"""The `node-fleet` command.
+
+Errors are one line on stderr, never a traceback (`--traceback` shows it); the exit codes are those of
+`node_fleet.exits`, listed in `node-fleet --help` and README.md.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,23 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from autoscaler.config import ConfigError, Settings
+from node_fleet import exits
 from node_fleet.sim.workload import TraceError
 
 DEMO_PLOT = Path("out/demo.png")
 DEMO_LOG = Path("out/demo.log")
+
+
+EXIT_CODES = f"""exit codes:
+  {exits.OK}    done (invoke: the handler answered; demo: the scenario's expectations were met; gate: clear)
+  {exits.FAILED}    input it cannot use, an error (one line says which), or the demo's expectations not met
+  {exits.CANNOT_START}    the command line is wrong, or Prometheus is missing (demo, invoke --local)
+  {exits.ANSWER_FAILED}    invoke: the handler answered with a rejection or an error; gate: scale-down is held
+  {exits.RAISED}    invoke: the handler raised
+  {exits.INTERRUPTED}  interrupted (Ctrl-C)"""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,8 +36,27 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except (ConfigError, TraceError, ValueError, OSError) as exc:
+        if args.traceback:
+            raise
         print(f"node-fleet: {exc}", file=sys.stderr)
-        return 1
+        return exits.FAILED
+    except KeyboardInterrupt:
+        print("node-fleet: interrupted", file=sys.stderr)
+        return exits.INTERRUPTED
+    except Exception as exc:  # e.g. a cluster that does not answer: one line, the traceback on demand
+        if args.traceback:
+            raise
+        print(f"node-fleet: {type(exc).__name__}: {exc} (--traceback shows where)", file=sys.stderr)
+        return exits.FAILED
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("node-fleet")
+    except PackageNotFoundError:  # run from a checkout without installing it
+        return "unknown (not installed)"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,7 +64,14 @@ def _parser() -> argparse.ArgumentParser:
     from node_fleet.sim.scenarios import SCENARIOS
     from node_fleet.sim.traces import FORMATS
 
-    parser = argparse.ArgumentParser(prog="node-fleet", description="Autoscaler for K3s workers on EC2.")
+    parser = argparse.ArgumentParser(
+        prog="node-fleet",
+        description="Autoscaler for K3s workers on EC2.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--traceback", action="store_true", help="on an error, show the traceback too")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
     sim = sub.add_parser("simulate", help="replay a workload under every policy and score them")
@@ -52,7 +93,9 @@ def _parser() -> argparse.ArgumentParser:
 
     gate = sub.add_parser("gate", help="may scale-down proceed? the GitOps gate over Flux objects")
     gate_source = gate.add_mutually_exclusive_group(required=True)
-    gate_source.add_argument("--objects", type=Path, help="a JSON list of objects, or a Kubernetes List")
+    gate_source.add_argument(
+        "--objects", type=Path, help="JSON or YAML: a list of objects, a Kubernetes List, or `---` documents"
+    )
     gate_source.add_argument("--kubeconfig", type=Path, help="read Kustomizations, HelmReleases and Canaries")
     gate.set_defaults(run=_gate)
 
@@ -154,17 +197,43 @@ def _gate(args: argparse.Namespace) -> int:
     from autoscaler.gitops.gate import gate_objects
 
     if args.objects is not None:
-        try:
-            data = json.loads(args.objects.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{args.objects}: not JSON ({exc.msg} at line {exc.lineno})") from None
+        data = _read_objects(args.objects)
     else:
-        from autoscaler.adapters.kube import KubeOptions
+        from autoscaler.adapters.kube import KubeCluster
+        from autoscaler.config.kube import KubeOptions
         from autoscaler.gitops.reader import list_objects
 
-        data = list_objects(KubeOptions(kubeconfig=str(args.kubeconfig)).cluster())
-    print(json.dumps(gate_objects(data)))
-    return 0
+        data = list_objects(KubeCluster.from_options(KubeOptions(kubeconfig=str(args.kubeconfig))))
+    answer = gate_objects(data)
+    print(json.dumps(answer))
+    return exits.GATE_HOLDS if answer["blocked"] else exits.OK
+
+
+def _read_objects(path: Path) -> Any:
+    """Flux objects as users keep them: JSON, or YAML with one object, a List, or several `---` documents."""
+    text = path.read_text()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as json_error:
+        if path.suffix == ".json":
+            raise ValueError(f"{path}: not JSON ({json_error.msg} at line {json_error.lineno})") from None
+    import yaml
+
+    try:
+        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ValueError(f"{path}: neither JSON nor YAML ({getattr(exc, 'problem', None) or exc}{where})") from None
+    items: list[Any] = []
+    for document in documents:
+        if isinstance(document, list):
+            items.extend(document)
+        elif isinstance(document, dict) and str(document.get("kind", "")).endswith("List"):
+            items.extend(document.get("items") or [])
+        else:
+            items.append(document)
+    return items
 
 
 def _plan(args: argparse.Namespace) -> int:
@@ -226,7 +295,7 @@ def _plot(result, path: Path) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     plot_runs(result.records, result.scores, path)
-    print(f"plot written to {path}")
+    print(f"plot written to {path}", file=sys.stderr)  # stdout holds only the answer (one JSON object with --json)
 
 
 if __name__ == "__main__":

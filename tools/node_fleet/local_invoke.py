@@ -6,17 +6,19 @@ What it mirrors of `sam local invoke FUNCTION --event FILE --env-vars FILE [--pa
 - The function's Handler (`package.module.function`), CodeUri, MemorySize and Timeout, from the function or
   from Globals.Function, and its environment: Globals.Function.Environment.Variables merged with the
   function's own (the function's win, as SAM merges them).
-- Intrinsics in those values: Ref to a parameter (its override or Default) or to a pseudo parameter,
-  Fn::Sub, Fn::Join, Fn::Select, Fn::If over Conditions (Fn::Equals/Not/And/Or). What cannot be resolved
-  locally (a Ref to a resource, Fn::GetAtt, a parameter without Default) is left out of the environment,
-  where SAM would set it to "" instead.
+- Intrinsics in those values (`node_fleet.cfn`). What cannot be resolved locally (a Ref to a resource,
+  Fn::GetAtt, a parameter without Default) is left out of the environment, where SAM would set it to "".
 - The same precedence as SAM for each variable the template declares: the env-vars file's entry for the
   function ({"LogicalId": {"VAR": "value"}}) over its "Parameters" entry (applied to every function) over the
   shell's value over the template's. Variables the template does not declare are ignored, as SAM does.
+  Several env-vars files may be given, a later one over an earlier one (`--local`: the stack's, the user's).
 - The AWS_* variables SAM sets (AWS_SAM_LOCAL=true, AWS_LAMBDA_FUNCTION_NAME, ..._MEMORY_SIZE, ..._TIMEOUT,
   ..._VERSION, ..._LOG_GROUP_NAME, ..._LOG_STREAM_NAME), and AWS_REGION/AWS_DEFAULT_REGION when unset.
 - A Lambda context object (function_name, function_version, invoked_function_arn, memory_limit_in_mb,
   aws_request_id, log_group_name, log_stream_name, get_remaining_time_in_millis()).
+
+`node-fleet invoke` prints the answer alone on stdout (the handler's output goes to stderr); its exit code
+says whether the handler answered, answered with a failure, or raised (`node_fleet.exits`).
 
 os.environ and sys.path are changed for the call only and restored afterwards. The handler's module is
 imported once per process, like a warm container: a second invoke reuses it.
@@ -25,60 +27,36 @@ imported once per process, like a warm container: a second invoke reuses it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
 import re
+import shlex
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from node_fleet import exits
+from node_fleet.cfn import ACCOUNT_ID, DEFAULT_REGION, Resolver, Unresolved, cfn_loader, stringify
+
 FUNCTION_TYPES = ("AWS::Serverless::Function", "AWS::Lambda::Function")
-LIST_PARAMETER = re.compile(r"^(CommaDelimitedList|List<.+>)$")
-ACCOUNT_ID = "123456789012"
-DEFAULT_REGION = "us-east-1"
-STACK_NAME = "local"
 LAMBDA_DEFAULT_MEMORY_MB = 128
 LAMBDA_DEFAULT_TIMEOUT_S = 3
-_SUB_VARIABLE = re.compile(r"\$\{([^}]*)\}")
+EnvVarsFiles = str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None
+"""One `--env-vars` file, or several laid over each other (the embedded stack's, then the user's)."""
 
 
-class LocalInvokeError(Exception):
+class LocalInvokeError(ValueError):
     """The template, the function or an input file cannot be used as asked; the message says which."""
 
 
-class _Unresolved(Exception):
-    """An intrinsic that only CloudFormation can resolve (a resource's Ref or attribute, a missing value)."""
-
-
 # -- reading the template ---------------------------------------------------------------------------------------
-
-
-def _cfn_loader() -> type:
-    import yaml  # PyYAML comes with kubernetes; imported here so the Lambda never pays for it
-
-    class CfnLoader(yaml.SafeLoader):
-        """A SafeLoader that turns CloudFormation's short tags (!Ref, !Sub, !GetAtt...) into their long forms."""
-
-    def intrinsic(loader: CfnLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-        name = "Ref" if suffix == "Ref" else "Condition" if suffix == "Condition" else f"Fn::{suffix}"
-        if isinstance(node, yaml.ScalarNode):
-            value: Any = loader.construct_scalar(node)
-            if suffix == "GetAtt":
-                value = str(value).split(".", 1)
-        elif isinstance(node, yaml.SequenceNode):
-            value = loader.construct_sequence(node, deep=True)
-        else:
-            value = loader.construct_mapping(node, deep=True)
-        return {name: value}
-
-    CfnLoader.add_multi_constructor("!", intrinsic)
-    return CfnLoader
 
 
 def load_template(template_path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -91,7 +69,7 @@ def load_template(template_path: str | os.PathLike[str]) -> dict[str, Any]:
     except OSError as exc:
         raise LocalInvokeError(f"cannot read template {path}: {exc.strerror or exc}") from None
     try:
-        document = yaml.load(text, Loader=_cfn_loader())  # nosec B506  # _cfn_loader() is a SafeLoader subclass
+        document = yaml.load(text, Loader=cfn_loader())  # nosec B506  # cfn_loader() is a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise LocalInvokeError(f"{path} is not valid YAML: {exc}") from None
     if not isinstance(document, dict) or not isinstance(document.get("Resources"), dict):
@@ -137,7 +115,7 @@ class FunctionSpec:
 def resolve_function(
     template_path: str | os.PathLike[str],
     logical_id: str,
-    env_vars_path: str | os.PathLike[str] | None = None,
+    env_vars: EnvVarsFiles = None,
     *,
     parameter_overrides: Mapping[str, str] | None = None,
     shell_environ: Mapping[str, str] | None = None,
@@ -158,7 +136,7 @@ def resolve_function(
     properties = resource.get("Properties") or {}
     is_serverless = resource["Type"] == FUNCTION_TYPES[0]
     globals_ = ((template.get("Globals") or {}).get("Function") or {}) if is_serverless else {}
-    resolver = _Resolver(template, parameter_overrides or {})
+    resolver = Resolver(template, parameter_overrides or {})
 
     def prop(name: str, default: Any = None) -> Any:
         value = properties.get(name, globals_.get(name, default))
@@ -169,7 +147,7 @@ def resolve_function(
         code_uri = prop("CodeUri", ".") if is_serverless else prop("Code")
         memory_mb = int(prop("MemorySize", LAMBDA_DEFAULT_MEMORY_MB))
         timeout_s = int(prop("Timeout", LAMBDA_DEFAULT_TIMEOUT_S))
-    except (_Unresolved, TypeError, ValueError) as exc:
+    except (Unresolved, TypeError, ValueError) as exc:
         raise LocalInvokeError(
             f"{logical_id}: cannot resolve Handler/CodeUri/MemorySize/Timeout locally ({exc})"
         ) from None
@@ -179,7 +157,7 @@ def resolve_function(
         raise LocalInvokeError(f"{logical_id}: CodeUri (or Code) must be a local folder, got {code_uri!r}")
     try:
         function_name = str(resolver.resolve(properties.get("FunctionName", logical_id)))
-    except _Unresolved:
+    except Unresolved:
         function_name = logical_id
 
     declared: dict[str, Any] = {}
@@ -189,19 +167,19 @@ def resolve_function(
             raise LocalInvokeError(f"{logical_id}: Environment.Variables must be a mapping")
         declared.update(variables)
 
-    overrides = _env_overrides(env_vars_path, logical_id, function_name)
+    overrides = env_vars_for(env_vars, logical_id, function_name)
     shell = os.environ if shell_environ is None else shell_environ
     environment: dict[str, str] = {}
     unresolved: list[str] = []
     for name, raw in declared.items():
         if name in overrides:
-            environment[name] = _stringify(overrides[name])
+            environment[name] = stringify(overrides[name])
         elif name in shell:
             environment[name] = shell[name]
         else:
             try:
-                environment[name] = _stringify(resolver.resolve(raw))
-            except _Unresolved:
+                environment[name] = stringify(resolver.resolve(raw))
+            except Unresolved:
                 unresolved.append(name)
     return FunctionSpec(
         logical_id=logical_id,
@@ -215,11 +193,20 @@ def resolve_function(
     )
 
 
-def _env_overrides(env_vars_path: str | os.PathLike[str] | None, logical_id: str, function_name: str) -> dict[str, Any]:
-    """The env-vars file's values for this function: its own entry over the "Parameters" entry."""
-    if env_vars_path is None:
+def env_vars_for(files: EnvVarsFiles, logical_id: str, function_name: str | None = None) -> dict[str, Any]:
+    """The env-vars files' values for one function: in each file its "Parameters" entry (for every function),
+    then its own entry over it, as SAM reads one file; a later file over an earlier one."""
+    if files is None:
         return {}
-    path = Path(env_vars_path)
+    merged: dict[str, Any] = {}
+    for path in [files] if isinstance(files, (str, os.PathLike)) else files:
+        data = _read_env_vars(Path(path))
+        merged.update(data.get("Parameters", {}))
+        merged.update(data.get(logical_id) or data.get(function_name or logical_id) or {})
+    return merged
+
+
+def _read_env_vars(path: Path) -> dict[str, dict[str, Any]]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -230,130 +217,7 @@ def _env_overrides(env_vars_path: str | os.PathLike[str] | None, logical_id: str
         raise LocalInvokeError(
             f'env-vars file {path} must map "Parameters" or a function\'s logical id to an object of variables'
         )
-    merged = dict(data.get("Parameters", {}))
-    merged.update(data.get(logical_id) or data.get(function_name) or {})
-    return merged
-
-
-def _stringify(value: Any) -> str:
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if value is None or isinstance(value, (dict, list, tuple)):
-        raise _Unresolved(f"not a scalar: {value!r}")
-    return str(value)
-
-
-class _Resolver:
-    """Resolves the intrinsics that need no deployed stack."""
-
-    def __init__(self, template: Mapping[str, Any], parameter_overrides: Mapping[str, str]) -> None:
-        self.parameters: dict[str, Any] = template.get("Parameters") or {}
-        self.conditions: dict[str, Any] = template.get("Conditions") or {}
-        self.overrides = {k: str(v) for k, v in parameter_overrides.items()}
-        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
-        self.pseudo: dict[str, Any] = {
-            "AWS::AccountId": ACCOUNT_ID,
-            "AWS::Region": region,
-            "AWS::Partition": "aws",
-            "AWS::URLSuffix": "amazonaws.com",
-            "AWS::StackName": STACK_NAME,
-            "AWS::StackId": f"arn:aws:cloudformation:{region}:{ACCOUNT_ID}:stack/{STACK_NAME}/local",
-            "AWS::NotificationARNs": [],
-        }
-        self._condition_cache: dict[str, bool] = {}
-
-    def resolve(self, value: Any) -> Any:
-        if isinstance(value, list):
-            return [self.resolve(v) for v in value]
-        if not isinstance(value, dict):
-            return value
-        if len(value) != 1:
-            return {k: self.resolve(v) for k, v in value.items()}
-        ((key, arg),) = value.items()
-        if key == "Ref":
-            return self.ref(arg)
-        if key == "Fn::Sub":
-            return self.sub(arg)
-        if key == "Fn::Join":
-            delimiter, items = arg
-            items = self.resolve(items)
-            if not isinstance(items, list):
-                raise _Unresolved(f"Fn::Join over {items!r}")
-            return str(delimiter).join(_stringify(self.resolve(i)) for i in items)
-        if key == "Fn::Select":
-            index, items = self.resolve(arg)
-            return items[int(index)]
-        if key == "Fn::Split":
-            delimiter, text = self.resolve(arg)
-            return str(text).split(str(delimiter))
-        if key == "Fn::If":
-            name, when_true, when_false = arg
-            return self.resolve(when_true if self.condition(name) else when_false)
-        if key.startswith("Fn::") or key == "Condition":
-            raise _Unresolved(f"{key} cannot be resolved locally")
-        return {key: self.resolve(arg)}
-
-    def ref(self, name: str) -> Any:
-        if name in self.pseudo:
-            return self.pseudo[name]
-        if name == "AWS::NoValue":
-            raise _Unresolved("AWS::NoValue")
-        parameter = self.parameters.get(name)
-        if parameter is None:
-            raise _Unresolved(f"Ref {name} names a resource")
-        if name in self.overrides:
-            raw: Any = self.overrides[name]
-        elif "Default" in parameter:
-            raw = parameter["Default"]
-        else:
-            raise _Unresolved(f"parameter {name} has no Default and no override")
-        if LIST_PARAMETER.match(str(parameter.get("Type", ""))):
-            return [part.strip() for part in _stringify(raw).split(",")] if _stringify(raw) else []
-        return raw
-
-    def sub(self, arg: Any) -> str:
-        if isinstance(arg, list):
-            text, variables = arg[0], {k: self.resolve(v) for k, v in (arg[1] or {}).items()}
-        else:
-            text, variables = arg, {}
-
-        def replace(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name.startswith("!"):
-                return "${" + name[1:] + "}"
-            if name in variables:
-                return _stringify(variables[name])
-            if "." in name and not name.startswith("AWS::"):
-                raise _Unresolved(f"${{{name}}} is a resource attribute")
-            return _stringify(self.ref(name))
-
-        return _SUB_VARIABLE.sub(replace, str(text))
-
-    def condition(self, name: str) -> bool:
-        if name not in self._condition_cache:
-            if name not in self.conditions:
-                raise _Unresolved(f"no condition {name}")
-            self._condition_cache[name] = self.evaluate(self.conditions[name])
-        return self._condition_cache[name]
-
-    def evaluate(self, expression: Any) -> bool:
-        if not isinstance(expression, dict) or len(expression) != 1:
-            raise _Unresolved(f"not a condition: {expression!r}")
-        ((key, arg),) = expression.items()
-        if key == "Condition":
-            return self.condition(arg)
-        if key == "Fn::Equals":
-            left, right = (self.resolve(a) for a in arg)
-            return _stringify(left) == _stringify(right)
-        if key == "Fn::Not":
-            return not self.evaluate(arg[0])
-        if key == "Fn::And":
-            return all(self.evaluate(a) for a in arg)
-        if key == "Fn::Or":
-            return any(self.evaluate(a) for a in arg)
-        raise _Unresolved(f"{key} in a condition")
+    return data
 
 
 # -- the context and the call -----------------------------------------------------------------------------------
@@ -427,7 +291,7 @@ def invoke(
     template_path: str | os.PathLike[str],
     logical_id: str,
     event_path: str | os.PathLike[str],
-    env_vars_path: str | os.PathLike[str] | None = None,
+    env_vars: EnvVarsFiles = None,
     *,
     parameter_overrides: Mapping[str, str] | None = None,
 ) -> object:
@@ -435,7 +299,7 @@ def invoke(
 
     Exceptions raised by the handler propagate unchanged (the invoker's retry decision is theirs to test).
     """
-    spec = resolve_function(template_path, logical_id, env_vars_path, parameter_overrides=parameter_overrides)
+    spec = resolve_function(template_path, logical_id, env_vars, parameter_overrides=parameter_overrides)
     event = load_event(event_path)
     with patched_environ(lambda_environment(spec)), _code_on_path(spec.code_dir):
         try:
@@ -469,16 +333,67 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env-vars", "-n", type=Path, help='overrides: {"LogicalId": {...}} or {"Parameters": {...}}')
     parser.add_argument("--template", "-t", type=Path, default=Path("template.yaml"))
     parser.add_argument(
-        "--parameter-overrides", nargs="*", default=[], metavar="KEY=VALUE", help="template parameter values"
+        "--parameter-overrides",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="template parameter values, as sam takes them: KEY=VALUE or ParameterKey=KEY,ParameterValue=VALUE",
     )
 
 
+_SAM_PARAMETER = re.compile(r"^ParameterKey=([^,]+),ParameterValue=(.*)$")
+
+
+def parameter_overrides(items: Sequence[str]) -> dict[str, str]:
+    """`--parameter-overrides` as SAM reads it: several words, or one quoted string of them."""
+    overrides = {}
+    for word in (w for item in items for w in shlex.split(item)):
+        match = _SAM_PARAMETER.match(word)
+        key, sep, value = (match.group(1), "=", match.group(2)) if match else word.partition("=")
+        if not sep or not key:
+            raise LocalInvokeError(f"--parameter-overrides: {word!r} is not KEY=VALUE")
+        overrides[key] = value
+    return overrides
+
+
 def run(args: argparse.Namespace) -> int:
-    overrides = dict(item.split("=", 1) for item in args.parameter_overrides if "=" in item)
     try:
-        result = invoke(args.template, args.function, args.event, args.env_vars, parameter_overrides=overrides)
+        overrides = parameter_overrides(args.parameter_overrides)
+        # The handler's log lines and metrics go to stderr: stdout is the answer alone, for scripts.
+        with contextlib.redirect_stdout(sys.stderr):
+            result = invoke(args.template, args.function, args.event, args.env_vars, parameter_overrides=overrides)
     except LocalInvokeError as exc:
         print(f"local invoke: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps(result, indent=2, default=str))
-    return 0
+        return exits.FAILED
+    except Exception as exc:  # the handler raised: its own log line has the traceback
+        print(f"local invoke: {raised(args.function, exc)}", file=sys.stderr)
+        return exits.RAISED
+    return answered(result)
+
+
+def raised(function: str, exc: BaseException) -> str:
+    """One line for a handler that raised, with what to do when AWS credentials are missing."""
+    from botocore.exceptions import NoCredentialsError
+
+    line = f"{function} raised {type(exc).__name__}: {exc} (Lambda would deliver an asynchronous event again)"
+    chain, cause = [], exc
+    while cause is not None and cause not in chain:  # a chain may loop back on itself
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    if any(isinstance(e, NoCredentialsError) for e in chain):
+        line += (
+            "; no AWS credentials: run with --local (an embedded stack), or give real credentials, or point "
+            "AWS_ENDPOINT_URL at a moto_server in --env-vars"
+        )
+    return line
+
+
+def answered(result: object) -> int:
+    """Print the handler's answer as JSON on stdout; its exit code says whether it was a failure."""
+    print(json.dumps(result, indent=2, default=str), flush=True)
+    if isinstance(result, dict):
+        failed_status = result.get("status") in ("rejected", "error")
+        status_code = result.get("statusCode")
+        if failed_status or (isinstance(status_code, int) and status_code >= 400):
+            return exits.ANSWER_FAILED
+    return exits.OK

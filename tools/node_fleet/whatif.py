@@ -80,9 +80,10 @@ def read_cluster_file(path: Path) -> ClusterObjects:
 
 def read_cluster_live(kubeconfig: Path, context: str | None) -> ClusterObjects:
     """Lists only, through the Lambda's own adapter: nothing is written to the cluster."""
-    from autoscaler.adapters.kube import KubeError, KubeOptions
+    from autoscaler.adapters.kube import KubeCluster, KubeError
+    from autoscaler.config.kube import KubeOptions
 
-    cluster = KubeOptions(kubeconfig=str(kubeconfig), context=context).cluster()
+    cluster = KubeCluster.from_options(KubeOptions(kubeconfig=str(kubeconfig), context=context))
     try:
         pods = tuple(cluster.list_pods())  # before the budgets: they are read once, with the pods
         return ClusterObjects(

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from autoscaler.config import ConfigError
+from autoscaler.config.environ import text
+from autoscaler.config.kube import KubeOptions, secret_parameter_names
+from autoscaler.config.prometheus import ENV_AUTH_PARAM, PrometheusAuth, PrometheusOptions
 
 SECRET_MAX_AGE_S = 300
 
@@ -21,45 +23,30 @@ def secret(name: str) -> str:
 
 
 def optional_secret(environ: Mapping[str, str], variable: str) -> str | None:
-    name = environ.get(variable, "").strip()
+    name = text(environ, variable)
     return secret(name) if name else None
 
 
-def required(environ: Mapping[str, str], variable: str) -> str:
-    value = environ.get(variable, "").strip()
-    if not value:
-        raise ConfigError(f"{variable} is not set")
-    return value
-
-
 def kube_cluster(environ: Mapping[str, str]):
-    from autoscaler.adapters.kube import KubeCluster, secret_parameter_names
+    from autoscaler.adapters.kube import KubeCluster
 
     names = secret_parameter_names(environ)
     token, ca_pem = (secret(names[k]) if k in names else None for k in ("token", "ca"))
-    return KubeCluster.from_env(environ, token=token, ca_pem=ca_pem)
+    return KubeCluster.from_options(KubeOptions.from_env(environ, token=token, ca_pem=ca_pem))
 
 
 def prometheus(environ: Mapping[str, str]):
-    from autoscaler.adapters.prometheus import PrometheusAuth, PrometheusMetrics, PrometheusOptions
+    from autoscaler.adapters.prometheus import PrometheusMetrics
 
     options = PrometheusOptions.from_env(environ)
-    auth = None
-    credentials = optional_secret(environ, "PROMETHEUS_AUTH_PARAM")
-    if credentials:
-        if credentials.startswith("Bearer "):
-            auth = PrometheusAuth.bearer(credentials.removeprefix("Bearer ").strip())
-        elif ":" in credentials:
-            user, password = credentials.split(":", 1)
-            auth = PrometheusAuth.basic(user, password)
-        else:
-            raise ConfigError("PROMETHEUS_AUTH_PARAM must hold 'user:password' or 'Bearer <token>'")
+    credentials = optional_secret(environ, ENV_AUTH_PARAM)
+    auth = PrometheusAuth.from_secret(credentials) if credentials else None
     return PrometheusMetrics(options, auth=auth, ca_pem=optional_secret(environ, "PROMETHEUS_CA_PARAM"))
 
 
 def notifier(environ: Mapping[str, str]):
     """SNS publisher for NOTIFY_TOPIC_ARN, or None when no topic is configured."""
-    topic = environ.get("NOTIFY_TOPIC_ARN", "").strip()
+    topic = text(environ, "NOTIFY_TOPIC_ARN")
     if not topic:
         return None
     import boto3

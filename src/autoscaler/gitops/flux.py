@@ -9,11 +9,12 @@ every Canary "current". Here:
 
 - in progress (holds): a requested reconcile not yet handled, a generation not yet attempted,
   Ready=Unknown, Reconciling=True with reason Progressing, an active canary phase;
-- failed (does not hold): Ready=False after an attempt; the controller retries on its own, and nothing
-  runs in between;
+- failed (does not hold): Ready=False after an attempt, or while a HelmRelease waits for a prerequisite
+  (a dependency, its source); the controller retries on its own, and nothing runs in between;
 - stalled (does not hold, alarm): Stalled=True, or a canary rolled back; nothing happens until someone
   changes something;
-- suspended (ignored); ready (does not hold);
+- waiting (does not hold): a canary paused at its confirm-rollout gate, before anything runs;
+- suspended (ignored); ready (does not hold), also during a HelmRelease's periodic check;
 - unknown (holds): the status cannot be read. Wrong types anywhere give unknown; nothing here raises.
 """
 
@@ -47,13 +48,30 @@ CANARY = Resource("flagger.app", "v1beta1", "canaries", "Canary")
 RESOURCES = (KUSTOMIZATION, HELM_RELEASE, CANARY)
 _BY_KIND = {r.kind: r for r in RESOURCES}
 
-# Flagger phases (status.phase). An analysis is running, or waiting at a manual gate, in these:
-# evicting pods then skews its metrics and can roll the release back.
-CANARY_ACTIVE = frozenset(
-    {"Initializing", "Progressing", "Promoting", "Finalising", "Terminating", "Waiting", "WaitingPromotion"}
-)
+# Flagger phases (status.phase), as pkg/apis/flagger/v1beta1/status.go declares them. An analysis is
+# running, or paused at the promotion gate with the canary serving, in these: evicting pods then skews its
+# metrics and can roll the release back.
+CANARY_ACTIVE = frozenset({"Initializing", "Progressing", "Promoting", "Finalising", "Terminating", "WaitingPromotion"})
+# "Waiting": the rollout is paused at its confirm-rollout hooks, which Flagger runs before it scales the
+# canary up (docs: webhooks, confirm-rollout). Nothing of the new revision runs yet.
+CANARY_PAUSED = frozenset({"Waiting"})
 CANARY_AT_REST = frozenset({"Initialized", "Succeeded", "Terminated"})
 CANARY_FAILED = "Failed"
+
+# Ready=False reasons helm-controller sets before it applies anything (internal/controller/
+# helmrelease_controller.go, reconcileRelease: dependencies, source, values, chart, client), while
+# Reconciling stays True/Progressing ("Fulfilling prerequisites") until its retry. Nothing is rolled out.
+HELM_PREREQUISITE_REASONS = frozenset(
+    {
+        "DependencyNotReady",
+        "ArtifactFailed",
+        "SourceNotReady",
+        "ValuesError",
+        "ChartMutateError",
+        "RESTClientError",
+        "FactoryError",
+    }
+)
 
 
 class State(enum.StrEnum):
@@ -62,6 +80,8 @@ class State(enum.StrEnum):
     """Failed and waiting for the controller's retry: nothing is running now."""
     STALLED = "stalled"
     """Terminal until someone changes something: a human must act."""
+    WAITING = "waiting"
+    """Paused at a gate before anything of the new revision runs (a canary's confirm-rollout)."""
     SUSPENDED = "suspended"
     READY = "ready"
     UNKNOWN = "unknown"
@@ -194,6 +214,16 @@ def _flux(obj: Mapping[str, Any], resource: Resource) -> tuple[State, str, float
         return State.IN_PROGRESS, f"Ready=Unknown{ready.why}", changed_at
     reconciling = conditions.get("Reconciling")
     if reconciling is not None and reconciling.status == "True" and reconciling.reason == "Progressing":
+        if resource is HELM_RELEASE and ready.status == "True":
+            # helm-controller marks Ready Unknown before any release action; left True, this is the
+            # periodic check of a release that is in sync.
+            return State.READY, f"Ready=True{ready.why}, periodic check: Reconciling=True{reconciling.why}", changed_at
+        if resource is HELM_RELEASE and ready.status == "False" and ready.reason in HELM_PREREQUISITE_REASONS:
+            return (
+                State.FAILED,
+                f"Ready=False{ready.why}: waiting for a prerequisite, nothing applied; the controller retries later",
+                changed_at,
+            )
         return State.IN_PROGRESS, f"Reconciling=True{reconciling.why}", changed_at
     if ready.status == "False":
         return State.FAILED, f"Ready=False{ready.why}; the controller retries later", changed_at
@@ -266,6 +296,8 @@ def _canary(obj: Mapping[str, Any]) -> tuple[State, str, float | None]:
     if phase in CANARY_ACTIVE:
         gate = " (waiting at a manual gate)" if phase.startswith("Waiting") else ""
         return State.IN_PROGRESS, f"canary phase {phase}{gate}{progress}", None
+    if phase in CANARY_PAUSED:
+        return State.WAITING, f"canary phase {phase}: paused at confirm-rollout, the canary is not scaled up", changed
     if phase == CANARY_FAILED:
         return (
             State.STALLED,

@@ -21,12 +21,21 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
+from autoscaler.config import Settings
 from autoscaler.gitops.flux import RESOURCES, State, Verdict, supported, verdicts
 
-DEFAULT_SETTLE_S = 120.0
-DEFAULT_MAX_HOLD_S = 1800.0
+# The settings' defaults, so the gate has one cap whoever calls it.
+DEFAULT_SETTLE_S = float(Settings().gate_settle_s)
+DEFAULT_MAX_HOLD_S = float(Settings().gate_max_hold_s)
 
 _NO_HOLDS: Mapping[str, float] = MappingProxyType({})
+
+
+def hold_capped(since: float, now: float, max_hold_s: float) -> bool:
+    """The one hold cap, for an object's hold, a chain of holds, and the autoscaler's own count of a hold
+    (an unreadable gate, a notification): once it has lasted max_hold_s it no longer holds, so one stuck
+    object cannot keep idle nodes forever."""
+    return now - since >= max_hold_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +156,7 @@ def evaluate(
             continue
         since = min(prior.object_held_since.get(v.key, now), now)
         object_held_since[v.key] = since
-        (capped if now - since >= max_hold_s else holding).append(v)
+        (capped if hold_capped(since, now, max_hold_s) else holding).append(v)
 
     # A hold seen last time that is gone now (the object finished, or was deleted) just finished.
     last_finished = prior.last_finished
@@ -169,7 +178,7 @@ def evaluate(
     if blocked:
         held_since = min(prior.held_since if prior.held_since is not None else now, now)
     held_for_s = now - held_since if held_since is not None else 0.0
-    if blocked and held_for_s >= max_hold_s:
+    if held_since is not None and hold_capped(held_since, now, max_hold_s):
         # held_since stays, so the cap lasts until the chain of holds breaks.
         capped.extend(holding)
         holding, settle_until, blocked = [], None, False

@@ -7,15 +7,15 @@ holds (the autoscaler caps how long).
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
-from autoscaler.gitops.flux import RESOURCES
-from autoscaler.gitops.gate import GateMemory, GateVerdict, evaluate
+from aws_lambda_powertools import Logger
 
-log = logging.getLogger(__name__)
+from autoscaler.gitops.flux import RESOURCES
+from autoscaler.gitops.item import GateItem
+from autoscaler.ports import GateAnswer
+
+logger = Logger(child=True)
 
 
 class FluxObjects(Protocol):
@@ -30,15 +30,6 @@ class GateStore(Protocol):
     def save(self, record: dict[str, Any], observed_at: float) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class GateAnswer:
-    blocked: bool
-    reasons: tuple[Mapping[str, str], ...] = ()
-    cap_hit: bool = False
-    unknown: str | None = None
-    """Why the gate could not be read (then `blocked` is True)."""
-
-
 def list_objects(source: FluxObjects) -> list[dict[str, Any]]:
     objects: list[dict[str, Any]] = []
     for r in RESOURCES:
@@ -48,37 +39,16 @@ def list_objects(source: FluxObjects) -> list[dict[str, Any]]:
 
 
 def check(source: FluxObjects, store: GateStore | None, now: float, settle_s: float, max_hold_s: float) -> GateAnswer:
-    """A fresh verdict, held also by a recent notification (event_hold_until in the gate item)."""
+    """The autoscaler's Gate: the gate item refreshed from the cluster, judged as the hook judges it."""
     try:
-        record = store.load() if store is not None else None
-        prior = GateMemory.from_dict(record["memory"]) if record and "memory" in record else None
-        verdict = evaluate(list_objects(source), now, prior, settle_s, max_hold_s)
+        stored = store.load() if store is not None else None
+        item = GateItem.refresh(stored, list_objects(source), now, settle_s, max_hold_s)
     except Exception as exc:  # any failure to read means unknown, which holds
-        log.warning("gate unreadable: %s", type(exc).__name__)
+        logger.warning("gate unreadable", extra={"error": type(exc).__name__})
         return GateAnswer(True, unknown=f"gate unreadable: {type(exc).__name__}: {_short(exc)}")
-    reasons = tuple(verdict.reasons)
-    event_hold = float(record.get("event_hold_until") or 0) if record else 0.0
-    if event_hold > now and not verdict.cap_hit:
-        reasons += (dict(record.get("event_reason") or {}),)
-    return GateAnswer(verdict.blocked or (event_hold > now and not verdict.cap_hit), reasons, verdict.cap_hit)
-
-
-def record_of(
-    verdict: GateVerdict, event_hold_until: float = 0.0, event_reason: Mapping[str, str] | None = None
-) -> dict:
-    """The gate item the hook stores: the verdict, its memory, and any hold from a notification."""
-    return {
-        **verdict.to_dict(),
-        "memory": verdict.memory.to_dict(),
-        "event_hold_until": event_hold_until,
-        "event_reason": dict(event_reason or {}),
-    }
+    return item.answer(now)
 
 
 def _short(exc: BaseException, limit: int = 200) -> str:
     text = str(exc).splitlines()[0] if str(exc) else ""
     return text[:limit]
-
-
-def reasons_text(reasons: Sequence[Mapping[str, str]]) -> str:
-    return "; ".join(f"{r.get('kind')} {r.get('namespace')}/{r.get('name')} {r.get('state')}" for r in reasons)

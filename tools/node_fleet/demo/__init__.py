@@ -9,7 +9,10 @@ deployed Lambda.
 - `flux`: a Flux-like object set (Kustomizations flux-system -> infrastructure -> apps) whose status
   a scenario changes: a reconcile starts (Ready=Unknown, Reconciling=True/Progressing) and ends
   (Ready=True with a new revision in status.history).
-- `scenario`: the demo's timers and settings (normal and `--quick`) and its story as steps.
+- `scenario`: the demo's story, a table of phases and the step each runs.
+- `timing`: its timers (normal and `--quick`) and the settings the functions get.
+- `record`: what a run sees (a look at the cluster, samples, cycles) and the expectations it checks.
+- `render`: the timeline's lines and the summary.
 - `run`: runs the scenario on an accelerated schedule (both functions get their ticks), prints the
   live timeline and the summary, checks the expectations, and stops everything it started.
 - `plot`: the PNG of a run (matplotlib Agg, imported when drawing).

@@ -36,7 +36,7 @@ def revision(n: int) -> str:
     return f"main@sha1:{hashlib.sha1(f'demo-{n}'.encode(), usedforsecurity=False).hexdigest()}"
 
 
-class FluxObjects:
+class FakeFlux:
     """The Kustomizations on `kube` (a FakeKube with the Flux kinds installed); `clock` stamps them."""
 
     def __init__(self, kube: Any, clock: Callable[[], float] = time.time) -> None:

@@ -6,16 +6,20 @@ The stack: moto's server (EC2, DynamoDB, SSM, SNS), the fake Kubernetes API serv
 workers running a small workload and the Flux Kustomizations (Ready), simulated kubelets, and a real
 Prometheus scraping them (waited for, so metrics are known). The function's environment is the
 stack's env-vars file (template.yaml's variables pointing at the stack), with the user's --env-vars
-file over it, as SAM merges them.
+file over it (`node_fleet.local_invoke.env_vars_for` lays them).
 
 A Function URL request (the GitOps hook's webhook, e.g. events/gitops_webhook_progressing.json) is
 re-signed first: its Flux event gets a fresh timestamp and `X-Signature` the HMAC-SHA256 of the body
 with the stack's key (from SSM), as Flux's notification-controller would sign it; the file's own
 signature cannot match a key made for this run.
 
+`--parameter-overrides` are honoured for the variables they change, over the stack's values, except
+the ones the stack sets itself (its endpoints, the cluster's name, the table), which are refused.
+
 The handler's output (log lines, EMF metrics) goes to stderr; its return value is printed on stdout
-as JSON. Exit status: 0 when the handler returned, 1 when it raised or the input is unusable, 2 when
-Prometheus is not installed.
+as JSON. Exit status (`node_fleet.exits`): 0 when the handler answered, 3 when it answered with a
+rejection or an error, 4 when it raised, 1 when the input is unusable, 2 when Prometheus is not
+installed, 130 on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -26,10 +30,10 @@ import io
 import json
 import sys
 import tempfile
-import traceback
 from pathlib import Path
 from typing import Any
 
+from node_fleet import exits
 from node_fleet.demo.functions import is_function_url_request, logs_to, signed_webhook
 
 LOCAL_HELP = (
@@ -39,33 +43,32 @@ LOCAL_HELP = (
 )
 
 
-def merge_env_vars(stack_file: Path, user_file: Path | None, target: Path) -> Path:
-    """The stack's env-vars with the user's file over it: per function, and "Parameters" for all."""
-    merged: dict[str, dict[str, Any]] = json.loads(stack_file.read_text(encoding="utf-8"))
-    if user_file is not None:
-        try:
-            user = json.loads(user_file.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ValueError(f"cannot read env-vars file {user_file}: {exc.strerror or exc}") from None
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"env-vars file {user_file} is not valid JSON: {exc}") from None
-        if not isinstance(user, dict) or not all(isinstance(v, dict) for v in user.values()):
-            raise ValueError(f'env-vars file {user_file} must map "Parameters" or a logical id to an object')
-        shared = user.get("Parameters", {})
-        for logical_id in merged:
-            merged[logical_id].update(shared)
-        for logical_id, values in user.items():
-            if logical_id != "Parameters":
-                merged.setdefault(logical_id, {}).update(values)
-    target.write_text(json.dumps(merged, indent=2, sort_keys=True), encoding="utf-8")
-    return target
+def honoured_overrides(template: Path, logical_id: str, overrides: dict[str, str], stack_env: Path) -> dict[str, str]:
+    """The variables the user's --parameter-overrides change, to lay over the stack's env-vars (which hold
+    every variable). A variable the stack sets itself (an endpoint, the cluster's name, the table) is refused:
+    the stack would not answer under another value."""
+    from node_fleet.local_invoke import LocalInvokeError, env_vars_for, resolve_function
+
+    if not overrides:
+        return {}
+    before = resolve_function(template, logical_id, shell_environ={}).environment
+    after = resolve_function(template, logical_id, parameter_overrides=overrides, shell_environ={}).environment
+    changed = {name: value for name, value in after.items() if before.get(name) != value}
+    stack = env_vars_for(stack_env, logical_id)
+    taken = sorted(name for name in changed if name in stack and stack[name] != before.get(name))
+    if taken:
+        raise LocalInvokeError(
+            f"--parameter-overrides cannot change {', '.join(taken)} with --local: the embedded stack sets "
+            "them (give the others, or run without --local)"
+        )
+    return changed
 
 
 def seed(stack: Any) -> None:
     """A small workload on the seeded workers and the Flux objects, all settled; metrics known."""
-    from node_fleet.demo.flux import FluxObjects
+    from node_fleet.demo.flux import FakeFlux
 
-    FluxObjects(stack.kube).seed()
+    FakeFlux(stack.kube).seed()
     stack.kubelets.add_workload("shop", 4, 600, 1024, nodes=stack.seeded_workers)
     # While Prometheus has no rate yet, the adapter warns at each try: not worth showing.
     with contextlib.suppress(TimeoutError), logs_to(io.StringIO()):
@@ -74,25 +77,25 @@ def seed(stack: Any) -> None:
 
 def run_local(args: argparse.Namespace) -> int:
     from node_fleet.demo.run import PROMETHEUS_HINT, interrupts_ignored, prometheus_installed
-    from node_fleet.local_invoke import LocalInvokeError, invoke, load_event
+    from node_fleet.local_invoke import LocalInvokeError, answered, invoke, load_event, parameter_overrides, raised
     from node_fleet.stack import aws
     from node_fleet.stack.stack import EmbeddedStack
 
     if not prometheus_installed():
         print(f"local invoke: {PROMETHEUS_HINT}", file=sys.stderr)
-        return 2
+        return exits.CANNOT_START
     if not Path(args.template).is_file():
         print(
             f"local invoke: no template at {args.template} (run from the project root, or give --template)",
             file=sys.stderr,
         )
-        return 1
+        return exits.FAILED
     try:
         event = load_event(args.event)
+        overrides = parameter_overrides(args.parameter_overrides)
     except LocalInvokeError as exc:
         print(f"local invoke: {exc}", file=sys.stderr)
-        return 1
-    overrides = dict(item.split("=", 1) for item in args.parameter_overrides if "=" in item)
+        return exits.FAILED
     stack = EmbeddedStack(template=args.template)
     try:
         print("local invoke: starting the embedded stack...", file=sys.stderr, flush=True)
@@ -100,7 +103,13 @@ def run_local(args: argparse.Namespace) -> int:
         seed(stack)
         with tempfile.TemporaryDirectory(prefix="node-fleet-invoke-") as tmp:
             work = Path(tmp)
-            env_vars = merge_env_vars(stack.env_vars_file(work / "stack-env.json"), args.env_vars, work / "env.json")
+            stack_env = stack.env_vars_file(work / "stack-env.json")
+            changed = honoured_overrides(args.template, args.function, overrides, stack_env)
+            parameters_env = work / "parameters-env.json"
+            parameters_env.write_text(json.dumps({args.function: changed}), encoding="utf-8")
+            # Later over earlier: the stack's values, what the overrides change, the user's file (SAM too puts
+            # an env-vars file over parameters).
+            env_vars = [stack_env, parameters_env, *([args.env_vars] if args.env_vars else [])]
             event_path = args.event
             if is_function_url_request(event):
                 event_path = work / Path(args.event).name
@@ -111,19 +120,23 @@ def run_local(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
             with stack.applied(), contextlib.redirect_stdout(sys.stderr):
-                result = invoke(args.template, args.function, event_path, env_vars, parameter_overrides=overrides)
+                try:
+                    result = invoke(args.template, args.function, event_path, env_vars, parameter_overrides=overrides)
+                except LocalInvokeError:
+                    raise
+                except Exception as exc:  # the handler raised: its own log line has the traceback
+                    print(f"local invoke: {raised(args.function, exc)}", file=sys.stderr)
+                    return exits.RAISED
     except LocalInvokeError as exc:
         print(f"local invoke: {exc}", file=sys.stderr)
-        return 1
+        return exits.FAILED
     except KeyboardInterrupt:
         print("local invoke: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # the handler raised: the invoker would retry; show it as sam does
-        traceback.print_exc(file=sys.stderr)
-        print(f"local invoke: {args.function} raised {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        return exits.INTERRUPTED
+    except Exception as exc:  # the stack could not start or be read: no handler ran
+        print(f"local invoke: the embedded stack failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return exits.FAILED
     finally:
         with interrupts_ignored():
             stack.stop()
-    print(json.dumps(result, indent=2, default=str), flush=True)
-    return 0
+    return answered(result)

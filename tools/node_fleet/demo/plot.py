@@ -27,7 +27,7 @@ def spans(times: Sequence[float], flags: Sequence[bool], end: float) -> list[tup
 
 
 def plot_demo(record: Any, path: str | PathLike[str]) -> None:
-    """Write the run's PNG (about 1400x900 px). `record` is a `node_fleet.demo.run.Record`."""
+    """Write the run's PNG (about 1400x900 px). `record` is a `node_fleet.demo.record.Record`."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

@@ -1,4 +1,4 @@
-"""The demo's story, its timers and the settings the functions get.
+"""The demo's story: its workloads, and its phases as a table of steps (timers and settings: `timing`).
 
 The cluster: the K3s server and two seeded workers of 2000m / 7680Mi, with the shop (4 pods of
 600m, two on each worker: 60 % requested, so neither is a scale-down candidate), and the Flux
@@ -26,7 +26,16 @@ with a deadline for the whole run.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import enum
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+from node_fleet.demo.record import GONE, Record, View
+from node_fleet.demo.timing import MIN_NODES, Timing
+
+if TYPE_CHECKING:  # for annotations only: the run imports these when it starts the stack
+    from node_fleet.demo.flux import FakeFlux
+    from node_fleet.stack.kubelets import KubeletFleet
 
 # The workloads (ReplicaSets of the simulated kubelets).
 SHOP = "shop"
@@ -38,88 +47,142 @@ BATCH_REPLICAS, BATCH_CPU_M, BATCH_MEM_MIB = 2, 900, 1024
 RECONCILED = "apps"
 """The Kustomization whose reconcile holds scale-down."""
 
-MIN_NODES, MAX_NODES, SEEDED_WORKERS = 1, 8, 2
+SEEDED_WORKERS = 2
 
 
-@dataclass(frozen=True)
-class Timing:
-    """Seconds of one run: the schedule, the scenario's pacing and the short timers."""
-
-    name: str
-    tick_s: float
-    boot_delay_s: float
-    sale_at_s: float
-    wave_every_s: float
-    sale_for_s: float
-    """The sale lasts at least this long after its first wave (and until all its pods are bound)."""
-    reconcile_after_s: float
-    """The reconcile starts this long into the quiet."""
-    reconcile_min_s: float
-    hold_cycles: int
-    """The reconcile ends once this many autoscaler cycles were held by the gate."""
-    reconcile_max_s: float
-    unneeded_s: int
-    delay_after_add_s: int
-    delay_after_failure_s: int
-    backoff_s: int
-    settle_s: int
-    deadline_s: float
-    """The whole scenario, from the first tick."""
-
-    def settings(self) -> dict[str, str]:
-        """The functions' settings (environment variables, as template parameters would set them)."""
-        return {
-            "MIN_NODES": str(MIN_NODES),
-            "MAX_NODES": str(MAX_NODES),
-            # Requests drive this story; keep the sustained-CPU signal (a secondary one) out of it.
-            "CPU_HIGH_WINDOW_S": "3600",
-            "SCALE_DOWN_UNNEEDED_TIME_S": str(self.unneeded_s),
-            "SCALE_DOWN_DELAY_AFTER_ADD_S": str(self.delay_after_add_s),
-            "SCALE_DOWN_DELAY_AFTER_FAILURE_S": str(self.delay_after_failure_s),
-            "MAX_NODE_PROVISION_TIME_S": "60",  # its minimum
-            "PROVISION_BACKOFF_S": str(self.backoff_s),
-            "DRAIN_TIMEOUT_S": "30",  # its minimum
-            "GATE_SETTLE_S": str(self.settle_s),
-            "LEASE_DURATION_S": "30",  # its minimum
-            "MAX_EMPTY_BULK_DELETE": "1",  # one node at a time, to watch them go
-            "MAX_DRAINS_IN_PARALLEL": "1",
-        }
+# -- the story, phase by phase ----------------------------------------------------------------------------
 
 
-NORMAL = Timing(
-    name="normal",
-    tick_s=2.0,
-    boot_delay_s=3.0,
-    sale_at_s=4.0,
-    wave_every_s=8.0,
-    sale_for_s=30.0,
-    reconcile_after_s=3.0,
-    reconcile_min_s=15.0,
-    hold_cycles=3,
-    reconcile_max_s=90.0,
-    unneeded_s=10,
-    delay_after_add_s=20,
-    delay_after_failure_s=10,
-    backoff_s=6,
-    settle_s=6,
-    deadline_s=280.0,
+class Phase(enum.Enum):
+    WARM = "warm"
+    SALE = "flash sale"
+    QUIET = "quiet"
+    RECONCILING = "Flux reconcile"
+    SCALING_DOWN = "scale-down"
+    BATCH = "batch (never joins)"
+    DONE = "done"
+
+
+class Story(Protocol):
+    """What a phase's step reads and moves on (the run's `Demo`)."""
+
+    record: Record
+    timing: Timing
+    flux: FakeFlux
+    phase: Phase
+    wave: int
+    """Sale waves started."""
+    last_wave_at: float
+    stop_after: int | None
+    """Stop the run once this many cycles are recorded."""
+
+    @property
+    def kubelets(self) -> KubeletFleet: ...
+
+    def mark(self, t: float, label: str, detail: str = "") -> None: ...
+
+
+def _warm(s: Story, view: View) -> None:
+    t = view.t
+    if t >= s.timing.sale_at_s:
+        s.kubelets.add_workload(SALE, SALE_WAVES[0], SALE_CPU_M, SALE_MEM_MIB)
+        s.wave, s.record.sale_at, s.last_wave_at, s.phase = 1, t, t, Phase.SALE
+        s.mark(t, "flash sale", f"{SALE_WAVES[0]} pods of {SALE_CPU_M}m")
+
+
+def _sale(s: Story, view: View) -> None:
+    t, r = view.t, s.record
+    assert r.sale_at is not None  # nosec B101  # set with the phase
+    if s.wave < len(SALE_WAVES) and t >= r.sale_at + s.wave * s.timing.wave_every_s:
+        s.kubelets.scale(SALE, SALE_WAVES[s.wave])
+        s.last_wave_at = t
+        s.mark(t, "sale grows", f"{SALE_WAVES[s.wave]} pods")
+        s.wave += 1
+    target = SALE_WAVES[-1]
+    if s.wave == len(SALE_WAVES) and r.sale_bound_at is None and view.bound.get(SALE, 0) >= target:
+        r.sale_bound_at = t
+        s.mark(
+            t,
+            "sale served",
+            f"all {target} sale pods bound, {t - r.sale_at:.1f}s after the sale began "
+            f"({t - s.last_wave_at:.1f}s after its last wave)",
+        )
+    if r.sale_bound_at is not None and t >= r.sale_at + s.timing.sale_for_s:
+        s.kubelets.scale(SALE, 0)
+        s.kubelets.scale(SHOP, SHOP_QUIET_REPLICAS)
+        r.quiet_at, s.phase = t, Phase.QUIET
+        s.mark(t, "the quiet", f"sale over, shop scales in to {SHOP_QUIET_REPLICAS} pods")
+
+
+def _quiet(s: Story, view: View) -> None:
+    t, r = view.t, s.record
+    if r.quiet_at is not None and t >= r.quiet_at + s.timing.reconcile_after_s:
+        rev = s.flux.start_reconcile(RECONCILED)
+        r.reconcile_started, s.phase = t, Phase.RECONCILING
+        s.mark(t, "Flux reconcile starts", f"Kustomization flux-system/{RECONCILED} -> {rev[:18]}")
+
+
+def _reconciling(s: Story, view: View) -> None:
+    t, r, timing = view.t, s.record, s.timing
+    assert r.reconcile_started is not None  # nosec B101  # set with the phase
+    held = [c for c in r.held_cycles if c.t >= r.reconcile_started]
+    long_enough = t >= r.reconcile_started + timing.reconcile_min_s
+    if (len(held) >= timing.hold_cycles and long_enough) or t >= r.reconcile_started + timing.reconcile_max_s:
+        s.flux.finish_reconcile(RECONCILED)
+        r.reconcile_ended, s.phase = t, Phase.SCALING_DOWN
+        s.mark(
+            t,
+            "Flux reconcile done",
+            f"{RECONCILED} Ready; scale-down held {len(held)} cycles, settles {timing.settle_s}s",
+        )
+
+
+def _scaling_down(s: Story, view: View) -> None:
+    t, r = view.t, s.record
+    assert r.reconcile_ended is not None  # nosec B101  # set with the phase
+    settled = (
+        view.workers == MIN_NODES
+        and len(view.ready) == MIN_NODES
+        and not view.cordoned
+        and view.pending == 0
+        and all(state in GONE for i, state in view.instances.items() if i in r.terminated)
+    )
+    late = t >= r.reconcile_ended + 120
+    if settled or late:
+        if late:
+            r.failures.append(f"scale-down did not reach {MIN_NODES} worker(s) within 120s of the reconcile")
+        s.kubelets.never_join(1)
+        s.kubelets.add_workload(BATCH, BATCH_REPLICAS, BATCH_CPU_M, BATCH_MEM_MIB)
+        r.batch_at, s.phase = t, Phase.BATCH
+        s.mark(t, "batch job", f"{BATCH_REPLICAS} pods of {BATCH_CPU_M}m; the next instance launched will never join")
+
+
+def _batch(s: Story, view: View) -> None:
+    t, r = view.t, s.record
+    assert r.batch_at is not None  # nosec B101  # set with the phase
+    if r.broken is None:
+        for c in r.cycles:
+            if c.t >= r.batch_at and c.launched:
+                r.broken, r.broken_launched_at = c.launched[0], c.t
+                break
+    if r.broken is not None and r.broken_gone_at is None and view.instances.get(r.broken) in GONE:
+        r.broken_gone_at = t
+        assert r.broken_launched_at is not None  # nosec B101  # set with broken
+        s.mark(t, "unjoined instance terminated", f"{r.broken}, {t - r.broken_launched_at:.0f}s after its launch")
+    if r.broken_gone_at is not None and view.bound.get(BATCH, 0) >= BATCH_REPLICAS:
+        r.batch_bound_at, s.phase = t, Phase.DONE
+        s.mark(t, "batch runs", "on the replacement worker")
+        s.stop_after = len(r.cycles) + 1
+
+
+STORY: tuple[tuple[Phase, Callable[[Story, View], None]], ...] = (
+    (Phase.WARM, _warm),
+    (Phase.SALE, _sale),
+    (Phase.QUIET, _quiet),
+    (Phase.RECONCILING, _reconciling),
+    (Phase.SCALING_DOWN, _scaling_down),
+    (Phase.BATCH, _batch),
 )
-
-QUICK = Timing(
-    name="quick",
-    tick_s=1.0,
-    boot_delay_s=1.5,
-    sale_at_s=2.0,
-    wave_every_s=4.0,
-    sale_for_s=14.0,
-    reconcile_after_s=1.0,
-    reconcile_min_s=6.0,
-    hold_cycles=3,
-    reconcile_max_s=60.0,
-    unneeded_s=4,
-    delay_after_add_s=8,
-    delay_after_failure_s=5,
-    backoff_s=3,
-    settle_s=3,
-    deadline_s=220.0,
-)
+"""Each phase's step, in story order: a look at the cluster runs the step of the current phase, and
+of the next one at once when that step moved the story on (so one look can start the sale and
+run its first check). DONE has no step."""

@@ -8,16 +8,9 @@ from collections.abc import Callable
 from autoscaler.binpack import estimate_new_nodes
 from autoscaler.config import Settings
 from autoscaler.ports import Ports
-from node_fleet.sim.cluster import (
-    Clock,
-    ClusterModel,
-    MemoryStateStore,
-    SimCluster,
-    SimFleet,
-    SimMetrics,
-    VirtualCluster,
-)
+from node_fleet.sim.cluster import ClusterModel, VirtualCluster
 from node_fleet.sim.policies import FIXED_TICKS, make_policy
+from node_fleet.sim.ports import Clock, MemoryStateStore, SimCluster, SimFleet, SimMetrics
 from node_fleet.sim.record import RunRecord
 from node_fleet.sim.workload import Workload
 

@@ -85,10 +85,11 @@ def plot_runs(records: list[RunRecord], scores: list[PolicyScore], path: str | P
     ax_pending.set_ylim(bottom=0)
     ax_pending.grid(alpha=0.3)
 
-    _cost_panel(ax_cost, [(rec.policy, sc) for rec, sc in pairs], colors)
+    points = _cost_panel(ax_cost, [(rec.policy, sc) for rec, sc in pairs], colors)
 
     fig.suptitle(f"Replay of {workload}" if workload else "Replay", fontsize=14)
     fig.tight_layout()
+    _label_points(ax_cost, points)  # after the layout: labels are placed where they will be drawn
     fig.savefig(path, dpi=100)
 
 
@@ -97,8 +98,11 @@ def _headroom(top: float) -> float:
     return max(top, 1.0) * 1.3
 
 
-def _cost_panel(ax: Axes, points: list[tuple[str, PolicyScore]], colors: Sequence[Any]) -> None:
-    """NH / NH* against pending-pod-seconds, one labelled point per policy, and the limit y = 1."""
+def _cost_panel(
+    ax: Axes, points: list[tuple[str, PolicyScore]], colors: Sequence[Any]
+) -> list[tuple[str, float, float, Any]]:
+    """NH / NH* against pending-pod-seconds, one point per policy, and the limit y = 1. Returns the points
+    to label (name, x, y, colour): a point drawn on top of another is smaller, so both colours show."""
     finite = [(i, name, sc) for i, (name, sc) in enumerate(points) if math.isfinite(sc.cost_ratio)]
     xs = [sc.pending_pod_seconds for _, _, sc in finite]
     ys = [sc.cost_ratio for _, _, sc in finite]
@@ -118,20 +122,58 @@ def _cost_panel(ax: Axes, points: list[tuple[str, PolicyScore]], colors: Sequenc
     top = max([1.0, *ys])
     ax.set_ylim(min([0.95, *ys]), top + 0.12 * max(top - 1.0, 0.5))
 
-    to_axes = ax.transScale + ax.transLimits  # data -> axes fraction, with the limits set above
-    for (i, name, _), x, y in zip(finite, xs, ys, strict=True):
-        ax.scatter([x], [y], s=70, color=colors[i % len(colors)], edgecolor="black", linewidth=0.6, zorder=3)
-        right_side = to_axes.transform((x, y))[0] > 0.6
-        ax.annotate(
-            name,
-            (x, y),
-            xytext=(-7, -7) if right_side else (7, 7),  # below-left or above-right: fewer collisions
-            textcoords="offset points",
-            ha="right" if right_side else "left",
-            va="top" if right_side else "bottom",
-            fontsize=9,
-        )
+    drawn: list[tuple[float, float]] = []
+    for (i, _, _), x, y in zip(finite, xs, ys, strict=True):
+        here = ax.transData.transform((x, y))
+        covers = any(math.dist(here, other) < 4 for other in drawn)
+        drawn.append(tuple(here))
+        size = 28 if covers else 70
+        ax.scatter([x], [y], s=size, color=colors[i % len(colors)], edgecolor="black", linewidth=0.6, zorder=3)
     ax.set_ylabel("cost ratio NH / NH*")
     ax.set_title("Cost against service (lower-left dominates)")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper right", fontsize=9)
+    return [(name, x, y, colors[i % len(colors)]) for (i, name, _), x, y in zip(finite, xs, ys, strict=True)]
+
+
+# Offsets (points) tried for a label, nearest first; one further out gets a leader line to its point.
+_LABEL_OFFSETS = [(dx * r, dy * r) for r in (1, 2.5, 4, 5.5) for dx, dy in ((7, 7), (7, -7), (-7, 7), (-7, -7))]
+_MARKER_RADIUS_PX = 7
+
+
+def _label_points(ax: Axes, points: list[tuple[str, float, float, Any]]) -> None:
+    """Name each point, in its colour, where the label overlaps no other label and no point, stays in the
+    panel and is nearer its own point than any other: close points (the CA policies often land together)
+    get their labels fanned out instead of piled up or read as a neighbour's."""
+    renderer = ax.figure.canvas.get_renderer()
+    inside = ax.get_window_extent(renderer)
+    centres = [ax.transData.transform((x, y)) for _, x, y, _ in points]
+    taken = []
+    for (name, x, y, color), own in zip(points, centres, strict=True):
+        for dx, dy in _LABEL_OFFSETS:
+            far = max(abs(dx), abs(dy)) > 10
+            label = ax.annotate(
+                name,
+                (x, y),
+                xytext=(dx, dy),
+                textcoords="offset points",
+                ha="left" if dx > 0 else "right",
+                va="bottom" if dy > 0 else "top",
+                fontsize=9,
+                color=color,
+                arrowprops={"arrowstyle": "-", "color": "0.45", "linewidth": 0.6, "shrinkB": 5} if far else None,
+            )
+            box = label.get_window_extent(renderer)
+            clear = inside.contains(box.x0, box.y0) and inside.contains(box.x1, box.y1)
+            clear = clear and not any(box.overlaps(other) for other in taken)
+            clear = clear and not any(
+                box.x0 - _MARKER_RADIUS_PX < cx < box.x1 + _MARKER_RADIUS_PX
+                and box.y0 - _MARKER_RADIUS_PX < cy < box.y1 + _MARKER_RADIUS_PX
+                for cx, cy in centres
+            )
+            middle = ((box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2)
+            clear = clear and all(math.dist(middle, own) <= math.dist(middle, other) for other in centres)
+            if clear or (dx, dy) == _LABEL_OFFSETS[-1]:
+                taken.append(box)
+                break
+            label.remove()

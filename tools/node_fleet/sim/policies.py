@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 from autoscaler.binpack import Bin, estimate_new_nodes
 from autoscaler.config import Settings
-from autoscaler.planner import spread
 from autoscaler.ports import Ports
+from autoscaler.scale_up import spread
 from autoscaler.service import run_cycle
 
 Policy = Callable[[Ports, float], None]

@@ -43,7 +43,9 @@ class PodLife:
 
 
 @dataclass(slots=True)
-class Action:
+class ScaleEvent:
+    """A launch or a termination the policy made (not the core's `model.Action`)."""
+
     t: float
     kind: str
     """'launch' or 'terminate'."""
@@ -63,4 +65,4 @@ class RunRecord:
     samples: list[Sample] = field(default_factory=list)
     instances: list[InstanceLife] = field(default_factory=list)
     pods: list[PodLife] = field(default_factory=list)
-    actions: list[Action] = field(default_factory=list)
+    actions: list[ScaleEvent] = field(default_factory=list)

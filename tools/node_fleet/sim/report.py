@@ -14,7 +14,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from node_fleet.sim.record import Action, InstanceLife, PodLife, RunRecord, Sample
+from node_fleet.sim.record import InstanceLife, PodLife, RunRecord, Sample, ScaleEvent
 
 MIN_BILLED_S = 60.0
 """EC2 per-second billing charges at least one minute from `running`."""
@@ -134,7 +134,7 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * frac
 
 
-def count_flaps(actions: list[Action], window_s: float = FLAP_WINDOW_S) -> int:
+def count_flaps(actions: list[ScaleEvent], window_s: float = FLAP_WINDOW_S) -> int:
     """Actions that reverse an opposite action taken at most `window_s` earlier.
 
     A launch within the window after a termination, or a termination within the window after a

@@ -23,7 +23,7 @@ class PodSpec:
     labels: Mapping[str, str] = field(default_factory=dict)
     placement: Placement = NO_CONSTRAINTS
     """Selectors, affinity, tolerations, spread...: the virtual scheduler and the planner both
-    place the pod by them (placement.Room)."""
+    place the pod by them (room.Room)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,8 @@ tests, `make demo` and `node-fleet invoke --local`; never used by the deployed L
 - `prometheus`: the Debian package's real `prometheus` (and `promtool` to backfill history) on a
   free 127.0.0.1 port; missing, it fails with `apt-get install prometheus`.
 - `stack`: `EmbeddedStack`, which starts all of the above, seeds a cluster, hands out the
-  functions' environment, and stops every process and thread it started.
+  functions' environment (`environ`: resolved from template.yaml), and stops every process and
+  thread it started.
 
 Everything listens on 127.0.0.1 only and uses fake AWS credentials; nothing reaches real AWS.
 Importing this package imports nothing heavy: each module pulls in what it needs (moto for

@@ -42,13 +42,23 @@ import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 from node_fleet.stack import aws
+from node_fleet.stack.environ import applied, function_environs, merged
+from node_fleet.stack.errors import StackError
 from node_fleet.stack.kube_api import FLUX_KINDS, FakeKube, objects
-from node_fleet.stack.kubelets import CLUSTER_TAG, ROLE_TAG, WORKER_ROLE, KubeletFleet, WorkerShape, iso
+from node_fleet.stack.kubelets import (
+    CLUSTER_TAG,
+    ROLE_TAG,
+    WORKER_ROLE,
+    KubeletFleet,
+    WorkerShape,
+    describe_workers,
+    iso,
+)
 from node_fleet.stack.prometheus import INSTALL_HINT, PrometheusMissing, PrometheusServer, bcrypt_hash, binaries
 
 T = TypeVar("T")
@@ -56,10 +66,6 @@ T = TypeVar("T")
 PROMETHEUS_USER = "node-fleet"
 SERVER_ROLE = "server"
 CONTROL_PLANE_TAINT = {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}
-
-
-class StackError(RuntimeError):
-    """The embedded stack could not start or was used wrongly."""
 
 
 def wait_until(predicate: Callable[[], T], timeout_s: float = 10.0, interval_s: float = 0.1, what: str = "") -> T:
@@ -250,22 +256,9 @@ class EmbeddedStack:
         target.write_text(json.dumps(self.function_environ, indent=2, sort_keys=True), encoding="utf-8")
         return target
 
-    @contextlib.contextmanager
-    def applied(self) -> Iterator[None]:
+    def applied(self) -> contextlib.AbstractContextManager[None]:
         """os.environ with `environ` applied for the block (AWS_PROFILE and the like unset), then restored."""
-        names = {*self.environ, "AWS_PROFILE", "AWS_DEFAULT_PROFILE"}
-        saved = {name: os.environ.get(name) for name in names}
-        os.environ.pop("AWS_PROFILE", None)
-        os.environ.pop("AWS_DEFAULT_PROFILE", None)
-        os.environ.update(self.environ)
-        try:
-            yield
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
+        return applied(self.environ)
 
     def secret(self, name: str) -> str:
         """The value of an SSM parameter, read back from moto."""
@@ -275,16 +268,7 @@ class EmbeddedStack:
 
     def instances(self, *, states: tuple[str, ...] = ("pending", "running")) -> list[dict[str, Any]]:
         """This cluster's worker instances in `states` (EC2's answer, tags included)."""
-        filters = [
-            {"Name": f"tag:{CLUSTER_TAG}", "Values": [self.cluster_name]},
-            {"Name": f"tag:{ROLE_TAG}", "Values": [WORKER_ROLE]},
-            {"Name": "instance-state-name", "Values": list(states)},
-        ]
-        found = []
-        for page in self.clients["ec2"].get_paginator("describe_instances").paginate(Filters=filters):
-            for reservation in page["Reservations"]:
-                found.extend(reservation["Instances"])
-        return found
+        return describe_workers(self.clients["ec2"], self.cluster_name, states)
 
     def metrics(self, now: float | None = None) -> Any:
         """What the autoscaler's Prometheus adapter reads now (a MetricsView), with its credentials."""
@@ -378,8 +362,6 @@ class EmbeddedStack:
         self._build_environ()
 
     def _build_environ(self) -> None:
-        from node_fleet.local_invoke import function_ids, load_template, resolve_function
-
         assert self.account and self.kube and self.prometheus and self.moto and self.workdir  # nosec B101
         auth_param = aws.PROMETHEUS_AUTH_PARAM if aws.PROMETHEUS_AUTH_PARAM in self.secrets else ""
         parameters = {
@@ -402,22 +384,12 @@ class EmbeddedStack:
         }
         # What CloudFormation would fill in: the Refs to resources of the stack.
         resources = {"STATE_TABLE": self.account.table_name, "NOTIFY_TOPIC_ARN": self.account.topic_arn}
-        process = aws.client_environ(self.moto.endpoint, self.region, self.workdir)
-        local = {"PROMETHEUS_RATE_WINDOW": self.rate_window, "PROMETHEUS_RETRIES": "1", "PROMETHEUS_BACKOFF_S": "0.1"}
-        functions: dict[str, dict[str, str]] = {}
-        for logical_id in function_ids(load_template(self.template)):
-            spec = resolve_function(self.template, logical_id, parameter_overrides=parameters, shell_environ={})
-            env = dict(spec.environment)
-            for name in spec.unresolved:
-                if name not in resources:
-                    raise StackError(f"{logical_id}: {name} cannot be resolved locally; the stack must set it")
-                env[name] = resources[name]
-            env.update({k: v for k, v in self.settings.items() if k in env})
-            functions[logical_id] = env
-        self.function_environ = functions
-        merged: dict[str, str] = dict(process)
-        for env in reversed(list(functions.values())):  # the first function's values win (the autoscaler)
-            merged.update(env)
-        merged.update(local)
-        merged.update(self.settings)
-        self.environ = merged
+        self.function_environ = function_environs(self.template, parameters, resources, self.settings)
+        self.environ = {
+            **aws.client_environ(self.moto.endpoint, self.region, self.workdir),
+            **merged(self.function_environ),
+            "PROMETHEUS_RATE_WINDOW": self.rate_window,
+            "PROMETHEUS_RETRIES": "1",
+            "PROMETHEUS_BACKOFF_S": "0.1",
+            **self.settings,
+        }

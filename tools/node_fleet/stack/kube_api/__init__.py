@@ -80,8 +80,9 @@ Limits (what a test must not rely on)
   by default; HTTPS with `FakeKube(tls=(cert_file, key_file))` and a certificate the test made.
 """
 
-from .objects import claim, daemonset, kustomization, node, pdb, pod, storage_class, synthetic_cluster, volume
-from .server import (
+from .objects import claim, daemonset, kustomization, node, pdb, storage_class, volume
+from .pods import PodTemplate, pod
+from .resources import (
     CANARIES,
     DAEMONSETS,
     FLUX_KINDS,
@@ -93,10 +94,10 @@ from .server import (
     PVCS,
     PVS,
     STORAGE_CLASSES,
-    FakeKube,
-    Request,
-    Resource,
+    ApiResource,
 )
+from .server import FakeKube, Request
+from .synthetic import synthetic_cluster
 
 __all__ = [
     "CANARIES",
@@ -110,9 +111,10 @@ __all__ = [
     "PVCS",
     "PVS",
     "STORAGE_CLASSES",
+    "ApiResource",
     "FakeKube",
+    "PodTemplate",
     "Request",
-    "Resource",
     "claim",
     "daemonset",
     "kustomization",

@@ -3,21 +3,15 @@
 Each builder returns a plain dict with kind, apiVersion, metadata, spec and status, with the
 fields a real object carries (managedFields, default tolerations, conditions, container
 statuses...), so list sizes and parsing costs resemble a real cluster's. Seed them with
-`FakeKube.add`.
+`FakeKube.add`. Pods have their own builder, `pods.PodTemplate`.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-T0 = "2025-03-01T08:00:00Z"
-
-
-def _uid(*parts: str) -> str:
-    h = hashlib.md5("/".join(parts).encode(), usedforsecurity=False).hexdigest()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+from .pods import T0, pod, uid
 
 
 def node(
@@ -93,7 +87,7 @@ def node(
         "apiVersion": "v1",
         "metadata": {
             "name": name,
-            "uid": _uid("node", name),
+            "uid": uid("node", name),
             "creationTimestamp": created,
             "labels": all_labels,
             "annotations": all_annotations,
@@ -153,228 +147,6 @@ def node(
             ],
         },
     }
-
-
-def pod(
-    name: str,
-    namespace: str = "default",
-    *,
-    node: str | None = "worker-1",
-    cpu: str | None = "100m",
-    memory: str | None = "128Mi",
-    containers: Sequence[Mapping[str, Any]] | None = None,
-    init_containers: Sequence[Mapping[str, Any]] | None = None,
-    owner: tuple[str, str] | None = ("ReplicaSet", "web-7d9f8b6c5"),
-    owner_is_controller: bool = True,
-    labels: Mapping[str, str] | None = None,
-    annotations: Mapping[str, str] | None = None,
-    phase: str | None = None,
-    volumes: Sequence[Mapping[str, Any]] = (),
-    unschedulable_since: str | None = None,
-    grace_period_s: int | None = 30,
-    overhead: Mapping[str, str] | None = None,
-    created: str = T0,
-    spec: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """A pod with one container requesting `cpu`/`memory` (or the given `containers`' resources,
-    `ports` included). `spec` is merged into the pod's spec last (affinity, tolerations...).
-
-    `unschedulable_since` makes it a pod the scheduler could not place (Pending, not bound,
-    PodScheduled=False/Unschedulable since that time)."""
-    extra_spec = dict(spec or {})
-    if unschedulable_since is not None:
-        node = None
-    if phase is None:
-        phase = "Running" if node else "Pending"
-    if containers is None:
-        requests = {k: v for k, v in (("cpu", cpu), ("memory", memory)) if v is not None}
-        containers = [{"name": "app", "requests": requests}]
-    all_labels = {"app.kubernetes.io/name": name.rsplit("-", 2)[0], "pod-template-hash": "7d9f8b6c5"}
-    all_labels.update(labels or {})
-    owner_refs = []
-    if owner is not None:
-        kind, owner_name = owner
-        ref = {
-            "apiVersion": "batch/v1" if kind == "Job" else "apps/v1",
-            "kind": kind,
-            "name": owner_name,
-            "uid": _uid(kind, namespace, owner_name),
-        }
-        if owner_is_controller:
-            ref |= {"controller": True, "blockOwnerDeletion": True}
-        owner_refs.append(ref)
-    metadata: dict[str, Any] = {
-        "name": name,
-        "generateName": name.rsplit("-", 1)[0] + "-",
-        "namespace": namespace,
-        "uid": _uid("pod", namespace, name),
-        "creationTimestamp": created,
-        "labels": all_labels,
-        "managedFields": [
-            {
-                "manager": "kube-controller-manager",
-                "operation": "Update",
-                "apiVersion": "v1",
-                "time": created,
-                "fieldsType": "FieldsV1",
-                "fieldsV1": {"f:metadata": {"f:generateName": {}, "f:labels": {".": {}, "f:pod-template-hash": {}}}},
-            },
-            {
-                "manager": "k3s",
-                "operation": "Update",
-                "apiVersion": "v1",
-                "time": created,
-                "fieldsType": "FieldsV1",
-                "fieldsV1": {"f:status": {"f:conditions": {}, "f:phase": {}, "f:podIP": {}}},
-                "subresource": "status",
-            },
-        ],
-    }
-    if owner_refs:
-        metadata["ownerReferences"] = owner_refs
-    if annotations:
-        metadata["annotations"] = dict(annotations)
-
-    def container(c: Mapping[str, Any]) -> dict[str, Any]:
-        out = {
-            "name": c["name"],
-            "image": c.get("image", "ghcr.io/example/web:1.4.2"),
-            "ports": [dict(p) for p in c.get("ports", [{"name": "http", "containerPort": 8080, "protocol": "TCP"}])],
-            "resources": {"requests": dict(c.get("requests") or {})} if c.get("requests") else {},
-            "volumeMounts": [
-                {
-                    "name": "kube-api-access-x7k2p",
-                    "readOnly": True,
-                    "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
-                }
-            ],
-            "terminationMessagePath": "/dev/termination-log",
-            "terminationMessagePolicy": "File",
-            "imagePullPolicy": "IfNotPresent",
-        }
-        if c.get("limits"):
-            out["resources"]["limits"] = dict(c["limits"])
-        if c.get("restartPolicy"):
-            out["restartPolicy"] = c["restartPolicy"]
-        return out
-
-    spec: dict[str, Any] = {
-        "volumes": [
-            *[dict(v) for v in volumes],
-            {
-                "name": "kube-api-access-x7k2p",
-                "projected": {
-                    "sources": [
-                        {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
-                        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
-                        {
-                            "downwardAPI": {
-                                "items": [
-                                    {
-                                        "path": "namespace",
-                                        "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"},
-                                    }
-                                ]
-                            }
-                        },
-                    ],
-                    "defaultMode": 420,
-                },
-            },
-        ],
-        "containers": [container(c) for c in containers],
-        "restartPolicy": "Always",
-        "dnsPolicy": "ClusterFirst",
-        "serviceAccountName": "default",
-        "serviceAccount": "default",
-        "securityContext": {},
-        "schedulerName": "default-scheduler",
-        "tolerations": [
-            {
-                "key": "node.kubernetes.io/not-ready",
-                "operator": "Exists",
-                "effect": "NoExecute",
-                "tolerationSeconds": 300,
-            },
-            {
-                "key": "node.kubernetes.io/unreachable",
-                "operator": "Exists",
-                "effect": "NoExecute",
-                "tolerationSeconds": 300,
-            },
-        ],
-        "priority": 0,
-        "enableServiceLinks": True,
-        "preemptionPolicy": "PreemptLowerPriority",
-    }
-    if grace_period_s is not None:
-        spec["terminationGracePeriodSeconds"] = grace_period_s
-    if init_containers:
-        spec["initContainers"] = [container(c) for c in init_containers]
-    if overhead:
-        spec["overhead"] = dict(overhead)
-    if node:
-        spec["nodeName"] = node
-    # The API server appends its default tolerations to the pod's own.
-    spec["tolerations"] = [dict(t) for t in extra_spec.pop("tolerations", ())] + spec["tolerations"]
-    spec.update(extra_spec)
-
-    status: dict[str, Any] = {"phase": phase, "qosClass": "Burstable"}
-    if unschedulable_since is not None:
-        status["conditions"] = [
-            {
-                "type": "PodScheduled",
-                "status": "False",
-                "lastProbeTime": None,
-                "lastTransitionTime": unschedulable_since,
-                "reason": "Unschedulable",
-                "message": "0/3 nodes are available: 3 Insufficient cpu. preemption: 0/3 nodes are available: "
-                "3 No preemption victims found for incoming pod.",
-            }
-        ]
-    elif node:
-        running = phase == "Running"
-        status |= {
-            "conditions": [
-                {
-                    "type": kind,
-                    "status": "True" if ok else "False",
-                    "lastProbeTime": None,
-                    "lastTransitionTime": created,
-                }
-                for kind, ok in (
-                    ("PodReadyToStartContainers", True),
-                    ("Initialized", True),
-                    ("Ready", running),
-                    ("ContainersReady", running),
-                    ("PodScheduled", True),
-                )
-            ],
-            "hostIP": "10.0.1.23",
-            "hostIPs": [{"ip": "10.0.1.23"}],
-            "podIP": "10.42.3.17",
-            "podIPs": [{"ip": "10.42.3.17"}],
-            "startTime": created,
-            "containerStatuses": [
-                {
-                    "name": c["name"],
-                    "state": {"running": {"startedAt": created}} if running else {"terminated": {"exitCode": 0}},
-                    "lastState": {},
-                    "ready": running,
-                    "restartCount": 0,
-                    "image": "ghcr.io/example/web:1.4.2",
-                    "imageID": "ghcr.io/example/web@sha256:5f3a9e2b1c0d",
-                    "containerID": "containerd://" + _uid("ctr", namespace, name, c["name"]).replace("-", ""),
-                    "started": running,
-                }
-                for c in containers
-            ],
-        }
-    else:
-        status["conditions"] = [
-            {"type": "PodScheduled", "status": "False", "lastProbeTime": None, "lastTransitionTime": created}
-        ]
-    return {"kind": "Pod", "apiVersion": "v1", "metadata": metadata, "spec": spec, "status": status}
 
 
 def pdb(
@@ -450,7 +222,7 @@ def claim(
         "metadata": {
             "name": name,
             "namespace": namespace,
-            "uid": _uid("pvc", namespace, name),
+            "uid": uid("pvc", namespace, name),
             "creationTimestamp": T0,
             "annotations": annotations,
             "finalizers": ["kubernetes.io/pvc-protection"],
@@ -496,7 +268,7 @@ def volume(
         }
     if node_affinity is not None:
         spec["nodeAffinity"] = {"required": {"nodeSelectorTerms": [dict(t) for t in node_affinity]}}
-    metadata: dict[str, Any] = {"name": name, "uid": _uid("pv", name), "creationTimestamp": T0}
+    metadata: dict[str, Any] = {"name": name, "uid": uid("pv", name), "creationTimestamp": T0}
     if labels:
         metadata["labels"] = dict(labels)
     if "hostPath" in source:
@@ -547,7 +319,7 @@ def daemonset(
     return {
         "kind": "DaemonSet",
         "apiVersion": "apps/v1",
-        "metadata": {"name": name, "namespace": namespace, "uid": _uid("ds", namespace, name), "generation": 1,
+        "metadata": {"name": name, "namespace": namespace, "uid": uid("ds", namespace, name), "generation": 1,
                      "creationTimestamp": T0},
         "spec": {
             "selector": {"matchLabels": selector},
@@ -588,77 +360,3 @@ def kustomization(name: str, namespace: str = "flux-system", *, ready: bool = Tr
             ],
         },
     }
-
-
-def synthetic_cluster(nodes: int, pods_per_node: int, *, light_every: int = 10) -> Iterator[dict[str, Any]]:
-    """A cluster for benchmarks: one control-plane node, `nodes` workers with `pods_per_node`
-    pods each (spread over 20 namespaces and 10 deployments a namespace), a PDB per deployment,
-    and three DaemonSets.
-
-    Every `light_every`-th worker carries small pods (a scale-down candidate); the others are
-    about 75% requested. The pods carry what real ones do besides requests: app labels, the API
-    server's default tolerations (a tenth tolerate a dedicated taint too), a zone spread
-    constraint on three deployments in ten and a hostname anti-affinity on one; the last pod of
-    each node is a StatefulSet pod with a local-path volume (claim, volume and class)."""
-    yield node("server-0", instance_id="i-0000000000000000a", control_plane=True, cpu="2", memory="3883Mi")
-    yield storage_class()
-    for name, namespace in (
-        ("svclb-traefik", "kube-system"),
-        ("fluent-bit", "logging"),
-        ("node-exporter", "monitoring"),
-    ):
-        yield daemonset(name, namespace, cpu="10m", memory="32Mi", spec={"hostNetwork": name == "node-exporter"})
-    zones = ("eu-west-1a", "eu-west-1b", "eu-west-1c")
-    for n in range(nodes):
-        name = f"ip-10-0-{n // 250}-{n % 250 + 1}.eu-west-1.compute.internal"
-        yield node(name, instance_id=f"i-{n + 1:017x}", az=zones[n % 3])
-        light = light_every and n % light_every == 0
-        for k in range(pods_per_node):
-            namespace = f"team-{(n * pods_per_node + k) % 20:02d}"
-            app = f"svc-{k % 10}"
-            labels = {"app": app, "app.kubernetes.io/part-of": namespace, "app.kubernetes.io/version": "1.4.2"}
-            spec: dict[str, Any] = {}
-            if k % 10 == 0:
-                spec["tolerations"] = [
-                    {"key": "dedicated", "operator": "Equal", "value": "batch", "effect": "NoSchedule"}
-                ]
-            if k % 10 in (1, 2, 3):
-                spec["topologySpreadConstraints"] = [
-                    {
-                        "maxSkew": 1,
-                        "topologyKey": "topology.kubernetes.io/zone",
-                        "whenUnsatisfiable": "DoNotSchedule",
-                        "labelSelector": {"matchLabels": {"app": app}},
-                        "matchLabelKeys": ["pod-template-hash"],
-                    }
-                ]
-            if k % 10 == 4:
-                spec["affinity"] = {
-                    "podAntiAffinity": {
-                        "requiredDuringSchedulingIgnoredDuringExecution": [
-                            {"labelSelector": {"matchLabels": {"app": app}}, "topologyKey": "kubernetes.io/hostname"}
-                        ]
-                    }
-                }
-            owner, volumes = ("ReplicaSet", f"{app}-7d9f8b6c5"), ()
-            pod_name = f"{app}-{n:05d}-{k:03d}"
-            if k == pods_per_node - 1:
-                owner, pod_name = ("StatefulSet", "db"), f"db-{n}"
-                claim_name, volume_name = f"data-db-{n}", f"pvc-{n:08d}"
-                volumes = [{"name": "data", "persistentVolumeClaim": {"claimName": claim_name}}]
-                yield claim(claim_name, namespace, volume=volume_name, node=name)
-                yield volume(volume_name, claim=(namespace, claim_name), node=name)
-            yield pod(
-                pod_name,
-                namespace,
-                node=name,
-                cpu="10m" if light else "50m",
-                memory="16Mi" if light else "200Mi",
-                owner=owner,
-                labels=labels,
-                volumes=volumes,
-                spec=spec,
-            )
-    for t in range(20):
-        for k in range(10):
-            yield pdb(f"svc-{k}", f"team-{t:02d}", match_labels={"app": f"svc-{k}"}, max_unavailable=1)

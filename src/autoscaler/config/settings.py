@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from functools import cached_property
 
+from autoscaler.config.environ import ConfigError, boolean
 from autoscaler.model import Taint
-from autoscaler.ports import PermanentError
 
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 # The API's rules for a label key (optional DNS-subdomain prefix, then a name) and a label value.
@@ -28,10 +28,6 @@ _LABEL_KEY = re.compile(
     r"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
 )
 _LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
-
-
-class ConfigError(ValueError, PermanentError):
-    """A setting is missing, malformed or out of range; the message names it."""
 
 
 @dataclass(frozen=True)
@@ -144,12 +140,10 @@ def _parse(f: dataclasses.Field, raw: str) -> object:
     kind = f.type if isinstance(f.type, str) else f.type.__name__
     try:
         if kind == "bool":
-            lowered = raw.lower()
-            if lowered in ("true", "1", "yes"):
-                return True
-            if lowered in ("false", "0", "no"):
-                return False
-            raise ValueError
+            value = boolean(raw)
+            if value is None:
+                raise ValueError
+            return value
         if kind == "int":
             return int(raw)
         if kind == "float":
