@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import pytest
 
 import node_fleet.stack.kube_api as fk
-from autoscaler.adapters.kube import KubeCluster, KubeOptions
+from autoscaler.adapters.kube import KubeCluster, api_client
+from autoscaler.config.kube import KubeOptions
 from autoscaler.model import Node, Pod
 from autoscaler.ports import Cluster, EvictionOutcome
 from fakes import FakeCluster
@@ -67,7 +68,7 @@ def subject(request) -> Iterator[Subject]:
             fk.daemonset("agent"),
         )
         options = KubeOptions.from_env({"K8S_API_URL": kube.url, "K8S_TOKEN_PARAM": "/t"}, token=kube.token)
-        cluster = KubeCluster(options.api_client(), page_size=options.page_size)
+        cluster = KubeCluster(api_client(options), page_size=options.page_size)
         yield Subject(cluster, "default/guarded", frozenset({"agent"}))
         cluster.close()
 
