@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 
+from autoscaler.gitops.flux import RESOURCES
 from autoscaler.model import Instance, InstanceState, MetricsView, Node, Pod
 from autoscaler.ports import EvictionOutcome, LaunchResult, NotOurInstance, Ports
 from builders import NOW
@@ -137,3 +139,30 @@ class Recorded:
             return value(*args, **kwargs)
 
         return call
+
+
+@dataclass
+class FakeFluxObjects:
+    """The Flux objects of a cluster, in memory (reader.FluxObjects); `down` makes every read fail."""
+
+    objects: list[dict] = field(default_factory=list)
+    down: bool = False
+
+    def list_custom(self, group, version, plural):
+        if self.down:
+            raise ConnectionError("API server down")
+        return [o for o in self.objects if any(r.plural == plural and r.kind == o.get("kind") for r in RESOURCES)]
+
+
+@dataclass
+class MemoryGateStore:
+    """The gate item, in memory (reader.GateStore), stored as JSON would store it."""
+
+    record: dict | None = None
+    observed_at: float | None = None
+
+    def load(self):
+        return self.record
+
+    def save(self, record, observed_at):
+        self.record, self.observed_at = json.loads(json.dumps(record)), observed_at
