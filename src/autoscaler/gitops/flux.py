@@ -24,8 +24,19 @@ import enum
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
+
+from autoscaler.gitops.status_fields import (
+    Unreadable,
+    as_boolean,
+    as_integer,
+    as_mapping,
+    as_text,
+    as_time,
+    describe,
+    identity,
+    read_conditions,
+)
 
 REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
 FORCE_AT = "reconcile.fluxcd.io/forceAt"
@@ -121,10 +132,6 @@ class Verdict:
         }
 
 
-class _Unreadable(Exception):
-    """A field has the wrong type or an impossible value: the verdict is unknown."""
-
-
 def supported(obj: Any) -> Resource | None:
     """The Resource this object is an instance of, or None (by kind, and by group when apiVersion is set).
 
@@ -145,16 +152,16 @@ def supported(obj: Any) -> Resource | None:
 
 def verdict(obj: Any) -> Verdict:
     """Decide one object's state. Never raises: whatever cannot be read gives State.UNKNOWN."""
-    kind, namespace, name = _identity(obj)
+    kind, namespace, name = identity(obj)
     resource = supported(obj)
     if resource is None:
-        return Verdict(kind, namespace, name, State.UNKNOWN, f"not a kind the gate reads ({_describe(obj)})")
+        return Verdict(kind, namespace, name, State.UNKNOWN, f"not a kind the gate reads ({describe(obj)})")
     try:
         if resource is CANARY:
             state, detail, changed_at = _canary(obj)
         else:
             state, detail, changed_at = _flux(obj, resource)
-    except _Unreadable as exc:
+    except Unreadable as exc:
         return Verdict(kind, namespace, name, State.UNKNOWN, f"status unreadable: {exc}")
     return Verdict(kind, namespace, name, state, detail, changed_at)
 
@@ -167,22 +174,22 @@ def verdicts(objects: Sequence[Any]) -> tuple[Verdict, ...]:
 
 
 def _flux(obj: Mapping[str, Any], resource: Resource) -> tuple[State, str, float | None]:
-    metadata = _mapping(obj.get("metadata"), "metadata")
-    _text(metadata.get("name"), "metadata.name", required=True)
-    spec = _mapping(obj.get("spec", {}), "spec")
-    annotations = _mapping(metadata.get("annotations", {}), "metadata.annotations")
-    generation = _integer(metadata.get("generation"), "metadata.generation")
+    metadata = as_mapping(obj.get("metadata"), "metadata")
+    as_text(metadata.get("name"), "metadata.name", required=True)
+    spec = as_mapping(obj.get("spec", {}), "spec")
+    annotations = as_mapping(metadata.get("annotations", {}), "metadata.annotations")
+    generation = as_integer(metadata.get("generation"), "metadata.generation")
 
     # The controller leaves status as it was while suspended: it says nothing about now.
-    if _boolean(spec.get("suspend"), "spec.suspend"):
+    if as_boolean(spec.get("suspend"), "spec.suspend"):
         return State.SUSPENDED, "spec.suspend is true: Flux does not reconcile it", None
 
     raw_status = obj.get("status")
     if raw_status is None or raw_status == {}:
         return State.UNKNOWN, "no status: the controller has not reported on it yet", None
-    status = _mapping(raw_status, "status")
-    conditions = _conditions(status.get("conditions"))
-    observed = _integer(status.get("observedGeneration"), "status.observedGeneration")
+    status = as_mapping(raw_status, "status")
+    conditions = read_conditions(status.get("conditions"))
+    observed = as_integer(status.get("observedGeneration"), "status.observedGeneration")
     changed_at = _changed_at(status, resource)
 
     pending = _pending_request(annotations, status, resource)
@@ -193,7 +200,7 @@ def _flux(obj: Mapping[str, Any], resource: Resource) -> tuple[State, str, float
     # conditions it sets, so the newest generation anywhere in status is the last one attempted.
     attempted = [g for g in (observed, *(c.observed_generation for c in conditions.values())) if g is not None]
     if resource is HELM_RELEASE:
-        last = _integer(status.get("lastAttemptedGeneration"), "status.lastAttemptedGeneration")
+        last = as_integer(status.get("lastAttemptedGeneration"), "status.lastAttemptedGeneration")
         if last is not None:
             attempted.append(last)
     if generation is not None and (not attempted or generation > max(attempted)):
@@ -229,21 +236,21 @@ def _flux(obj: Mapping[str, Any], resource: Resource) -> tuple[State, str, float
         return State.FAILED, f"Ready=False{ready.why}; the controller retries later", changed_at
     if ready.status == "True":
         return State.READY, f"Ready=True{ready.why}", changed_at
-    raise _Unreadable(f"Ready status {ready.status!r} is not True, False or Unknown")
+    raise Unreadable(f"Ready status {ready.status!r} is not True, False or Unknown")
 
 
 def _pending_request(annotations: Mapping[str, Any], status: Mapping[str, Any], resource: Resource) -> str:
     """Why a reconcile is coming because someone asked for one (e.g. `flux reconcile`), or ''."""
-    requested = _text(annotations.get(REQUESTED_AT), f"annotation {REQUESTED_AT}")
-    handled = _text(status.get("lastHandledReconcileAt"), "status.lastHandledReconcileAt")
+    requested = as_text(annotations.get(REQUESTED_AT), f"annotation {REQUESTED_AT}")
+    handled = as_text(status.get("lastHandledReconcileAt"), "status.lastHandledReconcileAt")
     if requested is not None and requested != handled:
         return f"reconcile requested at {requested} not handled yet (last handled: {handled or 'never'})"
     if resource is HELM_RELEASE:
         # helm-controller acts on forceAt/resetAt only when they equal requestedAt, so a lone one
         # brings no reconcile and must not hold.
         for annotation, field in ((FORCE_AT, "lastHandledForceAt"), (RESET_AT, "lastHandledResetAt")):
-            value = _text(annotations.get(annotation), f"annotation {annotation}")
-            last = _text(status.get(field), f"status.{field}")
+            value = as_text(annotations.get(annotation), f"annotation {annotation}")
+            last = as_text(status.get(field), f"status.{field}")
             if value is not None and value == requested and value != last:
                 return f"{annotation.split('/')[1]} {value} not handled yet (last handled: {last or 'never'})"
     return ""
@@ -255,41 +262,41 @@ def _changed_at(status: Mapping[str, Any], resource: Resource) -> float | None:
     if history is None:
         return None
     if not isinstance(history, list):
-        raise _Unreadable("status.history is not a list")
-    entries = [_mapping(e, "status.history[]") for e in history]
+        raise Unreadable("status.history is not a list")
+    entries = [as_mapping(e, "status.history[]") for e in history]
     if not entries:
         return None
     if resource is HELM_RELEASE:
         # One snapshot per Helm release (install, upgrade, rollback); lastDeployed is when it ran.
-        times = [_time(e.get("lastDeployed"), "status.history[].lastDeployed") for e in entries]
+        times = [as_time(e.get("lastDeployed"), "status.history[].lastDeployed") for e in entries]
         return max((t for t in times if t is not None), default=None)
     # Kustomization: one snapshot per applied digest; a drift check of the same digest only moves
     # lastReconciled, so the newest snapshot's firstReconciled is when its change was first applied.
     newest, newest_at = None, None
     for entry in entries:
-        at = _time(entry.get("lastReconciled"), "status.history[].lastReconciled")
+        at = as_time(entry.get("lastReconciled"), "status.history[].lastReconciled")
         if at is not None and (newest_at is None or at > newest_at):
             newest, newest_at = entry, at
     if newest is None:
         return None
-    return _time(newest.get("firstReconciled"), "status.history[].firstReconciled")
+    return as_time(newest.get("firstReconciled"), "status.history[].firstReconciled")
 
 
 # --- Flagger Canary -------------------------------------------------------------------------------
 
 
 def _canary(obj: Mapping[str, Any]) -> tuple[State, str, float | None]:
-    metadata = _mapping(obj.get("metadata"), "metadata")
-    _text(metadata.get("name"), "metadata.name", required=True)
-    spec = _mapping(obj.get("spec", {}), "spec")
-    if _boolean(spec.get("suspend"), "spec.suspend"):
+    metadata = as_mapping(obj.get("metadata"), "metadata")
+    as_text(metadata.get("name"), "metadata.name", required=True)
+    spec = as_mapping(obj.get("spec", {}), "spec")
+    if as_boolean(spec.get("suspend"), "spec.suspend"):
         return State.SUSPENDED, "spec.suspend is true: Flagger does not run its analysis", None
     raw_status = obj.get("status")
     if raw_status is None or raw_status == {}:
         return State.UNKNOWN, "no status: Flagger has not reported on it yet", None
-    status = _mapping(raw_status, "status")
-    phase = _text(status.get("phase"), "status.phase")
-    changed = _time(status.get("lastTransitionTime"), "status.lastTransitionTime")
+    status = as_mapping(raw_status, "status")
+    phase = as_text(status.get("phase"), "status.phase")
+    changed = as_time(status.get("lastTransitionTime"), "status.lastTransitionTime")
     progress = _canary_progress(status)
     if not phase:
         return State.UNKNOWN, "no phase: Flagger has not initialized it yet", None
@@ -306,7 +313,7 @@ def _canary(obj: Mapping[str, Any]) -> tuple[State, str, float | None]:
         )
     if phase in CANARY_AT_REST:
         return State.READY, f"canary phase {phase}", changed
-    raise _Unreadable(f"canary phase {phase!r} is not one Flagger sets")
+    raise Unreadable(f"canary phase {phase!r} is not one Flagger sets")
 
 
 def _canary_progress(status: Mapping[str, Any]) -> str:
@@ -316,111 +323,6 @@ def _canary_progress(status: Mapping[str, Any]) -> str:
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise _Unreadable(f"status.{field} is not a number")
+            raise Unreadable(f"status.{field} is not a number")
         parts.append(f"{label} {value:g}")
     return f" ({', '.join(parts)})" if parts else ""
-
-
-# --- reading JSON defensively -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Condition:
-    status: str
-    reason: str
-    message: str
-    observed_generation: int | None
-
-    @property
-    def why(self) -> str:
-        """' (Reason: message)' for details, the message cut short."""
-        message = self.message if len(self.message) <= 200 else self.message[:197] + "..."
-        if self.reason and message:
-            return f" ({self.reason}: {message})"
-        return f" ({self.reason or message})" if (self.reason or message) else ""
-
-
-def _conditions(raw: Any) -> dict[str, _Condition]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, list):
-        raise _Unreadable("status.conditions is not a list")
-    found: dict[str, _Condition] = {}
-    for item in raw:
-        cond = _mapping(item, "status.conditions[]")
-        kind = _text(cond.get("type"), "condition type", required=True)
-        found[kind] = _Condition(
-            status=_text(cond.get("status"), f"{kind} condition status", required=True),
-            reason=_text(cond.get("reason"), f"{kind} condition reason") or "",
-            message=_text(cond.get("message"), f"{kind} condition message") or "",
-            observed_generation=_integer(cond.get("observedGeneration"), f"{kind} condition observedGeneration"),
-        )
-        # Parsed for its type only: a garbage time on a condition is a garbage status.
-        _time(cond.get("lastTransitionTime"), f"{kind} condition lastTransitionTime")
-    return found
-
-
-def _mapping(value: Any, where: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise _Unreadable(f"{where} is not an object")
-    return value
-
-
-def _text(value: Any, where: str, *, required: bool = False) -> str | None:
-    if value is None:
-        if required:
-            raise _Unreadable(f"{where} is missing")
-        return None
-    if not isinstance(value, str):
-        raise _Unreadable(f"{where} is not a string")
-    return value
-
-
-def _integer(value: Any, where: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _Unreadable(f"{where} is not an integer")
-    return value
-
-
-def _boolean(value: Any, where: str) -> bool:
-    if value is None:
-        return False
-    if not isinstance(value, bool):
-        raise _Unreadable(f"{where} is not a boolean")
-    return value
-
-
-def _time(value: Any, where: str) -> float | None:
-    """RFC 3339 (as the API server writes it) to epoch seconds."""
-    text = _text(value, where)
-    if text is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise _Unreadable(f"{where} {text[:40]!r} is not an RFC 3339 time") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
-
-
-def _identity(obj: Any) -> tuple[str, str, str]:
-    """kind, namespace, name as far as they can be read ('?' where not)."""
-    if not isinstance(obj, Mapping):
-        return "?", "?", "?"
-    metadata = obj.get("metadata")
-    metadata = metadata if isinstance(metadata, Mapping) else {}
-
-    def text(value: Any) -> str:
-        return value if isinstance(value, str) and value else "?"
-
-    return text(obj.get("kind")), text(metadata.get("namespace")), text(metadata.get("name"))
-
-
-def _describe(obj: Any) -> str:
-    if not isinstance(obj, Mapping):
-        return f"a JSON {type(obj).__name__}, not an object"
-    api_version, kind = obj.get("apiVersion"), obj.get("kind")
-    return f"apiVersion {api_version!r}, kind {kind!r}"
