@@ -242,11 +242,13 @@ def test_the_planner_keeps_its_bounds_and_never_removes_what_it_must_not(case):
         if intent is None and removed_ready and set(decision.remove) == set(removed_ready):
             assert snapshot.metrics.known or fleet > s.max_nodes, "scale-down on unknown metrics"
 
-    # Instances terminated as never joined: live, no Node object at all, past the provision time.
+    # Instances terminated before they joined: live, no Node object at all, and past the provision time,
+    # or still launching while the fleet is above max_nodes (never below it).
     registered = {n.instance_id for n in snapshot.nodes}
+    young = [i for i in decision.terminate_unjoined if NOW - alive[i].launched_at <= s.max_node_provision_time_s]
     for instance_id in decision.terminate_unjoined:
-        inst = alive[instance_id]
-        assert instance_id not in registered and NOW - inst.launched_at > s.max_node_provision_time_s
+        assert instance_id not in registered
+    assert not young or fleet - len(young) >= s.max_nodes, f"cancels {young} with {fleet} workers"
     # Node objects deleted as orphans: their worker is shutting down or gone.
     gone = {
         i.id

@@ -315,6 +315,16 @@ def test_a_fleet_above_max_is_brought_back_under_the_removal_rules():
     assert len(d.remove) == 1 and R.ABOVE_MAX in d.codes
 
 
+def test_above_max_the_workers_still_launching_go_first_newest_first():
+    # max_nodes lowered while workers launch: stopping a launch moves nothing; draining a Ready worker would.
+    launching = [worker(5, ready=None, launched_ago=30), worker(6, ready=None, launched_ago=10)]
+    snap = snapshot([*w(2), *launching], busy("n0", 1) + busy("n1", 1))
+    d = plan(snap, ScalingState(), Settings(min_nodes=1, max_nodes=3), NOW)
+    assert d.terminate_unjoined == ("i-0006",) and d.remove == () and R.ABOVE_MAX in d.codes
+    d = plan(snap, ScalingState(), Settings(min_nodes=1, max_nodes=1), NOW)
+    assert d.terminate_unjoined == ("i-0006", "i-0005") and len(d.remove) == 1
+
+
 def test_pause_stops_the_unjoined_clean_up():
     snap = snapshot([*w(2), worker(9, ready=None, launched_ago=2000)], busy("n0", 1))
     d = plan(snap, ScalingState(paused=True), Settings(), NOW)
