@@ -156,7 +156,7 @@ def fetch_only(cluster, page_size: int) -> int:
 
 def list_with_models(core, policy, page_size: int):
     from autoscaler.adapters.kube_storage import DisruptionBudget
-    from autoscaler.model import LabelSelector, Requirement
+    from autoscaler.scheduling import LabelSelector, Requirement
 
     def pages(call, **kwargs):
         token = None

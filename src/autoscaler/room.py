@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 
-from autoscaler.model import LabelSelector, Pod, PodAffinityTerm, SpreadConstraint
+from autoscaler.model import Pod
 from autoscaler.placement import (
     EXPLAIN,
     NODE_AFFINITY,
@@ -28,6 +28,7 @@ from autoscaler.placement import (
     tolerates,
     untolerated,
 )
+from autoscaler.scheduling import LabelSelector, PodAffinityTerm, SpreadConstraint
 from autoscaler.spread_index import Domains, SpreadIndex
 
 _Key = tuple[int, int]

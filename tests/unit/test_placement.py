@@ -29,21 +29,7 @@ import dataclasses
 
 import pytest
 
-from autoscaler.model import (
-    HOSTNAME_LABEL,
-    NODE_NAME_FIELD,
-    ZONE_LABEL,
-    HostPort,
-    LabelSelector,
-    Node,
-    Placement,
-    Pod,
-    PodAffinityTerm,
-    Requirement,
-    SpreadConstraint,
-    Taint,
-    Toleration,
-)
+from autoscaler.model import Node, Pod
 from autoscaler.placement import (
     NODE_AFFINITY,
     POD_AFFINITY,
@@ -59,6 +45,19 @@ from autoscaler.placement import (
     tolerates,
 )
 from autoscaler.room import Room
+from autoscaler.scheduling import (
+    HOSTNAME_LABEL,
+    NODE_NAME_FIELD,
+    ZONE_LABEL,
+    HostPort,
+    LabelSelector,
+    Placement,
+    PodAffinityTerm,
+    Requirement,
+    SpreadConstraint,
+    Taint,
+    Toleration,
+)
 
 # -- builders ------------------------------------------------------------------------------------
 

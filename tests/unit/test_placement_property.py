@@ -35,27 +35,22 @@ from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
 from autoscaler.config import Settings
-from autoscaler.model import (
+from autoscaler.model import SAFE_TO_EVICT, ClusterSnapshot, MetricsView, Node, Pod, ScalingState
+from autoscaler.placement import requirement_matches, tolerates
+from autoscaler.planner import plan
+from autoscaler.scheduling import (
     HOSTNAME_LABEL,
     NODE_NAME_FIELD,
-    SAFE_TO_EVICT,
     ZONE_LABEL,
-    ClusterSnapshot,
     HostPort,
     LabelSelector,
-    MetricsView,
-    Node,
     Placement,
-    Pod,
     PodAffinityTerm,
     Requirement,
-    ScalingState,
     SpreadConstraint,
     Taint,
     Toleration,
 )
-from autoscaler.placement import requirement_matches, tolerates
-from autoscaler.planner import plan
 from builders import NOW, ZONES, worker
 
 LONG = os.environ.get("HYPOTHESIS_PROFILE") == "long"

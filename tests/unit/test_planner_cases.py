@@ -6,26 +6,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from builders import CPU, MEM, NOW, ZONES, busy, pending, pod, snapshot, worker
 
 from autoscaler.config import Settings
-from autoscaler.model import (
-    Drain,
-    HostPort,
-    Instance,
-    InstanceState,
-    Intent,
-    IntentKind,
-    Node,
-    Placement,
-    Pod,
-    ReasonCode,
-    Requirement,
-    ScalingState,
-    Taint,
-    Toleration,
-)
+from autoscaler.model import Drain, Instance, InstanceState, Intent, IntentKind, Node, Pod, ReasonCode, ScalingState
 from autoscaler.planner import plan
+from autoscaler.scheduling import HostPort, Placement, Requirement, Taint, Toleration
+from builders import CPU, MEM, NOW, ZONES, busy, pending, pod, snapshot, worker
 
 A, B = ZONES
 R = ReasonCode

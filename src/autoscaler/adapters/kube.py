@@ -35,7 +35,8 @@ from urllib.parse import quote
 import msgspec
 
 from autoscaler.adapters import kube_fields
-from autoscaler.adapters.kube_parse import FINISHED_PHASES, PodContext, checked, parse_daemonset, parse_node, parse_pod
+from autoscaler.adapters.kube_nodes import parse_node
+from autoscaler.adapters.kube_parse import FINISHED_PHASES, PodContext, checked, parse_daemonset, parse_pod
 from autoscaler.adapters.kube_storage import (
     DisruptionBudget,
     parse_claim,
