@@ -10,7 +10,7 @@ versions/. Standard library only: `make build` runs it before any virtualenv of 
 from __future__ import annotations
 
 import os
-import subprocess
+import subprocess  # nosec B404  # asks a python3.12 found on PATH or under pyenv for its version, no shell
 import sys
 from pathlib import Path
 
@@ -24,7 +24,7 @@ def runtime_python_dir(version: str = RUNTIME_VERSION) -> Path | None:
     folders += sorted((pyenv_root / "versions").glob(f"{version}.*/bin"), reverse=True)
     for folder in folders:
         exe = folder / f"python{version}"
-        if exe.exists() and subprocess.run([str(exe), "--version"], capture_output=True).returncode == 0:
+        if exe.exists() and subprocess.run([str(exe), "--version"], capture_output=True).returncode == 0:  # nosec B603  # fixed argv
             return folder
     return None
 
