@@ -130,9 +130,11 @@ func run(dir string, port int, apiArgs, kcmArgs, schedArgs []string) error {
 		"--token-auth-file=" + tokenFile,
 		"--authorization-mode=RBAC",
 		"--allow-privileged=true",
-		// A pod without a ServiceAccount would otherwise be refused until the serviceaccount
-		// controller has made the namespace's `default` one, a race for every test namespace.
-		"--disable-admission-plugins=ServiceAccount",
+		// ServiceAccount: a pod without one would be refused until the serviceaccount controller
+		// has made the namespace's `default` one, a race for every test namespace.
+		// TaintNodesByCondition: tests register Nodes already Ready; with it each would carry
+		// node.kubernetes.io/not-ready until the node lifecycle controller got round to it.
+		"--disable-admission-plugins=ServiceAccount,TaintNodesByCondition",
 		"--enable-priority-and-fairness=false",
 		// The `kubernetes` Service's endpoints may not be a loopback address.
 		"--endpoint-reconciler-type=none",
@@ -162,6 +164,9 @@ func run(dir string, port int, apiArgs, kcmArgs, schedArgs []string) error {
 		"--controllers=" + controllers,
 		"--service-account-private-key-file=" + saKey,
 		"--root-ca-file=" + caFile,
+		// The default 20 requests/s would make a test with a thousand objects wait on its controllers.
+		"--kube-api-qps=500",
+		"--kube-api-burst=1000",
 		"--profiling=false",
 	}, kcmArgs...))
 	kcm.SilenceUsage = true
@@ -179,6 +184,8 @@ func run(dir string, port int, apiArgs, kcmArgs, schedArgs []string) error {
 			"--bind-address=127.0.0.1",
 			fmt.Sprintf("--secure-port=%d", schedPort),
 			"--leader-elect=false",
+			"--kube-api-qps=500",
+			"--kube-api-burst=1000",
 			"--profiling=false",
 		}, schedArgs...)))
 	}()
