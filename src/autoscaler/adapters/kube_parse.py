@@ -42,7 +42,7 @@ from autoscaler.model import (
     Taint,
     Toleration,
 )
-from autoscaler.placement import selector_matches
+from autoscaler.placement import selector_matches, volume_zone_terms
 
 T = TypeVar("T")
 
@@ -456,7 +456,7 @@ def parse_volume(obj: Mapping[str, Any]) -> Volume:
         if node_label is not None:
             zones[node_label] = Requirement(node_label, "In", tuple(sorted(set(value.split("__")))))
     if zones:
-        affinity.append((tuple(zones[k] for k in sorted(zones)),))
+        affinity.append(volume_zone_terms(zones[k] for k in sorted(zones)))
     node_local = required is None and ("local" in spec or "hostPath" in spec)
     return Volume(name=_name(meta), affinity=tuple(affinity), node_local=node_local)
 
