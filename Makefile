@@ -1,8 +1,11 @@
 # Each target bootstraps the local virtualenv by itself, so a fresh clone needs nothing else.
+# `make demo` installs the project with only what the demo needs ([demo]); the other targets add the
+# test toolchain ([dev], which includes [demo]) to the same virtualenv.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
+STAMP := $(VENV)/.installed-dev
 
 # The SAM CLI and cfn-lint live in their own virtualenv: their pins must not meet the project's.
 SAM_VENV := .venv-sam
@@ -27,11 +30,17 @@ export NODE_FLEET_CONTROLPLANE := $(CONTROLPLANE_CACHE)/controlplane-$(GO_VERSIO
 
 .PHONY: demo test fuzz lint bench clean sam prometheus controlplane controlplane-path
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+
+$(DEMO_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[demo]'
+	touch $(DEMO_STAMP)
+
+$(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	touch $(STAMP) $(DEMO_STAMP)
 
 $(SAM_STAMP):
 	$(PYTHON) -m venv $(SAM_VENV)
@@ -41,18 +50,29 @@ $(SAM_STAMP):
 
 sam: $(SAM_STAMP)
 
+# sam build runs pip under the functions' runtime, python3.12, which must come first on PATH: pyenv's shim
+# runs only the active version, so node_fleet/runtime_python.py finds a real one (or says how to get it).
+# The first deploy asks for the parameters: make deploy SAM_DEPLOY_ARGS=--guided
+.PHONY: build deploy
+build: $(SAM_STAMP)
+	runtime="$$($(PYTHON) tools/node_fleet/runtime_python.py)" && \
+	  PATH="$$runtime:$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam build
+
+deploy: build
+	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam deploy $(SAM_DEPLOY_ARGS)
+
 prometheus:
 	@command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || { \
 	  echo "installing the Debian package prometheus"; \
 	  $(SUDO) apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 
-demo: $(STAMP) prometheus
+demo: $(DEMO_STAMP) prometheus
 	$(BIN)/node-fleet demo $(DEMO_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tools tests bench
+	$(BIN)/ruff format --check src tools tests bench
 
 # nice: the cold build takes many minutes of both cores; the binary appears only when complete.
 $(NODE_FLEET_CONTROLPLANE):

@@ -2,10 +2,9 @@
 
     .venv/bin/python bench/bundle.py [--top N] [--keep DIR]
 
-It needs the SAM CLI from .venv-sam (`make sam`) and a python3.12 for the builder: pyenv's shim only runs
-the active version, so the first working python3.12 on PATH (shims skipped) or under pyenv's versions/ is
-put first on PATH for the build. Prints, per function: unpacked size (Lambda allows 250 MB unzipped, layers
-included), zipped size, file count, and the largest top-level packages.
+It needs the SAM CLI from .venv-sam (`make sam`) and a python3.12 for the builder, put first on PATH for
+the build (`node_fleet.runtime_python` finds it, as for `make build`). Prints, per function: unpacked size
+(Lambda allows 250 MB unzipped, layers included), zipped size, file count, and the largest top-level packages.
 """
 
 from __future__ import annotations
@@ -19,23 +18,13 @@ import time
 import zipfile
 from pathlib import Path
 
+from node_fleet.runtime_python import RUNTIME_VERSION, runtime_python_dir
+
 ROOT = Path(__file__).resolve().parent.parent
 SAM = ROOT / ".venv-sam" / "bin" / "sam"
 TEMPLATE = ROOT / "template.yaml"
-RUNTIME_VERSION = "3.12"
 MB = 1024 * 1024
 UNZIPPED_LIMIT_MB = 250
-
-
-def runtime_python_dir(version: str = RUNTIME_VERSION) -> Path | None:
-    folders = [Path(p) for p in os.environ.get("PATH", "").split(os.pathsep) if p and "shims" not in p]
-    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
-    folders += sorted((pyenv_root / "versions").glob(f"{version}.*/bin"), reverse=True)
-    for folder in folders:
-        exe = folder / f"python{version}"
-        if exe.exists() and subprocess.run([str(exe), "--version"], capture_output=True).returncode == 0:
-            return folder
-    return None
 
 
 def tree_size(path: Path) -> tuple[int, int]:

@@ -24,8 +24,9 @@ t0 = time.perf_counter()
 import {module}
 t1 = time.perf_counter()
 import boto3
-from autoscaler.adapters.kube import KubeOptions
-kube = KubeOptions(api_url="https://127.0.0.1:6443", token="t").cluster()
+from autoscaler.adapters.kube import KubeCluster
+from autoscaler.config.kube import KubeOptions
+kube = KubeCluster.from_options(KubeOptions(api_url="https://127.0.0.1:6443", token="t"))
 clients = [boto3.client(name) for name in {clients}]
 if {prometheus}:
     from autoscaler.adapters.prometheus import PrometheusMetrics, PrometheusOptions

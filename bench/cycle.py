@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/cycle.py [--nodes 100,1000] [--pods-per-node 30] [--runs 3]
 
-For each cluster size, the fake API server (autoscaler.stack.kube_api) runs in its own process with a
+For each cluster size, the fake API server (node_fleet.stack.kube_api) runs in its own process with a
 synthetic cluster (`synthetic_cluster`: one control-plane node, N workers with 30 pods each
 carrying labels, tolerations, some spread constraints and anti-affinity, one local-path
 volume a node, 200 PDBs, 3 DaemonSets). Each measurement is a fresh Python process (so its peak
@@ -53,12 +53,13 @@ def rss_mb() -> float:
 
 def worker(path: str, url: str, token: str, trace: bool) -> dict:
     started = time.perf_counter()
-    from autoscaler.adapters.kube import KubeOptions
+    from autoscaler.adapters.kube import KubeCluster
+    from autoscaler.config.kube import KubeOptions
 
     options = KubeOptions.from_env(
         {"K8S_API_URL": url, "K8S_TOKEN_PARAM": "/bench/token", "K8S_TIMEOUT_S": "120"}, token=token
     )
-    cluster = options.cluster()
+    cluster = KubeCluster.from_options(options)
     if path == "models":
         from kubernetes.client import CoreV1Api, PolicyV1Api
 
@@ -153,7 +154,7 @@ def fetch_only(cluster, page_size: int) -> int:
 
 
 def list_with_models(core, policy, page_size: int):
-    from autoscaler.adapters.kube_parse import DisruptionBudget
+    from autoscaler.adapters.kube_storage import DisruptionBudget
     from autoscaler.model import LabelSelector, Requirement
 
     def pages(call, **kwargs):
@@ -190,7 +191,8 @@ def list_with_models(core, policy, page_size: int):
 
 
 def node_from_model(m):
-    from autoscaler.adapters.kube_parse import CONTROL_PLANE_LABELS, cpu_millis, mem_bytes, parse_provider_id
+    from autoscaler.adapters.kube_parse import CONTROL_PLANE_LABELS, parse_provider_id
+    from autoscaler.adapters.kube_values import cpu_millis, mem_bytes
     from autoscaler.model import Node
 
     labels = m.metadata.labels or {}
@@ -211,7 +213,7 @@ def node_from_model(m):
 
 
 def pod_from_model(m, budgets):
-    from autoscaler.adapters.kube_parse import cpu_millis, mem_bytes
+    from autoscaler.adapters.kube_values import cpu_millis, mem_bytes
     from autoscaler.model import Pod
 
     def requests(c):
@@ -260,7 +262,7 @@ def measure(path: str, url: str, token: str, trace: bool) -> dict:
         capture_output=True,
         text=True,
         check=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(str(ROOT / d) for d in ("src", "tools"))},
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -287,7 +289,7 @@ def main() -> None:
             [
                 sys.executable,
                 "-m",
-                "autoscaler.stack.kube_api",
+                "node_fleet.stack.kube_api",
                 "--nodes",
                 str(size),
                 "--pods-per-node",
@@ -296,7 +298,7 @@ def main() -> None:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
-            env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(str(ROOT / d) for d in ("src", "tools"))},
         )
         try:
             ready = server.stdout.readline().split()

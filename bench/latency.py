@@ -4,7 +4,7 @@
 
 The embedded stack of `make demo` (moto's server, the fake Kubernetes API server with simulated
 kubelets and scheduler, a real Prometheus), and the real autoscaler handler resolved from
-template.yaml (`autoscaler.demo.functions`). Each repetition starts from a freshly seeded cluster
+template.yaml (`node_fleet.demo.functions`). Each repetition starts from a freshly seeded cluster
 (two empty workers of 2000m) and a warm container (one tick already served), then adds 3 pods of
 1500m: the scheduler binds two and marks the third PodScheduled=False/Unschedulable.
 
@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from autoscaler.demo.functions import AUTOSCALER, Functions, alarm, logs_to, tick
+from node_fleet.demo.functions import AUTOSCALER, Functions, alarm, logs_to, tick
 
 BURST_REPLICAS, BURST_CPU_M = 3, 1500
 SETTINGS = {
@@ -132,8 +132,8 @@ def main() -> int:
 
     import boto3
 
-    from autoscaler.stack.prometheus import INSTALL_HINT, binaries
-    from autoscaler.stack.stack import EmbeddedStack
+    from node_fleet.stack.prometheus import INSTALL_HINT, binaries
+    from node_fleet.stack.stack import EmbeddedStack
 
     if binaries() is None:
         print(f"bench/latency.py needs a real Prometheus: {INSTALL_HINT}", file=sys.stderr)

@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 from autoscaler.config import Settings
-from autoscaler.sim import traces
-from autoscaler.sim.runner import compare, settings_for
-from autoscaler.sim.scenarios import SCENARIOS, scenario
+from node_fleet.sim import traces
+from node_fleet.sim.runner import compare, settings_for
+from node_fleet.sim.scenarios import SCENARIOS, scenario
 
 TRACE_FILES = {
     "nasa": "nasa-http-1995-rps.tbz2",

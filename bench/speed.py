@@ -13,9 +13,9 @@ import time
 from dataclasses import replace
 
 from autoscaler.config import Settings
-from autoscaler.sim.engine import peak_lower_bound, replay
-from autoscaler.sim.scenarios import scenario
-from autoscaler.sim.workload import Workload
+from node_fleet.sim.engine import peak_lower_bound, replay
+from node_fleet.sim.scenarios import scenario
+from node_fleet.sim.workload import Workload
 
 TARGET_PEAK = 50
 

@@ -1,7 +1,7 @@
 """The state table in moto from template.yaml's `StateTable`, for the tests (one implementation:
-`autoscaler.stack.aws`, shared with the integration tests and `make demo`)."""
+`node_fleet.stack.aws`, shared with the integration tests and `make demo`)."""
 
-from autoscaler.stack.aws import (
+from node_fleet.stack.aws import (
     DEFAULT_TABLE_NAME,
     REPO_ROOT,
     STATE_TABLE,

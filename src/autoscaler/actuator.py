@@ -24,15 +24,14 @@ records them, so a redelivered event never does them twice.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from autoscaler.config import Settings
 from autoscaler.matching import Binding, bind
 from autoscaler.model import ClusterSnapshot, Decision, Drain, DrainPhase, Instance, Launch, Node, Pod, ScalingState
-from autoscaler.planner import pod_blocker
 from autoscaler.ports import EvictionOutcome, NotOurInstance, Ports
+from autoscaler.rules import first_blocker, movers
 
 Checkpoint = Callable[[ScalingState], ScalingState]
 """Persists a state and returns it as stored (with its new version)."""
@@ -61,21 +60,44 @@ class _Observed:
     nodes: Mapping[str, Node]
     workers: Mapping[str, Instance]
     binding: Binding
-    pods: Mapping[str, list[Pod]]
+    pods: Mapping[str, Sequence[Pod]]
     """Node name -> the pods that would have to move off it (not DaemonSet or mirror pods)."""
 
     @classmethod
     def of(cls, snapshot: ClusterSnapshot) -> _Observed:
-        pods: dict[str, list[Pod]] = defaultdict(list)
-        for p in snapshot.pods:
-            if p.node is not None and not p.stays:
-                pods[p.node].append(p)
         return cls(
             {n.name: n for n in snapshot.nodes},
             {i.id: i for i in snapshot.instances},
             bind(snapshot.nodes, snapshot.instances),
-            pods,
+            {name: movers(pods) for name, pods in snapshot.pods_by_node().items()},
         )
+
+    def movers(self, node: str) -> Sequence[Pod]:
+        return self.pods.get(node, ())
+
+
+@dataclass(slots=True)
+class _Run:
+    """One cycle's acting: what was observed, the ports, and the state as last saved."""
+
+    seen: _Observed
+    ports: Ports
+    settings: Settings
+    now: float
+    may_remove: bool
+    checkpoint: Checkpoint
+    outcome: Outcome
+    state: ScalingState
+    started: frozenset[str] = frozenset()
+    """Nodes whose drain this cycle started."""
+
+    def save(self, state: ScalingState) -> None:
+        self.state = self.checkpoint(state)
+
+    def record(self, drain: Drain, new: Drain | None, **changes: object) -> Drain | None:
+        """Save `drain` replaced by `new` (forgotten when None); returns `new`."""
+        self.save(_put(self.state, drain.node, new, **changes))
+        return new
 
 
 def act(
@@ -92,7 +114,16 @@ def act(
     outcome = Outcome()
     if decision.state.paused:
         return checkpoint(_held(decision.state, now)), outcome
-    state = checkpoint(_released(decision.state, now))
+    run = _Run(
+        _Observed.of(snapshot),
+        ports,
+        settings,
+        now,
+        may_remove,
+        checkpoint,
+        outcome,
+        checkpoint(_released(decision.state, now)),
+    )
 
     for instance_id in decision.terminate_unjoined:
         ports.fleet.terminate(instance_id)
@@ -100,39 +131,46 @@ def act(
     for name in decision.delete_nodes:
         ports.cluster.delete_node(name)
         outcome.nodes_deleted.append(name)
+    _launch(decision, token, run)
 
+    for drain in run.state.drains:
+        why = _mismatch(drain, run.seen)
+        if why is not None:
+            _drop(drain, why, run)
+    _start(decision, token, run)
+    for drain in run.state.drains:
+        _advance(drain, run)
+    return run.state, outcome
+
+
+def _launch(decision: Decision, token: str, run: _Run) -> None:
+    now, settings, outcome = run.now, run.settings, run.outcome
     for az, count in decision.launches.items():
-        result = ports.fleet.launch(az, count, token=f"{token}:{az}")
+        result = run.ports.fleet.launch(az, count, token=f"{token}:{az}")
         outcome.launched.extend(result.instance_ids)
         outcome.launch_failures.extend(result.failures)
         deadline = now + settings.max_node_provision_time_s
         new = tuple(Launch(i, az, now, deadline) for i in result.instance_ids)
-        if new or token in state.intents:
+        if new or token in run.state.intents:
             # Saved zone by zone: a later zone's failure must not lose what this one started, nor
             # may a retry of the intent launch into this zone again.
-            state = checkpoint(_struck(replace(state, launches=(*state.launches, *new)), token, zone=az))
+            run.save(_struck(replace(run.state, launches=(*run.state.launches, *new)), token, zone=az))
     if decision.launches and not outcome.launched:
-        state = checkpoint(replace(state, last_failure=now, backoff_until=now + settings.provision_backoff_s))
+        run.save(replace(run.state, last_failure=now, backoff_until=now + settings.provision_backoff_s))
 
-    seen = _Observed.of(snapshot)
-    for drain in state.drains:
-        why = _mismatch(drain, seen)
-        if why is not None:
-            state = _drop(drain, why, state, seen, ports, checkpoint, outcome)
 
-    draining = {d.node for d in state.drains}
+def _start(decision: Decision, token: str, run: _Run) -> None:
+    """Record the drains the decision starts, before any of them acts."""
+    draining = {d.node for d in run.state.drains}
+    now, timeout = run.now, run.settings.drain_timeout_s
     started = [
-        Drain(name, instance_id, now, now + settings.drain_timeout_s)
+        Drain(name, instance_id, now, now + timeout)
         for name in decision.remove
-        if name not in draining and (instance_id := _removable(name, decision, seen)) is not None
+        if name not in draining and (instance_id := _removable(name, decision, run.seen)) is not None
     ]
-    if started or (decision.remove and token in state.intents):
-        state = checkpoint(_struck(replace(state, drains=(*state.drains, *started)), token, removals=True))
-
-    for drain in state.drains:
-        fresh = any(d.node == drain.node for d in started)
-        state = _advance(drain, fresh, seen, state, ports, settings, now, may_remove, checkpoint, outcome)
-    return state, outcome
+    if started or (decision.remove and token in run.state.intents):
+        run.save(_struck(replace(run.state, drains=(*run.state.drains, *started)), token, removals=True))
+    run.started = frozenset(d.node for d in started)
 
 
 def _held(state: ScalingState, now: float) -> ScalingState:
@@ -201,29 +239,17 @@ def _mismatch(drain: Drain, seen: _Observed) -> str | None:
     if not node.cordoned:
         return f"node {drain.node} is not cordoned: given back by hand, or never drained"
     if drain.phase is DrainPhase.TERMINATING:
-        return _blocker(seen.pods[drain.node])
+        return first_blocker(seen.movers(drain.node))
     return None
 
 
-def _blocker(pods: list[Pod]) -> str | None:
-    return next((why for p in pods if (why := pod_blocker(p)) is not None), None)
-
-
-def _drop(
-    drain: Drain,
-    why: str,
-    state: ScalingState,
-    seen: _Observed,
-    ports: Ports,
-    checkpoint: Checkpoint,
-    outcome: Outcome,
-) -> ScalingState:
+def _drop(drain: Drain, why: str, run: _Run) -> None:
     """Forget a drain that cannot go on, and give its node back if it was cordoned for it."""
-    node = seen.nodes.get(drain.node)
+    node, seen = run.seen.nodes.get(drain.node), run.seen
     if node is not None and node.cordoned and seen.binding.instance_of.get(drain.node) in (None, drain.instance_id):
-        ports.cluster.uncordon(drain.node)
-    outcome.drains_dropped.append(f"{drain.node}: {why}")
-    return checkpoint(_put(state, drain.node, None))
+        run.ports.cluster.uncordon(drain.node)
+    run.outcome.drains_dropped.append(f"{drain.node}: {why}")
+    run.record(drain, None)
 
 
 def _put(state: ScalingState, node: str, new: Drain | None, **changes: object) -> ScalingState:
@@ -232,61 +258,69 @@ def _put(state: ScalingState, node: str, new: Drain | None, **changes: object) -
     return replace(state, drains=drains, **changes)
 
 
-def _advance(
-    drain: Drain,
-    fresh: bool,
-    seen: _Observed,
-    state: ScalingState,
-    ports: Ports,
-    settings: Settings,
-    now: float,
-    may_remove: bool,
-    checkpoint: Checkpoint,
-    outcome: Outcome,
-) -> ScalingState:
-    """One drain as far as it can go this cycle; returns the state with its new progress."""
+def _advance(drain: Drain, run: _Run) -> None:
+    """One drain as far as it can go this cycle: each phase's step returns the drain in its next
+    phase, recorded, or None when the drain stops here for this cycle (or for good)."""
+    current: Drain | None = drain
+    while current is not None:
+        current = _STEPS[current.phase](current, run)
 
-    def record(new: Drain | None, **changes: object) -> ScalingState:
-        return checkpoint(_put(state, drain.node, new, **changes))
 
-    present, pods = drain.node in seen.nodes, seen.pods[drain.node]
-    if drain.phase in (DrainPhase.CORDONED, DrainPhase.EVICTING) and present:
-        if fresh or drain.phase is DrainPhase.CORDONED:
-            ports.cluster.cordon(drain.node)
+def _evict(drain: Drain, run: _Run) -> Drain | None:
+    """CORDONED, EVICTING: cordon, then evict the pods until the node is empty."""
+    cluster, outcome = run.ports.cluster, run.outcome
+    if drain.node in run.seen.nodes:
+        if drain.node in run.started or drain.phase is DrainPhase.CORDONED:
+            cluster.cordon(drain.node)
             outcome.cordoned.append(drain.node)
-        overdue = now > drain.deadline
+        pods = run.seen.movers(drain.node)
+        overdue = run.now > drain.deadline
         # A pod that became unmovable since the plan stops the drain, forced or not; past the
         # deadline, pods left stop it unless the operator asked to force.
-        if _blocker(pods) is not None or (pods and overdue and not settings.drain_force):
-            ports.cluster.uncordon(drain.node)
+        if first_blocker(pods) is not None or (pods and overdue and not run.settings.drain_force):
+            cluster.uncordon(drain.node)
             outcome.drains_timed_out.append(drain.node)
-            return record(None, last_failure=now)
+            return run.record(drain, None, last_failure=run.now)
         if pods and not overdue:
-            if may_remove:
+            if run.may_remove:
                 for pod in pods:
-                    result = ports.cluster.evict(pod)
+                    result = cluster.evict(pod)
                     if result is EvictionOutcome.BLOCKED:
                         outcome.eviction_blocked += 1
                     elif result is EvictionOutcome.EVICTED:
                         outcome.evicted += 1
-            return record(replace(drain, phase=DrainPhase.EVICTING)) if drain.phase is DrainPhase.CORDONED else state
-    if drain.phase in (DrainPhase.CORDONED, DrainPhase.EVICTING):
-        # Emptied (or forced past its deadline), or its Node object deleted by hand: the instance goes.
-        if not may_remove:
-            return state
-        drain = replace(drain, phase=DrainPhase.TERMINATING)
-        state = record(drain)
-    if drain.phase is DrainPhase.TERMINATING:
-        try:
-            ports.fleet.terminate(drain.instance_id)
-        except NotOurInstance as exc:
-            if present:
-                ports.cluster.uncordon(drain.node)
-            outcome.drains_dropped.append(f"{drain.node}: {exc}")
-            return record(None)
-        outcome.terminated.append(drain.instance_id)
-        drain = replace(drain, phase=DrainPhase.DELETING)
-        state = record(drain)
-    ports.cluster.delete_node(drain.node)
-    outcome.nodes_deleted.append(drain.node)
-    return record(None)
+            if drain.phase is DrainPhase.CORDONED:
+                run.record(drain, replace(drain, phase=DrainPhase.EVICTING))
+            return None
+    # Emptied (or forced past its deadline), or its Node object deleted by hand: the instance goes.
+    if not run.may_remove:
+        return None
+    return run.record(drain, replace(drain, phase=DrainPhase.TERMINATING))
+
+
+def _terminate(drain: Drain, run: _Run) -> Drain | None:
+    """TERMINATING: the instance goes; one that turns out not to be ours is given back."""
+    try:
+        run.ports.fleet.terminate(drain.instance_id)
+    except NotOurInstance as exc:
+        if drain.node in run.seen.nodes:
+            run.ports.cluster.uncordon(drain.node)
+        run.outcome.drains_dropped.append(f"{drain.node}: {exc}")
+        return run.record(drain, None)
+    run.outcome.terminated.append(drain.instance_id)
+    return run.record(drain, replace(drain, phase=DrainPhase.DELETING))
+
+
+def _delete(drain: Drain, run: _Run) -> None:
+    """DELETING: the Node object goes, and the drain with it."""
+    run.ports.cluster.delete_node(drain.node)
+    run.outcome.nodes_deleted.append(drain.node)
+    run.record(drain, None)
+
+
+_STEPS: Mapping[DrainPhase, Callable[[Drain, _Run], Drain | None]] = {
+    DrainPhase.CORDONED: _evict,
+    DrainPhase.EVICTING: _evict,
+    DrainPhase.TERMINATING: _terminate,
+    DrainPhase.DELETING: _delete,
+}

@@ -139,7 +139,7 @@ def _record(report: Report, settings: Settings) -> None:
     decision, outcome, snapshot = cycle.decision, cycle.outcome, cycle.snapshot
     alive = [i for i in snapshot.instances if i.alive]
     ready = sum(1 for n in snapshot.nodes if n.ready and not n.control_plane)
-    pending = sum(1 for p in snapshot.pods if p.node is None and p.unschedulable_since is not None)
+    pending = len(snapshot.unschedulable())
     desired = len(alive) + decision.launch_count - len(decision.remove)
     for name, value in (
         ("DesiredWorkers", desired),

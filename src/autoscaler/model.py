@@ -258,6 +258,20 @@ class ClusterSnapshot:
     daemonsets: tuple[Pod, ...] = ()
     """One pod per DaemonSet, built from its template: what would land on a new worker."""
 
+    # Views derived from `pods`, defined here once for every reader; computed on each call (the
+    # snapshot is frozen and slotted), so a reader that needs one often keeps what it got.
+    def unschedulable(self) -> tuple[Pod, ...]:
+        """Pods the scheduler could not place (PodScheduled=False, reason Unschedulable)."""
+        return tuple(p for p in self.pods if p.node is None and p.unschedulable_since is not None)
+
+    def pods_by_node(self) -> dict[str, list[Pod]]:
+        """Node name -> the pods bound to it; a node with no pod is absent."""
+        by_node: dict[str, list[Pod]] = {}
+        for p in self.pods:
+            if p.node is not None:
+                by_node.setdefault(p.node, []).append(p)
+        return by_node
+
 
 @dataclass(frozen=True, slots=True)
 class Launch:

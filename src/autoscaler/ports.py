@@ -1,8 +1,9 @@
 """The ports: the only ways the core reaches the outside.
 
 The Lambda implements them over EC2, the Kubernetes API, Prometheus and DynamoDB
-(`adapters/`); the simulator implements them over its virtual cluster (`sim/`). Each method
-says what it promises; the same contract tests run against every implementation.
+(`adapters/`), and the GitOps gate over Flux's objects and the gate item (`gitops/reader.py`);
+the simulator implements them over its virtual cluster (`sim/`). Each method says what it
+promises; the same contract tests run against every implementation.
 """
 
 from __future__ import annotations
@@ -104,6 +105,33 @@ class Lease(Protocol):
 
     def release(self, owner: str) -> None:
         """Release the lease if `owner` still holds it; otherwise leave it alone."""
+
+
+@dataclass(frozen=True, slots=True)
+class GateAnswer:
+    """The GitOps gate's answer at one moment."""
+
+    blocked: bool
+    """True: no capacity may be removed now."""
+    reasons: tuple[Mapping[str, str], ...] = ()
+    """One per hold: {"kind", "namespace", "name", "state", "detail"}."""
+    cap_hit: bool = False
+    """A hold reached the cap and no longer holds (an alarm-worthy fact, not a hold)."""
+    unknown: str | None = None
+    """Why the gate could not be read (then `blocked` is True)."""
+
+    @property
+    def why(self) -> str:
+        """The hold in one line: what made the gate unreadable, else each holding object and its state."""
+        return self.unknown or "; ".join(
+            f"{r.get('kind')} {r.get('namespace')}/{r.get('name')} {r.get('state')}" for r in self.reasons
+        )
+
+
+class Gate(Protocol):
+    def __call__(self, now: float) -> GateAnswer:
+        """May capacity be removed at `now`? Never raises: a gate that cannot be read answers blocked,
+        with `unknown` saying why (the caller caps how long such a hold lasts)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from typing import Any
 from autoscaler.actuator import Outcome, act
 from autoscaler.config import Settings
 from autoscaler.events import AlarmChange, Manual, Request, Tick
+from autoscaler.gitops.gate import hold_capped
 from autoscaler.model import (
     Action,
     ClusterSnapshot,
@@ -25,11 +26,7 @@ from autoscaler.model import (
     ScalingState,
 )
 from autoscaler.planner import plan
-from autoscaler.ports import Lease, Ports
-from gitops_hooks.reader import GateAnswer, reasons_text
-
-Gate = Callable[[float], GateAnswer]
-"""May capacity be removed at `now`? Asked only when a removal or a drain is on the table."""
+from autoscaler.ports import Gate, GateAnswer, Lease, Ports
 
 INTENT_MEMORY_S = 24 * 3600
 """How long an intent's record is kept: as long as EventBridge goes on redelivering an event."""
@@ -88,6 +85,7 @@ def run_cycle(
     if record is not None:
         decision = _carry_on(decision, token, record)
     answer, may_remove = None, True
+    # The gate is asked only when a removal or a drain is on the table.
     if gate is not None and (decision.remove or decision.state.drains):
         answer = gate(now)
         decision, may_remove = _apply_gate(decision, answer, settings, now)
@@ -136,13 +134,14 @@ def _record(decision: Decision, token: str, recorded_at: float) -> Decision:
 
 
 def _apply_gate(decision: Decision, answer: GateAnswer, settings: Settings, now: float) -> tuple[Decision, bool]:
-    """Hold removals while the gate is blocked, for at most gate_max_hold_s without a break."""
+    """Hold removals while the gate is blocked, for at most gate_max_hold_s without a break. The same cap as
+    the gate's, over what the gate's memory cannot see: an unreadable gate, a notification's hold."""
     state = decision.state
     if not answer.blocked:
         return replace(decision, state=replace(state, gate_held_since=None)), True
     since = state.gate_held_since if state.gate_held_since is not None else now
-    why = answer.unknown or reasons_text(answer.reasons)
-    if now - since >= settings.gate_max_hold_s:
+    why = answer.why
+    if hold_capped(since, now, settings.gate_max_hold_s):
         capped = Reason(ReasonCode.GITOPS_HOLD_CAPPED, f"held {now - since:.0f}s, past gate_max_hold_s: {why}")
         return replace(decision, reasons=(*decision.reasons, capped), state=replace(state, gate_held_since=since)), True
     hold = Reason(ReasonCode.GITOPS_HOLD, why)

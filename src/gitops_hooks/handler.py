@@ -10,9 +10,9 @@
   Flux does not retry. A `Progressing` event holds at once; any other event triggers a fresh poll.
   No secret appears in a response or a log line.
 
-The body is read by hand rather than through Powertools' LambdaFunctionUrlEvent: the HMAC is over the
-raw bytes, and its `decoded_body` gives text (failing on bytes that are not UTF-8) without validating
-the base64.
+The request is read through Powertools' LambdaFunctionUrlEvent (headers case-insensitively). The body's
+bytes are decoded here, not by its `decoded_body`: the HMAC is over the raw bytes, and `decoded_body` gives
+text (failing on bytes that are not UTF-8) without validating the base64.
 """
 
 from __future__ import annotations
@@ -23,20 +23,23 @@ import hashlib
 import hmac
 import json
 import os
-import time
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from autoscaler.config import ConfigError, Settings
+from autoscaler.config.hook import webhook_max_age
+from autoscaler.gitops.item import EventHold, GateItem
+from autoscaler.gitops.reader import list_objects
 from autoscaler.logs import quiet_wire_loggers
 from autoscaler.ports import PermanentError
-from gitops_hooks.gate import GateMemory, evaluate
-from gitops_hooks.reader import FluxObjects, GateStore, list_objects, record_of
+from gitops_hooks.wiring import HookWiring
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes import LambdaFunctionUrlEvent
 
 quiet_wire_loggers()  # secrets never reach a log line, even at DEBUG
 logger = Logger()
@@ -45,22 +48,8 @@ metrics = Metrics()
 # Flux's largest event: a message cut at 39,000 characters, each possibly one of Go's 6-byte escapes
 # (\u003c for "<"), is ~234 KB, plus the object reference and metadata.
 MAX_BODY_BYTES = 256 * 1024
-DEFAULT_MAX_AGE_S = 300
 FUTURE_SKEW_S = 60
 """How far ahead of our clock a sender's timestamp may be."""
-
-
-class HookStore(GateStore, Protocol):
-    def first_use(self, digest: str, expires_at: float) -> bool:
-        """Record `digest` until `expires_at`; False when it was recorded before."""
-
-
-@dataclass
-class HookWiring:
-    source: FluxObjects
-    store: HookStore
-    hmac_key: bytes
-    clock: Any = time.time
 
 
 _wiring: HookWiring | None = None
@@ -69,7 +58,7 @@ _wiring: HookWiring | None = None
 def wiring() -> HookWiring:
     global _wiring
     if _wiring is None:
-        from autoscaler.wiring import build_hook
+        from gitops_hooks.wiring import build_hook
 
         _wiring = build_hook(os.environ)
     return _wiring
@@ -81,7 +70,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     metrics.add_dimension("ClusterName", os.environ.get("CLUSTER_NAME", Settings().cluster_name))
     try:
         settings = Settings.from_env(os.environ)
-        max_age = _max_age(os.environ)
+        max_age = webhook_max_age(os.environ)
     except ConfigError as exc:
         logger.error("invalid setting, nothing done", extra={"error": str(exc)})
         metrics.add_metric(name="Errors", unit=MetricUnit.Count, value=1)
@@ -104,18 +93,16 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     return {"status": "rejected", "error": "event: expected a schedule tick or a Function URL request"}
 
 
-def poll(w: HookWiring, settings: Settings, event_hold_until: float = 0.0, event_reason: dict | None = None) -> dict:
+def poll(w: HookWiring, settings: Settings, event: EventHold | None = None) -> dict:
     """Compute the verdict afresh from the cluster and store it. A read failure raises (retryable);
     the autoscaler then finds the item stale and its own check unreadable, which holds."""
     now = w.clock()
-    record = w.store.load()
-    prior_memory = GateMemory.from_dict(record["memory"]) if record and "memory" in record else None
     # A hold from a notification lasts until its time, or until the objects say it is over.
-    if record and float(record.get("event_hold_until") or 0) > max(now, event_hold_until):
-        event_hold_until, event_reason = float(record["event_hold_until"]), record.get("event_reason")
-    verdict = evaluate(list_objects(w.source), now, prior_memory, settings.gate_settle_s, settings.gate_max_hold_s)
-    w.store.save(record_of(verdict, event_hold_until, event_reason), now)
-    held = verdict.blocked or event_hold_until > now
+    item = GateItem.refresh(
+        w.store.load(), list_objects(w.source), now, settings.gate_settle_s, settings.gate_max_hold_s, event
+    )
+    w.store.save(item.to_dict(), now)
+    verdict, held = item.verdict, item.held(now)
     metrics.add_metric(name="GateHeld", unit=MetricUnit.Count, value=int(held))
     metrics.add_metric(name="ObjectsInProgress", unit=MetricUnit.Count, value=len(verdict.holding))
     metrics.add_metric(name="HoldAge", unit=MetricUnit.Seconds, value=verdict.held_for_s)
@@ -130,16 +117,21 @@ def poll(w: HookWiring, settings: Settings, event_hold_until: float = 0.0, event
 
 
 def webhook(event: dict[str, Any], w: HookWiring, settings: Settings, max_age_s: float) -> dict[str, Any]:
-    body = _raw_body(event)
+    # Imported on first use: the scheduled poll, most of this function's cold starts, never needs it.
+    from aws_lambda_powertools.utilities.data_classes import LambdaFunctionUrlEvent
+
+    request = LambdaFunctionUrlEvent(event)
+    body = _raw_body(request)
     if body is None:
         return _reply(400, "body: expected base64 or text")
     if len(body) > MAX_BODY_BYTES:
         return _reply(400, f"body: at most {MAX_BODY_BYTES} bytes")
-    raw_headers = event.get("headers") or {}
-    if not isinstance(raw_headers, dict):
+    raw_headers = request.get("headers") or {}
+    if not isinstance(raw_headers, dict) or not all(isinstance(k, str) for k in raw_headers):
         return _reply(400, "headers: expected an object")
-    headers = {str(k).lower(): v for k, v in raw_headers.items()}
-    digest = _signed(body, headers.get("x-signature"), w.hmac_key)
+    # Empty headers of any type mean none (Powertools' view of the headers would fail on a 0 or a False).
+    signature = request.headers.get("x-signature") if raw_headers else None
+    digest = _signed(body, signature, w.hmac_key)
     if digest is None:
         metrics.add_metric(name="WebhookRejected", unit=MetricUnit.Count, value=1)
         logger.warning("webhook rejected: missing or wrong signature")
@@ -171,17 +163,17 @@ def webhook(event: dict[str, Any], w: HookWiring, settings: Settings, max_age_s:
             "state": "in_progress",
             "detail": "Flux event Progressing",
         }
-        result = poll(w, settings, event_hold_until=now + max(settings.gate_settle_s, 60), event_reason=hold)
+        result = poll(w, settings, EventHold(now + max(settings.gate_settle_s, 60), hold))
     else:
         result = poll(w, settings)
     return _reply(202, "accepted", blocked=result["blocked"])
 
 
-def _raw_body(event: dict[str, Any]) -> bytes | None:
-    body = event.get("body") or ""
+def _raw_body(request: LambdaFunctionUrlEvent) -> bytes | None:
+    body = request.body or ""
     if not isinstance(body, str):
         return None
-    if event.get("isBase64Encoded"):
+    if request.is_base64_encoded:
         try:
             return base64.b64decode(body, validate=True)
         except (binascii.Error, ValueError):
@@ -206,14 +198,3 @@ def _reply(status: int, message: str, **extra: Any) -> dict[str, Any]:
         "headers": {"content-type": "application/json"},
         "body": json.dumps({"message": message, **extra}),
     }
-
-
-def _max_age(environ: Any) -> float:
-    raw = environ.get("WEBHOOK_MAX_AGE_S", str(DEFAULT_MAX_AGE_S))
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 10 <= value <= 3600:
-        raise ConfigError(f"WEBHOOK_MAX_AGE_S={raw!r} is out of range: allowed 10..3600")
-    return value

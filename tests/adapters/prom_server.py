@@ -1,7 +1,7 @@
 """Test-only HTTP servers that misbehave on purpose, for the Prometheus adapter's fault tests.
 
 The real Prometheus (OpenMetrics history, backfill, a server on loopback) lives in
-`autoscaler.stack.prometheus`, shared with the integration tests and `make demo`.
+`node_fleet.stack.prometheus`, shared with the integration tests and `make demo`.
 
 - `misbehaving_server` answers every request with a fixed status, or too slowly (all at once after a
   delay, or a byte at a time), and counts requests.

@@ -24,9 +24,8 @@ from autoscaler.adapters.dynamodb import (
     DynamoStateStore,
     cluster_key,
     gate_key,
-    state_from_json,
-    state_to_json,
 )
+from autoscaler.adapters.state_json import state_from_json, state_to_json
 from autoscaler.model import Drain, DrainPhase, IntentRecord, Launch, ScalingState
 from autoscaler.ports import StaleStateError
 from aws_table import create_state_table, state_table_properties

@@ -17,10 +17,10 @@ from autoscaler.adapters.ec2 import (
     LAUNCH_TOKEN_TAG,
     ROLE_TAG,
     Ec2Fleet,
-    Ec2Options,
     NotOurInstance,
 )
 from autoscaler.config import ConfigError
+from autoscaler.config.ec2 import Ec2Options
 from autoscaler.model import InstanceState
 
 CLUSTER = "demo"

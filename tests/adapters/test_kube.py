@@ -1,6 +1,6 @@
 """The Kubernetes adapter, through the real `kubernetes` client, against an API server over HTTP.
 
-The target is a fixture parameter: the fake API server of `autoscaler.stack.kube_api` (always), and a real
+The target is a fixture parameter: the fake API server of `node_fleet.stack.kube_api` (always), and a real
 cluster when NODE_FLEET_TEST_KUBECONFIG names a kubeconfig:
 
     NODE_FLEET_TEST_KUBECONFIG=~/.kube/config NODE_FLEET_TEST_NODE=<a worker node> \\
@@ -27,24 +27,20 @@ from pathlib import Path
 import pytest
 
 import autoscaler.adapters.kube as kube_adapter
-import autoscaler.stack.kube_api as fk
+import node_fleet.stack.kube_api as fk
 from autoscaler.adapters.kube import (
     DRAINING_TAINT,
     KubeAuthError,
     KubeCluster,
     KubeError,
-    KubeOptions,
-    secret_parameter_names,
+    api_client,
+    configuration,
 )
-from autoscaler.adapters.kube_parse import (
-    cpu_millis,
-    mem_bytes,
-    parse_cluster,
-    parse_provider_id,
-    parse_quantity,
-    pod_requests,
-)
+from autoscaler.adapters.kube_parse import parse_cluster, parse_provider_id
+from autoscaler.adapters.kube_terms import pod_requests
+from autoscaler.adapters.kube_values import cpu_millis, mem_bytes, parse_quantity
 from autoscaler.config import ConfigError
+from autoscaler.config.kube import KubeOptions, secret_parameter_names
 from autoscaler.model import Pod, Requirement
 from autoscaler.ports import EvictionOutcome, PermanentError
 
@@ -106,7 +102,7 @@ class Target:
 def fake_cluster(kube: fk.FakeKube, **kwargs) -> KubeCluster:
     env = {"K8S_API_URL": kube.url, "K8S_TOKEN_PARAM": "/node-fleet/k8s-token"}
     options = KubeOptions.from_env(env, token=kube.token)
-    return KubeCluster(options.api_client(), **{"page_size": options.page_size, **kwargs})
+    return KubeCluster(api_client(options), **{"page_size": options.page_size, **kwargs})
 
 
 @pytest.fixture
@@ -126,7 +122,7 @@ def target(request):
         return
     if not REAL_KUBECONFIG:
         pytest.skip("NODE_FLEET_TEST_KUBECONFIG is not set: no real cluster to run against")
-    cluster = KubeOptions(kubeconfig=os.path.expanduser(REAL_KUBECONFIG)).cluster()
+    cluster = KubeCluster.from_options(KubeOptions(kubeconfig=os.path.expanduser(REAL_KUBECONFIG)))
     yield Target("real", cluster, None)
     cluster.close()
 
@@ -747,7 +743,7 @@ def test_annotations_and_grace_period(kube):
 def test_finished_pods_are_not_listed_even_if_the_server_ignores_the_field_selector(kube, monkeypatch):
     kube.add(fk.pod("done", node="n1", phase="Succeeded"), fk.pod("up", node="n1"), fk.pod("waiting", node=None))
     cluster = fake_cluster(kube)
-    monkeypatch.setattr(fk.server, "field_selector", lambda text, plural: lambda obj: True)
+    monkeypatch.setattr(fk.verbs, "field_selector", lambda text, plural: lambda obj: True)
     assert sorted(p.name for p in cluster.list_pods()) == ["up", "waiting"]
 
 
@@ -959,7 +955,7 @@ def test_a_hung_request_times_out(kube):
 def test_an_unreachable_server_raises(kube):
     url = kube.url
     kube.stop()
-    cluster = KubeOptions.from_env({"K8S_API_URL": url, "K8S_TOKEN_PARAM": "/t"}, token="t").cluster()
+    cluster = KubeCluster.from_options(KubeOptions.from_env({"K8S_API_URL": url, "K8S_TOKEN_PARAM": "/t"}, token="t"))
     with pytest.raises(KubeError) as err:
         cluster.list_nodes()
     assert err.value.status == 0 and err.value.retryable
@@ -1047,13 +1043,13 @@ def test_options_from_env_build_the_clients_configuration():
     options = KubeOptions.from_env(env, token="tok\n", ca_pem=PEM)
     assert "tok" not in repr(options) and "BEGIN" not in repr(options)
 
-    cfg = options.configuration()
+    cfg = configuration(options)
 
     assert cfg.host == "https://10.0.1.10:6443"
     assert cfg.auth_settings()["BearerToken"]["value"] == "Bearer tok"
     assert cfg.ca_cert_data == PEM and cfg.verify_ssl is True
     assert cfg.retries.read == 0
-    cluster = options.cluster()
+    cluster = KubeCluster.from_options(options)
     assert (cluster.page_size, cluster.timeout) == (250, (5.0, 20.0))
 
 
@@ -1061,7 +1057,7 @@ def test_loopback_http_is_allowed_and_verify_can_be_turned_off():
     options = KubeOptions.from_env(
         {"K8S_API_URL": "http://127.0.0.1:8080/", "K8S_TOKEN_PARAM": "/t", "K8S_VERIFY_SSL": "false"}, token="t"
     )
-    assert options.api_url == "http://127.0.0.1:8080" and options.configuration().verify_ssl is False
+    assert options.api_url == "http://127.0.0.1:8080" and configuration(options).verify_ssl is False
 
 
 def write_kubeconfig(path: Path, url: str, token: str, ca_file: str | None = None) -> Path:
@@ -1088,12 +1084,12 @@ def test_a_kubeconfig_for_local_use(kube, tmp_path):
     kube.add(fk.node("n1"))
     path = write_kubeconfig(tmp_path / "config", kube.url, TOKEN)
     options = KubeOptions.from_env({"KUBECONFIG": str(path), "K8S_CONTEXT": "fake"})
-    assert [n.name for n in options.cluster().list_nodes()] == ["n1"]
+    assert [n.name for n in KubeCluster.from_options(options).list_nodes()] == ["n1"]
 
     with pytest.raises(ConfigError, match="K8S_CONTEXT"):
-        KubeOptions.from_env({"KUBECONFIG": str(path), "K8S_CONTEXT": "absent"}).configuration()
+        configuration(KubeOptions.from_env({"KUBECONFIG": str(path), "K8S_CONTEXT": "absent"}))
     with pytest.raises(ConfigError, match="KUBECONFIG"):
-        KubeOptions.from_env({"KUBECONFIG": str(tmp_path / "missing")}).configuration()
+        configuration(KubeOptions.from_env({"KUBECONFIG": str(tmp_path / "missing")}))
 
 
 # -- TLS with the cluster's CA, as in the Lambda ---------------------------------------------------
@@ -1129,13 +1125,15 @@ def test_tls_with_the_cluster_ca(certificates):
         ca_pem = (certificates / "ca.crt").read_text()
         assert kube.url.startswith("https://")
 
-        assert [n.name for n in KubeOptions.from_env(env, token=TOKEN, ca_pem=ca_pem).cluster().list_nodes()] == ["n1"]
+        assert [
+            n.name for n in KubeCluster.from_options(KubeOptions.from_env(env, token=TOKEN, ca_pem=ca_pem)).list_nodes()
+        ] == ["n1"]
 
-        without_ca = KubeOptions.from_env({**env, "K8S_CA_PARAM": ""}, token=TOKEN).cluster()
+        without_ca = KubeCluster.from_options(KubeOptions.from_env({**env, "K8S_CA_PARAM": ""}, token=TOKEN))
         with pytest.raises(KubeError, match=r"(?i)certificate") as err:
             without_ca.list_nodes()
         assert err.value.status == 0
 
         unverified = KubeOptions.from_env({**env, "K8S_CA_PARAM": "", "K8S_VERIFY_SSL": "false"}, token=TOKEN)
         with pytest.warns(InsecureRequestWarning):
-            assert [n.name for n in unverified.cluster().list_nodes()] == ["n1"]
+            assert [n.name for n in KubeCluster.from_options(unverified).list_nodes()] == ["n1"]

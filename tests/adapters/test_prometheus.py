@@ -31,10 +31,11 @@ from autoscaler.adapters.prometheus import (
     PrometheusMetrics,
     PrometheusOptions,
     default_queries,
+    effective_queries,
 )
 from autoscaler.config import ConfigError
 from autoscaler.model import MetricsView
-from autoscaler.stack.prometheus import INSTALL_HINT, OpenMetrics, PrometheusServer, binaries, closed_port_url
+from node_fleet.stack.prometheus import INSTALL_HINT, OpenMetrics, PrometheusServer, binaries, closed_port_url
 
 STEP_S = 15
 HISTORY_S = 30 * 60
@@ -472,6 +473,23 @@ def test_auth_must_be_one_kind(kwargs: dict) -> None:
     assert "'p'" not in str(caught.value) and "'t'" not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("desc", "secret", "expected"),
+    [
+        ("a bearer token", "Bearer abc.def ", PrometheusAuth.bearer("abc.def")),
+        ("user and password, split at the first colon", "fleet:pa:ss", PrometheusAuth.basic("fleet", "pa:ss")),
+    ],
+)
+def test_auth_from_the_ssm_secret(desc: str, secret: str, expected: PrometheusAuth) -> None:
+    assert PrometheusAuth.from_secret(secret) == expected, desc
+
+
+def test_auth_from_a_secret_of_neither_kind_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match=r"^PROMETHEUS_AUTH_PARAM must hold") as caught:
+        PrometheusAuth.from_secret(f"{TOKEN}nocolon")
+    assert TOKEN not in str(caught.value)
+
+
 def _self_signed(tmp_path: Path) -> tuple[Path, Path, str]:
     # cryptography comes with moto (a dev dependency).
     import ipaddress
@@ -531,7 +549,7 @@ def test_from_env_defaults() -> None:
     assert (options.connect_timeout_s, options.read_timeout_s, options.staleness_s) == (2.0, 5.0, 180.0)
     assert (options.rate_window, options.node_label, options.retries) == ("5m", "instance", 2)
     assert options.custom_query is None
-    assert set(options.queries()) == {"cluster_cpu", "node_cpu", "cluster_mem", "node_mem", "unschedulable"}
+    assert set(effective_queries(options)) == {"cluster_cpu", "node_cpu", "cluster_mem", "node_mem", "unschedulable"}
 
 
 def test_from_env_reads_every_variable() -> None:
@@ -552,7 +570,7 @@ def test_from_env_reads_every_variable() -> None:
     assert (options.connect_timeout_s, options.read_timeout_s) == (1.5, 4.0)
     assert (options.staleness_s, options.rate_window, options.node_label) == (120.0, "2m", "node")
     assert (options.retries, options.backoff_s, options.deadline_s) == (1, 0.5, 20.0)
-    queries = options.queries()
+    queries = effective_queries(options)
     assert {name: q.expr for name, q in queries.items()} == {
         "cluster_cpu": "vector(0)",
         "node_cpu": "vector(1)",

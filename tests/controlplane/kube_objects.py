@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 import requests
 import yaml
 
-from autoscaler.adapters.kube import KubeCluster, KubeOptions
+from autoscaler.adapters.kube import KubeCluster
+from autoscaler.config.kube import KubeOptions
 
 T = TypeVar("T")
 
@@ -68,11 +69,10 @@ class Admin:
     def ca_pem(self) -> str:
         return self.ca_file.read_text()
 
-    def cluster(self, token: str | None = None, **kwargs: Any) -> KubeCluster:
+    def cluster(self, token: str | None = None) -> KubeCluster:
         """node-fleet's adapter, configured as the Lambda configures it (URL, token, CA)."""
         env = {"K8S_API_URL": self.url, "K8S_TOKEN_PARAM": "/node-fleet/k8s-token", "K8S_CA_PARAM": "/node-fleet/ca"}
-        options = KubeOptions.from_env(env, token=token or self.token, ca_pem=self.ca_pem)
-        return KubeCluster(options.api_client(), page_size=options.page_size, timeout_s=options.timeout_s, **kwargs)
+        return KubeCluster.from_options(KubeOptions.from_env(env, token=token or self.token, ca_pem=self.ca_pem))
 
     # -- raw requests ---------------------------------------------------------------------------
 

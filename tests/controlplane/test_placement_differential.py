@@ -34,7 +34,8 @@ import requests
 from kube_objects import Admin, ApiError, collection, node, pod, until
 
 from autoscaler.model import Node, Pod
-from autoscaler.placement import Room, Slot
+from autoscaler.placement import Slot
+from autoscaler.room import Room
 
 pytestmark = pytest.mark.controlplane
 

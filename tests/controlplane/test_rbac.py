@@ -17,9 +17,9 @@ import yaml
 from kube_objects import REPO, Admin, kustomize, node, pod, until
 
 from autoscaler.adapters.kube import KubeAuthError, KubeCluster
+from autoscaler.gitops.reader import list_objects
 from autoscaler.model import Pod
 from autoscaler.ports import EvictionOutcome
-from gitops_hooks.reader import list_objects
 
 pytestmark = pytest.mark.controlplane
 

@@ -11,17 +11,20 @@ from pathlib import Path
 import pytest
 from pytest_socket import disable_socket, enable_socket
 
-from autoscaler.cli import main
 from autoscaler.config import Settings
-from autoscaler.demo import functions, local
-from autoscaler.demo.flux import FluxObjects
-from autoscaler.demo.plot import plot_demo, spans
-from autoscaler.demo.run import Cycle, Record, Sample, cycle_line, gate_text, summary
-from autoscaler.demo.scenario import NORMAL, QUICK
-from autoscaler.stack.kube_api import FLUX_KINDS, FakeKube
+from autoscaler.gitops.flux import State, verdict
+from autoscaler.gitops.gate import evaluate
 from gitops_hooks import handler as hook_handler
-from gitops_hooks.flux import State, verdict
-from gitops_hooks.gate import evaluate
+from node_fleet import exits
+from node_fleet.cli import main
+from node_fleet.demo import functions, local
+from node_fleet.demo.flux import FakeFlux
+from node_fleet.demo.plot import plot_demo, spans
+from node_fleet.demo.record import Cycle, Record, Sample
+from node_fleet.demo.render import cycle_line, gate_text, summary
+from node_fleet.demo.timing import NORMAL, QUICK
+from node_fleet.local_invoke import LocalInvokeError, env_vars_for
+from node_fleet.stack.kube_api import FLUX_KINDS, FakeKube
 
 
 @pytest.fixture(autouse=True)
@@ -39,10 +42,10 @@ class Clock:
         return self.now
 
 
-def flux_set(clock: Clock) -> tuple[FakeKube, FluxObjects]:
+def flux_set(clock: Clock) -> tuple[FakeKube, FakeFlux]:
     kube = FakeKube()  # the in-memory store only: never started, no socket
     kube.install(*FLUX_KINDS)
-    flux = FluxObjects(kube, clock)
+    flux = FakeFlux(kube, clock)
     flux.seed()
     return kube, flux
 
@@ -245,17 +248,43 @@ def test_the_users_env_vars_go_over_the_stacks(tmp_path):
     stack_file.write_text(json.dumps({"AutoscalerFunction": {"MIN_NODES": "2", "A": "1"}, "Hook": {"A": "1"}}))
     user = tmp_path / "user.json"
     user.write_text(json.dumps({"Parameters": {"A": "p"}, "AutoscalerFunction": {"MIN_NODES": "3"}}))
-    merged = json.loads(local.merge_env_vars(stack_file, user, tmp_path / "out.json").read_text())
+    merged = {fn: env_vars_for([stack_file, user], fn) for fn in ("AutoscalerFunction", "Hook")}
     assert merged == {"AutoscalerFunction": {"MIN_NODES": "3", "A": "p"}, "Hook": {"A": "p"}}
     bad = tmp_path / "bad.json"
     bad.write_text("[1]")
     with pytest.raises(ValueError, match="must map"):
-        local.merge_env_vars(stack_file, bad, tmp_path / "out.json")
+        env_vars_for([stack_file, bad], "Hook")
+
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
+
+
+@pytest.fixture
+def stack_env(tmp_path):
+    """What the embedded stack's env-vars hold for the autoscaler: every variable, its endpoints its own."""
+    from node_fleet.local_invoke import resolve_function
+
+    env = resolve_function(TEMPLATE, "AutoscalerFunction", shell_environ={}).environment
+    env.update(CLUSTER_NAME="node-fleet-local", K8S_API_URL="http://127.0.0.1:1", STATE_TABLE="t")
+    path = tmp_path / "stack-env.json"
+    path.write_text(json.dumps({"AutoscalerFunction": env}))
+    return path
+
+
+def test_parameter_overrides_with_local_are_honoured_over_the_stacks_values(stack_env):
+    changed = local.honoured_overrides(TEMPLATE, "AutoscalerFunction", {"MinNodes": "3", "DryRun": "true"}, stack_env)
+    assert changed == {"MIN_NODES": "3", "DRY_RUN": "true"}
+    assert local.honoured_overrides(TEMPLATE, "AutoscalerFunction", {}, stack_env) == {}
+
+
+def test_parameter_overrides_with_local_that_the_stack_sets_are_refused(stack_env):
+    with pytest.raises(LocalInvokeError, match=r"cannot change K8S_API_URL with --local: the embedded stack sets"):
+        local.honoured_overrides(TEMPLATE, "AutoscalerFunction", {"K8sApiUrl": "https://10.0.0.1:6443"}, stack_env)
 
 
 @pytest.fixture
 def no_prometheus(monkeypatch):
-    from autoscaler.stack import prometheus
+    from node_fleet.stack import prometheus
 
     monkeypatch.setattr(prometheus, "binaries", lambda: None)
 
@@ -292,3 +321,23 @@ def test_the_summary_names_every_figure():
         "unjoined instance cleaned  yes: i-9 terminated 62 s after its launch",
     ):
         assert figure in text, text
+
+
+def test_a_stack_that_cannot_start_is_one_line_not_a_handler_failure(monkeypatch, capsys):
+    from node_fleet.stack import prometheus
+    from node_fleet.stack.stack import EmbeddedStack, StackError
+
+    def broken(self):
+        raise StackError("moto_server did not answer in 10 s")
+
+    monkeypatch.setattr(prometheus, "binaries", lambda: ("prometheus", "promtool"))
+    monkeypatch.setattr(EmbeddedStack, "start", broken)
+    monkeypatch.setattr(EmbeddedStack, "stop", lambda self: None)
+    monkeypatch.chdir(TEMPLATE.parent)
+    assert main(["invoke", "AutoscalerFunction", "--event", "events/schedule_tick.json", "--local"]) == exits.FAILED
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert (
+        err.splitlines()[-1]
+        == "local invoke: the embedded stack failed: StackError: moto_server did not answer in 10 s"
+    )

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from demo_process import CYCLE_LINE, STACK_UP, Running, alive, cmdline, prometheus_children, refuses
 
-from autoscaler.stack.prometheus import INSTALL_HINT, binaries
+from node_fleet.stack.prometheus import INSTALL_HINT, binaries
 
 pytestmark = pytest.mark.skipif(binaries() is None, reason=f"the demo runs a real Prometheus: {INSTALL_HINT}")
 

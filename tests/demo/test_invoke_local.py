@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from demo_process import ROOT, alive, cmdline, command, environ
 
-from autoscaler.stack.prometheus import INSTALL_HINT, binaries
+from node_fleet import exits
+from node_fleet.stack.prometheus import INSTALL_HINT, binaries
 
 pytestmark = pytest.mark.skipif(binaries() is None, reason=f"--local runs a real Prometheus: {INSTALL_HINT}")
 
@@ -52,7 +53,7 @@ def test_a_schedule_tick_runs_one_cycle_against_the_embedded_stack():
 
 def test_the_invalid_manual_event_is_rejected_naming_the_field():
     done = invoke_local("AutoscalerFunction", "manual_invalid_count.json")
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == exits.ANSWER_FAILED, done.stderr[-3000:]
     result = json.loads(done.stdout)
     assert result["status"] == "rejected" and "detail.count" in result["error"], result
 
@@ -66,3 +67,19 @@ def test_the_webhook_event_is_signed_with_the_stacks_key_and_accepted(tmp_path):
     answer = json.loads(done.stdout)
     assert answer["statusCode"] == 202, answer
     assert json.loads(answer["body"])["blocked"] is True, "a Progressing event holds scale-down"
+
+
+def test_parameter_overrides_are_honoured_against_the_embedded_stack():
+    done = invoke_local("AutoscalerFunction", "schedule_tick.json", "--parameter-overrides", "MinNodes=3")
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert result["action"] == "scale_up" and "below_min" in [r["code"] for r in result["reasons"]], result
+
+
+def test_parameter_overrides_of_what_the_stack_sets_are_refused_in_one_line():
+    done = invoke_local("AutoscalerFunction", "schedule_tick.json", "--parameter-overrides", "K8sApiUrl=https://x:6443")
+    assert done.returncode == exits.FAILED, done.stderr[-3000:]
+    assert done.stdout == ""
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("local invoke: --parameter-overrides cannot change K8S_API_URL with --local"), last
+    assert "Traceback" not in done.stderr

@@ -16,9 +16,9 @@ import pytest
 from stack_driver import BASE_SETTINGS, Cluster, apply_environ
 
 from autoscaler import handler
-from autoscaler.stack.prometheus import INSTALL_HINT, binaries
-from autoscaler.stack.stack import EmbeddedStack
 from gitops_hooks import handler as hook_handler
+from node_fleet.stack.prometheus import INSTALL_HINT, binaries
+from node_fleet.stack.stack import EmbeddedStack
 
 HERE = Path(__file__).resolve().parent
 

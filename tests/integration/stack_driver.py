@@ -17,10 +17,10 @@ import pytest
 from autoscaler import handler
 from autoscaler.adapters.dynamodb import DynamoGateStore, DynamoStateStore
 from autoscaler.config import Settings
-from autoscaler.local_invoke import LambdaContext
 from autoscaler.model import ScalingState
-from autoscaler.stack.stack import EmbeddedStack, wait_until
 from gitops_hooks import handler as hook_handler
+from node_fleet.local_invoke import LambdaContext
+from node_fleet.stack.stack import EmbeddedStack, wait_until
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from autoscaler.adapters.kube import KubeError
-from autoscaler.stack.kube_api import objects
+from node_fleet.stack.kube_api import objects
 
 
 def codes(answer: dict) -> list[str]:

@@ -1,4 +1,4 @@
-"""Every function of template.yaml, invoked as `sam local invoke` would (autoscaler.local_invoke:
+"""Every function of template.yaml, invoked as `sam local invoke` would (node_fleet.local_invoke:
 handler, code folder and environment resolved from the template, an env-vars file in SAM's shape)
 with every file of events/, against the embedded stack (issue 3).
 
@@ -23,9 +23,9 @@ import pytest
 from stack_driver import EVENTS, ROOT, apply_environ
 
 from autoscaler import handler
-from autoscaler.local_invoke import function_ids, invoke, load_template, resolve_function
-from autoscaler.stack import aws
 from gitops_hooks import handler as hook_handler
+from node_fleet.local_invoke import function_ids, invoke, load_template, resolve_function
+from node_fleet.stack import aws
 
 TEMPLATE = ROOT / "template.yaml"
 EVENT_FILES = sorted(EVENTS.glob("*.json"))

@@ -8,8 +8,8 @@ import threading
 import pytest
 import requests
 
-from autoscaler.stack import aws
-from autoscaler.stack.stack import EmbeddedStack, wait_until
+from node_fleet.stack import aws
+from node_fleet.stack.stack import EmbeddedStack, wait_until
 
 
 def test_the_stack_points_the_functions_here_and_stops_everything_it_started_even_on_an_error(tmp_path):
@@ -50,7 +50,7 @@ def test_the_stack_points_the_functions_here_and_stops_everything_it_started_eve
 
 
 def test_prometheus_moves_to_another_port_when_its_port_was_taken_before_it_started(tmp_path):
-    from autoscaler.stack.prometheus import PrometheusServer
+    from node_fleet.stack.prometheus import PrometheusServer
 
     server = PrometheusServer(tmp_path)
     taken = server.port

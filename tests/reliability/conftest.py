@@ -49,13 +49,13 @@ import requests
 from autoscaler import handler
 from autoscaler.adapters.dynamodb import DynamoGateStore, DynamoStateStore, cluster_key, gate_key
 from autoscaler.config import Settings
-from autoscaler.local_invoke import LambdaContext
 from autoscaler.model import ScalingState
-from autoscaler.stack import aws
-from autoscaler.stack import stack as stack_module
-from autoscaler.stack.prometheus import INSTALL_HINT, binaries
-from autoscaler.stack.stack import EmbeddedStack, wait_until
 from gitops_hooks import handler as hook_handler
+from node_fleet.local_invoke import LambdaContext
+from node_fleet.stack import aws
+from node_fleet.stack import stack as stack_module
+from node_fleet.stack.prometheus import INSTALL_HINT, binaries
+from node_fleet.stack.stack import EmbeddedStack, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
@@ -81,7 +81,7 @@ BASE_SETTINGS = {
 
 
 class _CanarySecrets:
-    """Stands in for the `secrets` module inside autoscaler.stack.stack while the stack starts."""
+    """Stands in for the `secrets` module inside node_fleet.stack.stack while the stack starts."""
 
     def __init__(self) -> None:
         self.issued: list[str] = []

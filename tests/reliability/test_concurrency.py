@@ -102,7 +102,7 @@ def container(spec_path: str) -> None:
 
     from autoscaler import handler, service
     from autoscaler.config import Settings
-    from autoscaler.local_invoke import LambdaContext
+    from node_fleet.local_invoke import LambdaContext
 
     w = handler.wiring(Settings.from_env(os.environ))  # the container's cold start
     # The lease wait's one-second polls (LEASE_WAIT_S of them) run five times faster; the

@@ -47,9 +47,9 @@ from autoscaler import handler
 from autoscaler.adapters.kube import KubeError
 from autoscaler.adapters.prometheus import PrometheusAuth, PrometheusMetrics, PrometheusOptions
 from autoscaler.ports import StaleStateError
-from autoscaler.stack import aws
-from autoscaler.stack.kube_api import objects
-from autoscaler.stack.prometheus import closed_port_url
+from node_fleet.stack import aws
+from node_fleet.stack.kube_api import objects
+from node_fleet.stack.prometheus import closed_port_url
 
 Cluster = Any  # conftest.Cluster: taken from the `cluster` fixture, never imported (see conftest.py)
 

@@ -61,6 +61,8 @@ from autoscaler import handler
 from autoscaler.adapters.prometheus import MARKER_LABEL, PrometheusMetrics, PrometheusOptions
 from autoscaler.config import Settings
 from autoscaler.events import AlarmChange, InvalidEvent, Manual, Tick, parse, parse_alarm_actions
+from autoscaler.gitops.flux import CANARY_AT_REST, CANARY_FAILED, CANARY_PAUSED, State, supported, verdict
+from autoscaler.gitops.gate import GateMemory, evaluate, gate_objects
 from autoscaler.model import (
     DO_NOT_DISRUPT,
     SAFE_TO_EVICT,
@@ -81,12 +83,10 @@ from autoscaler.model import (
 from autoscaler.planner import LAUNCH_VISIBILITY_GRACE_S, plan
 from autoscaler.ports import EvictionOutcome, LaunchResult, Ports
 from autoscaler.service import Wiring
-from autoscaler.sim import traces
-from autoscaler.sim.workload import TraceError, Workload
 from aws_table import create_state_table
 from gitops_hooks import handler as hook_handler
-from gitops_hooks.flux import CANARY_AT_REST, CANARY_FAILED, State, supported, verdict
-from gitops_hooks.gate import GateMemory, evaluate, gate_objects
+from node_fleet.sim import traces
+from node_fleet.sim.workload import TraceError, Workload
 
 # Powertools warns when an invocation ends with no metric (a rejected webhook request adds none).
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
@@ -475,7 +475,7 @@ def wire(idempotency) -> tuple[Wiring, Recording, list]:
 
     def gate(now):
         log.calls.append(("gate", now))
-        from gitops_hooks.reader import GateAnswer
+        from autoscaler.gitops.reader import GateAnswer
 
         return GateAnswer(False)
 
@@ -676,7 +676,11 @@ def opening_evidence(obj: Any, state: State) -> bool:
         return False
     if obj.get("kind") == "Canary":
         phase = status.get("phase")
-        return (state is State.READY and phase in CANARY_AT_REST) or (state is State.STALLED and phase == CANARY_FAILED)
+        return (
+            (state is State.READY and phase in CANARY_AT_REST)
+            or (state is State.STALLED and phase == CANARY_FAILED)
+            or (state is State.WAITING and phase in CANARY_PAUSED)
+        )
     conditions = status.get("conditions")
     if not isinstance(conditions, list):
         return False
@@ -1220,7 +1224,9 @@ def expected_custom(answer: Any) -> float | None:
 @pytest.fixture(scope="module")
 def quiet_prometheus():
     """The adapter logs a warning per unknown query; thousands of them only slow the run down."""
-    log = logging.getLogger("autoscaler.adapters.prometheus")
+    from autoscaler.adapters.prometheus import metrics as prometheus_metrics
+
+    log = logging.getLogger(prometheus_metrics.logger.name)
     level = log.level
     log.setLevel(logging.ERROR)
     yield

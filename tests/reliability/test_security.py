@@ -36,10 +36,10 @@ from typing import Any
 import pytest
 
 from autoscaler import handler
-from autoscaler.local_invoke import load_template
-from autoscaler.stack import aws
-from autoscaler.stack.stack import forget_cached_clients
 from gitops_hooks import handler as hook_handler
+from node_fleet.local_invoke import load_template
+from node_fleet.stack import aws
+from node_fleet.stack.stack import forget_cached_clients
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from autoscaler.local_invoke import load_template
+from node_fleet.local_invoke import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"

@@ -1,4 +1,4 @@
-"""autoscaler.local_invoke against a small template and a fake handler written to tmp_path.
+"""node_fleet.local_invoke against a small template and a fake handler written to tmp_path.
 
 The real handlers are not imported here; test_template_config.py resolves the real template's functions.
 """
@@ -15,13 +15,15 @@ from pathlib import Path
 import pytest
 from template_helpers import TEMPLATE
 
-from autoscaler.cli import main as cli_main
-from autoscaler.local_invoke import (
+from node_fleet import exits
+from node_fleet.cli import main as cli_main
+from node_fleet.local_invoke import (
     LambdaContext,
     LocalInvokeError,
     function_ids,
     invoke,
     load_template,
+    parameter_overrides,
     resolve_function,
 )
 
@@ -96,6 +98,13 @@ SEEN_AT_IMPORT = os.environ.get("GLOBAL_NAME")
 def lambda_handler(event, context):
     if event.get("boom"):
         raise RuntimeError("boom")
+    if event.get("no_credentials"):
+        from botocore.exceptions import NoCredentialsError
+
+        raise RuntimeError("Unable to locate credentials") from NoCredentialsError()
+    print("a log line of the handler")
+    if "answer" in event:
+        return event["answer"]
     names = ["GLOBAL_NAME", "SHARED", "SIZE", "TABLE", "REQUIRED", "AWS_SAM_LOCAL", "AWS_LAMBDA_FUNCTION_NAME",
              "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_TIMEOUT", "AWS_REGION"]
     return {
@@ -301,7 +310,82 @@ def test_real_template_functions_resolve():
 
 
 def test_documented_example_in_the_module_docstring_is_current():
-    import autoscaler.local_invoke as module
+    import node_fleet.local_invoke as module
 
     assert "events/schedule_tick.json" in textwrap.dedent(module.__doc__ or "")
     assert (TEMPLATE.parent / "events" / "schedule_tick.json").exists()
+
+
+def invoke_cli(project: Path, event: object, *extra: str) -> int:
+    (project / "event.json").write_text(json.dumps(event))
+    args = ["invoke", "Fn", "--event", str(project / "event.json"), "--template", str(project / "template.yaml")]
+    return cli_main([*args, *extra])
+
+
+@pytest.mark.parametrize(
+    ("desc", "answer", "code"),
+    [
+        ("a cycle that acted", {"status": "acted", "action": "none"}, exits.OK),
+        ("an invalid event", {"status": "rejected", "error": "detail.count: must be > 0"}, exits.ANSWER_FAILED),
+        ("a setting out of range", {"status": "error", "error": "MIN_NODES: must be >= 0"}, exits.ANSWER_FAILED),
+        ("a webhook accepted", {"statusCode": 202, "body": "{}"}, exits.OK),
+        ("a webhook replayed", {"statusCode": 409, "body": "{}"}, exits.ANSWER_FAILED),
+    ],
+)
+def test_invoke_exit_code_says_whether_the_answer_failed(project, capsys, desc, answer, code):
+    assert invoke_cli(project, {"answer": answer}) == code, desc
+    out, err = capsys.readouterr()
+    assert json.loads(out) == answer, "stdout holds the answer alone"
+    assert "a log line of the handler" in err, "the handler's own output goes to stderr"
+
+
+def test_invoke_of_a_handler_that_raises_is_one_line(project, capsys):
+    assert invoke_cli(project, {"boom": True}) == exits.RAISED
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == "local invoke: Fn raised RuntimeError: boom (Lambda would deliver an asynchronous event again)\n"
+
+
+def test_invoke_without_credentials_says_what_to_do(project, capsys):
+    assert invoke_cli(project, {"no_credentials": True}) == exits.RAISED
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "no AWS credentials: run with --local" in err
+
+
+@pytest.mark.parametrize(
+    ("items", "expected"),
+    [
+        (["Size=9", "Name=x"], {"Size": "9", "Name": "x"}),
+        (["Size=9 Name='a b'"], {"Size": "9", "Name": "a b"}),
+        (["ParameterKey=Size,ParameterValue=9"], {"Size": "9"}),
+        (["Name=a=b"], {"Name": "a=b"}),
+        (["Name="], {"Name": ""}),
+    ],
+)
+def test_parameter_overrides_are_read_as_sam_reads_them(items, expected):
+    assert parameter_overrides(items) == expected
+
+
+@pytest.mark.parametrize("items", [["Size"], ["=9"], ["Size=9 Name"]])
+def test_malformed_parameter_overrides_are_refused(project, capsys, items):
+    assert invoke_cli(project, {"hello": "world"}, "--parameter-overrides", *items) == exits.FAILED
+    assert "is not KEY=VALUE" in capsys.readouterr().err
+
+
+def test_parameter_overrides_given_as_one_string_are_honoured(project, capsys):
+    assert invoke_cli(project, {"hello": "world"}, "--parameter-overrides", "Size=9 Required=r") == exits.OK
+    env = json.loads(capsys.readouterr().out)["env"]
+    assert (env["SIZE"], env["REQUIRED"]) == ("9", "r")
+
+
+def test_env_vars_files_are_laid_over_each_other(project):
+    first = project / "first.json"
+    first.write_text(json.dumps({"Fn": {"SHARED": "first", "TABLE": "t1"}, "Parameters": {"SIZE": "1"}}))
+    second = env_file(project, {"Parameters": {"SHARED": "second-all"}, "Fn": {"TABLE": "t2"}})
+    spec = resolve_function(project / "template.yaml", "Fn", [first, second], shell_environ={})
+    assert (spec.environment["SHARED"], spec.environment["TABLE"], spec.environment["SIZE"]) == (
+        "second-all",
+        "t2",
+        "1",
+    )

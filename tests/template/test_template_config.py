@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from template_helpers import ROOT, TEMPLATE, function_environment, function_property
 
-from autoscaler import config
 from autoscaler.config import Settings
-from autoscaler.local_invoke import resolve_function
+from autoscaler.config import settings as config
+from node_fleet.local_invoke import resolve_function
 
 AUTOSCALER = "AutoscalerFunction"
 HOOK = "GitopsHookFunction"
@@ -61,7 +61,7 @@ HOOK_ENV = {
     "GATE_SETTLE_S",
     "GATE_MAX_HOLD_S",
 }
-# Settings whose template range is deliberately narrower than config.py's, and why.
+# Settings whose template range is deliberately narrower than config.settings', and why.
 NARROWER = {"lease_duration_s": "the lease must outlast the function timeout"}
 LAMBDA_ENV_LIMIT_BYTES = 4096
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 from template_helpers import ROOT, SAM_VENV_BIN, TEMPLATE, require_tool
 
-from autoscaler.local_invoke import function_ids, load_template
+from node_fleet.local_invoke import function_ids, load_template
+from node_fleet.runtime_python import runtime_python_dir
 
 HOW = "run `make sam` to create .venv-sam with the pinned aws-sam-cli and cfn-lint"
 PYTHON_RUNTIME = "python3.12"
@@ -43,20 +43,6 @@ def test_sam_validate_lint_passes():
     assert "is a valid SAM Template" in out.stdout + out.stderr
 
 
-def runtime_python_dir(version: str = PYTHON_RUNTIME.removeprefix("python")) -> str | None:
-    """A folder holding a python<version> that runs (pyenv's shim does not unless that version is active)."""
-    candidates = [Path(p) for p in os.environ.get("PATH", "").split(os.pathsep) if p and "shims" not in p]
-    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
-    candidates += sorted((pyenv_root / "versions").glob(f"{version}.*/bin"), reverse=True)
-    for folder in candidates:
-        exe = folder / f"python{version}"
-        if exe.exists():
-            probe = subprocess.run([str(exe), "--version"], capture_output=True, text=True)
-            if probe.returncode == 0:
-                return str(folder)
-    return None
-
-
 @pytest.mark.slow
 def test_sam_build_succeeds(tmp_path):
     """About 25 s here: the dependencies resolve from PyPI for arm64 (manylinux aarch64 wheels)."""
@@ -76,5 +62,6 @@ def test_sam_build_succeeds(tmp_path):
         assert (code / f"{module}.py").exists(), f"{logical_id}: {module}.py is not in the bundle"
         for package in ("kubernetes", "boto3", "requests", "aws_lambda_powertools", "autoscaler", "gitops_hooks"):
             assert (code / package).is_dir(), f"{logical_id}: {package} is not in the bundle"
+        assert not (code / "node_fleet").exists(), f"{logical_id}: the tooling is in the bundle"
         native = list((code / "yaml").glob("_yaml.cpython-312-*.so"))
         assert native and all("aarch64" in so.name for so in native), f"{logical_id}: not built for arm64: {native}"

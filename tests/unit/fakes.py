@@ -8,7 +8,7 @@ from builders import NOW
 
 from autoscaler.model import Instance, InstanceState, MetricsView, Node, Pod
 from autoscaler.ports import EvictionOutcome, LaunchResult, NotOurInstance, Ports
-from autoscaler.sim.cluster import MemoryStateStore
+from node_fleet.sim.ports import MemoryStateStore
 
 
 @dataclass

@@ -12,7 +12,7 @@ from autoscaler.actuator import act
 from autoscaler.config import Settings
 from autoscaler.model import Action, Decision, Drain, DrainPhase, InstanceState, ScalingState
 from autoscaler.service import observe, run_cycle
-from autoscaler.sim.cluster import MemoryStateStore
+from node_fleet.sim.ports import MemoryStateStore
 
 S = Settings()
 

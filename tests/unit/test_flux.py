@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gitops_hooks.flux import CANARY, HELM_RELEASE, KUSTOMIZATION, RESOURCES, State, supported, verdict
+from autoscaler.gitops.flux import CANARY, HELM_RELEASE, KUSTOMIZATION, RESOURCES, State, supported, verdict
 
 NOW = 1_785_000_000.0  # 2026-07-25T17:20:00Z
 REV = "main@sha1:6b1a4e0e9c3d2f7a8b5c4d3e2f1a0b9c8d7e6f5a"
@@ -546,13 +546,70 @@ HELM_RELEASE_CASES = [
         State.IN_PROGRESS,
         "generation 4 not attempted yet",
     ),
+    # helm-controller internal/controller/helmrelease_controller.go, reconcileRelease: every reconcile first
+    # marks Reconciling=True/Progressing "Fulfilling prerequisites"; only a release action marks Ready Unknown.
+    (
+        "periodic check of a release in sync",
+        helm_release([HR_READY, HR_RELEASED, cond("Reconciling", "True", "Progressing", "Fulfilling prerequisites")]),
+        State.READY,
+        "periodic check",
+    ),
+    # reconcileRelease: checkDependencies fails -> Ready=False DependencyNotReady, requeue after 30 s, with
+    # Reconciling left True/Progressing; nothing is applied meanwhile.
+    (
+        "waiting for a dependency that is not ready",
+        helm_release(
+            [
+                cond("Ready", "False", "DependencyNotReady", "dependency 'flux-system/cert-manager' is not ready"),
+                cond("Reconciling", "True", "Progressing", "Fulfilling prerequisites"),
+            ]
+        ),
+        State.FAILED,
+        "waiting for a prerequisite",
+    ),
+    # reconcileRelease: isSourceReady false -> Ready=False "SourceNotReady", requeue at the interval.
+    (
+        "source not ready",
+        helm_release(
+            [
+                cond("Ready", "False", "SourceNotReady", "HelmChart 'monitoring/monitoring-kps' is not ready"),
+                cond("Reconciling", "True", "Progressing", "Fulfilling prerequisites"),
+            ]
+        ),
+        State.FAILED,
+        "SourceNotReady",
+    ),
+    # reconcileRelease: the chart artifact cannot be loaded -> Ready=False ArtifactFailed.
+    (
+        "chart fetch failed",
+        helm_release(
+            [
+                cond("Ready", "False", "ArtifactFailed", "Could not load chart: 404 Not Found"),
+                cond("Reconciling", "True", "Progressing", "Fulfilling prerequisites"),
+            ]
+        ),
+        State.FAILED,
+        "ArtifactFailed",
+    ),
+    (
+        "a release action failing mid-way still holds while it retries at once",
+        helm_release(
+            [
+                cond("Ready", "False", "UpgradeFailed", "Helm upgrade failed"),
+                cond("Reconciling", "True", "Progressing", "Running 'rollback' action with timeout of 10m0s"),
+            ]
+        ),
+        State.IN_PROGRESS,
+        "Running 'rollback' action",
+    ),
 ]
 
 CANARY_CASES = [
     ("", State.UNKNOWN, "no phase"),
     ("Initializing", State.IN_PROGRESS, "canary phase Initializing"),
     ("Initialized", State.READY, "canary phase Initialized"),
-    ("Waiting", State.IN_PROGRESS, "manual gate"),
+    # Flagger runs confirm-rollout hooks before it scales the canary up (pkg/controller/scheduler.go).
+    ("Waiting", State.WAITING, "paused at confirm-rollout"),
     ("Progressing", State.IN_PROGRESS, "canary phase Progressing (weight 20, iteration 0, failed 0)"),
     ("WaitingPromotion", State.IN_PROGRESS, "manual gate"),
     ("Promoting", State.IN_PROGRESS, "canary phase Promoting"),

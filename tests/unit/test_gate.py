@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from gitops_hooks.flux import State
-from gitops_hooks.gate import DEFAULT_MAX_HOLD_S, GateMemory, evaluate, gate_objects
+from autoscaler.gitops.flux import State
+from autoscaler.gitops.gate import DEFAULT_MAX_HOLD_S, GateMemory, evaluate, gate_objects
 
 NOW = 1_785_000_000.0
 REV = "main@sha1:6b1a4e0e9c3d2f7a8b5c4d3e2f1a0b9c8d7e6f5a"
@@ -393,7 +393,7 @@ class TestGateObjects:
 
 def test_gate_and_flux_import_no_outside_library():
     code = (
-        "import sys, gitops_hooks.gate, gitops_hooks.flux\n"
+        "import sys, autoscaler.gitops.gate, autoscaler.gitops.flux\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
         "('boto3', 'botocore', 'requests', 'kubernetes', 'urllib3', 'aws_lambda_powertools'))\n"
         "print(','.join(bad))"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import io
 import json
 from datetime import UTC, datetime
 
@@ -12,9 +13,9 @@ import pytest
 from lambda_context import LambdaContext
 
 from autoscaler.config import Settings
+from autoscaler.gitops.reader import check
 from gitops_hooks import handler
 from gitops_hooks.handler import HookWiring, poll, webhook
-from gitops_hooks.reader import check
 
 NOW = 1_800_000_000.0
 KEY = b"canary-secret-3f9a7c"
@@ -151,6 +152,10 @@ def test_a_success_event_triggers_a_fresh_poll():
         pytest.param(url_request(json.dumps({"reason": "Progressing"}).encode()), 400, id="not a flux event"),
         pytest.param(url_request(json.dumps(flux_event(sent=NOW - 3600)).encode()), 400, id="stale (replayed) event"),
         pytest.param({**url_request(b"{}"), "body": "%%%", "isBase64Encoded": True}, 400, id="bad base64"),
+        pytest.param(url_request(b"\xff\xfe{}", b64=True), 400, id="signed, not UTF-8"),
+        pytest.param({**url_request(b"{}"), "body": "\ud800"}, 400, id="text with a lone surrogate"),
+        pytest.param({**url_request(b"{}"), "headers": 0}, 401, id="no headers"),
+        pytest.param({**url_request(b"{}"), "headers": ["x-signature"]}, 400, id="headers not an object"),
     ],
 )
 def test_webhook_rejects_bad_requests_and_changes_nothing(request_, status):
@@ -210,3 +215,81 @@ def test_an_unexpected_event_is_rejected(monkeypatch):
     monkeypatch.setattr(handler, "_wiring", wiring())
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "NodeFleet")
     assert handler.lambda_handler({"hello": 1}, LambdaContext())["status"] == "rejected"
+
+
+CAP = S.gate_max_hold_s
+
+
+def _poll_at(at):
+    def step(w):
+        w.clock = lambda: at
+        poll(w, S)
+
+    return step
+
+
+def _event_at(at, reason="Progressing"):
+    def step(w):
+        w.clock = lambda: at
+        assert webhook(url_request(json.dumps(flux_event(reason, sent=at)).encode()), w, S, 300)["statusCode"] == 202
+
+    return step
+
+
+@pytest.mark.parametrize(
+    ("objects", "steps", "held", "cap_hit"),
+    [
+        pytest.param([kustomization()], [_poll_at(NOW)], False, False, id="everything ready"),
+        pytest.param([kustomization("Unknown", "Progressing")], [_poll_at(NOW)], True, False, id="reconciling"),
+        pytest.param([kustomization()], [_event_at(NOW)], True, False, id="a Progressing event before the status"),
+        pytest.param(
+            [kustomization()], [_event_at(NOW - 200), _poll_at(NOW)], False, False, id="an event hold that ended"
+        ),
+        pytest.param(
+            [kustomization("Unknown", "Progressing")],
+            [_poll_at(NOW - CAP), _event_at(NOW)],
+            False,
+            True,
+            id="cap hit with an event hold",
+        ),
+        pytest.param(
+            [kustomization("Unknown", "Progressing")],
+            [_poll_at(NOW - CAP), _event_at(NOW - 30), _poll_at(NOW)],
+            False,
+            True,
+            id="cap hit while an earlier event still holds",
+        ),
+    ],
+)
+def test_the_hooks_gate_held_metric_says_what_the_autoscaler_does(objects, steps, held, cap_hit):
+    """Both functions judge the same gate item by GateItem.held(now): once the cap is hit, a notification's
+    hold no longer holds in either."""
+    w = wiring(Objects(objects))
+    for step in steps:
+        handler.metrics.clear_metrics()
+        step(w)
+    metric = {name: m["Value"] for name, m in handler.metrics.metric_set.items()}
+
+    answer = check(w.source, w.store, w.clock(), S.gate_settle_s, S.gate_max_hold_s)
+
+    assert metric["GateHeld"] == [float(held)] and answer.blocked is held
+    assert ("GateHoldCapped" in metric) is cap_hit and answer.cap_hit is cap_hit
+    if cap_hit:
+        assert w.store.record["event_hold_until"] > w.clock(), "the stored item still carries the event's hold"
+
+
+def test_an_unreadable_gate_is_a_line_of_the_functions_json_log():
+    class Unreachable:
+        def list_custom(self, group, version, plural):
+            raise ConnectionError("API server down")
+
+    out = io.StringIO()
+    stream = handler.logger.registered_handler.setStream(out)
+    try:
+        answer = check(Unreachable(), Store(), NOW, S.gate_settle_s, S.gate_max_hold_s)
+    finally:
+        handler.logger.registered_handler.setStream(stream)
+
+    assert answer.blocked and answer.unknown == "gate unreadable: ConnectionError: API server down"
+    (line,) = [json.loads(text) for text in out.getvalue().splitlines()]
+    assert (line["level"], line["message"], line["error"]) == ("WARNING", "gate unreadable", "ConnectionError")

@@ -51,10 +51,10 @@ from autoscaler.model import (
     Pod,
     ScalingState,
 )
-from autoscaler.planner import pod_blocker
 from autoscaler.ports import LaunchResult, NotOurInstance, Ports
+from autoscaler.rules import pod_blocker
 from autoscaler.service import LeaseBusy, Wiring, handle
-from autoscaler.sim.cluster import MemoryStateStore
+from node_fleet.sim.ports import MemoryStateStore
 
 LONG = os.environ.get("HYPOTHESIS_PROFILE") == "long"
 RUNS, STEPS = (400, 60) if LONG else (40, 30)

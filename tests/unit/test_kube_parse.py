@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-import autoscaler.stack.kube_api as fk
+import node_fleet.stack.kube_api as fk
 from autoscaler.adapters.kube_parse import (
     DAEMON_TOLERATIONS,
     ClusterObjects,
@@ -29,7 +29,8 @@ from autoscaler.model import (
     Taint,
     Toleration,
 )
-from autoscaler.placement import VOLUMES, Room, Slot, landing_daemonsets, terms_match
+from autoscaler.placement import VOLUMES, Slot, landing_daemonsets, terms_match
+from autoscaler.room import Room
 
 DEFAULT_TOLERATIONS = (
     Toleration("node.kubernetes.io/not-ready", "Exists", "", "NoExecute"),

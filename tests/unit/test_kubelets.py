@@ -1,4 +1,4 @@
-"""The simulated kubelets, scheduler and ReplicaSets of the embedded stack (autoscaler.stack.kubelets),
+"""The simulated kubelets, scheduler and ReplicaSets of the embedded stack (node_fleet.stack.kubelets),
 on the fake API server's store (no HTTP) with an in-memory stand-in for EC2 and a fixed clock.
 
 The integration tests and `make demo` rely on this simulation behaving like a cluster; here each
@@ -12,10 +12,10 @@ import re
 import pytest
 
 from autoscaler.adapters.kube_parse import parse_node, parse_pod
-from autoscaler.stack.kube_api import FakeKube, objects
-from autoscaler.stack.kubelets import KubeletFleet, WorkerShape, iso
-from autoscaler.stack.prometheus import PrometheusMissing
-from autoscaler.stack.stack import EmbeddedStack
+from node_fleet.stack.kube_api import FakeKube, objects
+from node_fleet.stack.kubelets import KubeletFleet, WorkerShape, iso
+from node_fleet.stack.prometheus import PrometheusMissing
+from node_fleet.stack.stack import EmbeddedStack
 
 T0 = 1_795_000_000.0
 
@@ -217,6 +217,6 @@ def test_the_worker_shape_is_what_the_nodes_offer(sim):
 
 
 def test_the_stack_without_prometheus_says_how_to_install_it(monkeypatch):
-    monkeypatch.setattr("autoscaler.stack.stack.binaries", lambda: None)
+    monkeypatch.setattr("node_fleet.stack.stack.binaries", lambda: None)
     with pytest.raises(PrometheusMissing, match="apt-get install prometheus"):
         EmbeddedStack().start()

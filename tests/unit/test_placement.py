@@ -53,13 +53,13 @@ from autoscaler.placement import (
     TAINTS,
     UNSCHEDULABLE,
     VOLUMES,
-    Room,
     Slot,
     landing_daemonsets,
     requirement_matches,
     tolerates,
     volume_zone_terms,
 )
+from autoscaler.room import Room
 
 # -- builders ------------------------------------------------------------------------------------
 

@@ -698,7 +698,8 @@ def room_scripts(draw):
 def test_room_books_match_a_room_built_afresh(script):
     """place, undo, withdraw and restore in any order: every verdict equals the one a Room built
     from scratch, with the same nodes and pods, gives."""
-    from autoscaler.placement import Room, Slot
+    from autoscaler.placement import Slot
+    from autoscaler.room import Room
 
     nodes, steps = script
     room = Room()

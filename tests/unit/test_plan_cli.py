@@ -13,9 +13,9 @@ import pytest
 import yaml
 from pytest_socket import enable_socket
 
-import autoscaler.stack.kube_api as fk
+import node_fleet.stack.kube_api as fk
 from autoscaler.adapters.ec2 import CLUSTER_TAG, ROLE_TAG, WORKER_ROLE
-from autoscaler.cli import main
+from node_fleet.cli import main
 
 NOW = "2025-03-01T10:00:00Z"
 PENDING_SINCE = "2025-03-01T09:55:00Z"

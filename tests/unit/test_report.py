@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
 import pytest
 
-from autoscaler.sim.plot import plot_runs
-from autoscaler.sim.record import Action, InstanceLife, PodLife, RunRecord, Sample
-from autoscaler.sim.report import PolicyScore, format_table, score, to_json
+from node_fleet.sim.plot import plot_runs
+from node_fleet.sim.record import InstanceLife, PodLife, RunRecord, Sample, ScaleEvent
+from node_fleet.sim.report import PolicyScore, format_table, score, to_json
 
 
 def record(
@@ -23,7 +24,7 @@ def record(
     samples: list[Sample] | None = None,
     instances: list[InstanceLife] | None = None,
     pods: list[PodLife] | None = None,
-    actions: list[Action] | None = None,
+    actions: list[ScaleEvent] | None = None,
 ) -> RunRecord:
     return RunRecord(
         policy=policy,
@@ -210,8 +211,8 @@ def test_elasticity_metrics_hand_computed() -> None:
 # --- stability -------------------------------------------------------------------------------------
 
 
-def act(t: float, kind: str, count: int = 1) -> Action:
-    return Action(t=t, kind=kind, count=count)
+def act(t: float, kind: str, count: int = 1) -> ScaleEvent:
+    return ScaleEvent(t=t, kind=kind, count=count)
 
 
 @pytest.mark.parametrize(
@@ -237,7 +238,7 @@ def act(t: float, kind: str, count: int = 1) -> Action:
         pytest.param([], 0, id="no-actions"),
     ],
 )
-def test_flaps(actions: list[Action], expected: int) -> None:
+def test_flaps(actions: list[ScaleEvent], expected: int) -> None:
     sc = score(record(actions=actions))
     assert sc.flaps == expected
     assert sc.scale_actions == len(actions)
@@ -321,3 +322,36 @@ def test_plot_writes_png(tmp_path) -> None:
     data = path.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n")
     assert len(data) > 10_000
+
+
+def test_plot_labels_of_close_points_neither_overlap_nor_leave_the_panel() -> None:
+    """The CA policies and node-fleet often score alike: their labels fan out, each nearest its own point."""
+    from matplotlib import colormaps
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from node_fleet.sim import plot
+
+    base = score(record())
+    spots = [
+        ("node-fleet", 4900, 1.14),
+        ("ca-10s", 4200, 1.14),
+        ("ca-60s", 4900, 1.14),
+        ("reactive-ideal", 4890, 1.0),
+        ("static-peak", 0, 2.63),
+        ("target-tracking", 25000, 1.31),
+    ]
+    points = [(n, dataclasses.replace(base, policy=n, pending_pod_seconds=x, cost_ratio=y)) for n, x, y in spots]
+    fig = Figure(figsize=(5, 10), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    plot._label_points(ax, plot._cost_panel(ax, points, colormaps["tab10"].colors))
+
+    renderer = fig.canvas.get_renderer()
+    assert sorted(t.get_text() for t in ax.texts) == sorted(n for n, _, _ in spots)
+    boxes = {t.get_text(): t.get_window_extent(renderer) for t in ax.texts}
+    panel = ax.get_window_extent(renderer)
+    for name, box in boxes.items():
+        assert panel.contains(box.x0, box.y0) and panel.contains(box.x1, box.y1), name
+        for other, other_box in boxes.items():
+            assert other == name or not box.overlaps(other_box), (name, other)

@@ -6,9 +6,9 @@ from itertools import pairwise
 
 import pytest
 
-from autoscaler.sim.scenarios import POD_SIZES, SCENARIOS, scenario
-from autoscaler.sim.traces import load_pods_csv, write_pods_csv
-from autoscaler.sim.workload import Workload
+from node_fleet.sim.scenarios import POD_SIZES, SCENARIOS, scenario
+from node_fleet.sim.traces import load_pods_csv, write_pods_csv
+from node_fleet.sim.workload import Workload
 
 NODE_CPU_M, NODE_MEM_MIB, MAX_NODES = 2000, 7680, 10
 NAMES = ["diurnal", "flash-sale", "batch"]

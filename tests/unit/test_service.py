@@ -11,8 +11,8 @@ from fakes import FakeCluster, FakeFleet, MemoryLease, ports
 from autoscaler.config import Settings
 from autoscaler.events import AlarmChange, Manual, Tick
 from autoscaler.model import Action, Drain, Intent, IntentKind, IntentRecord, ReasonCode, ScalingState
+from autoscaler.ports import GateAnswer
 from autoscaler.service import INTENT_MEMORY_S, LeaseBusy, Wiring, handle, run_cycle
-from gitops_hooks.reader import GateAnswer
 
 S = Settings()
 HELD = GateAnswer(

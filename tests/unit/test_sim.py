@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-from autoscaler.cli import main
 from autoscaler.config import Settings
 from autoscaler.model import (
     HOSTNAME_LABEL,
@@ -19,13 +18,15 @@ from autoscaler.model import (
     Taint,
     Toleration,
 )
-from autoscaler.sim.cluster import Clock, ClusterModel, SimCluster, SimFleet, VirtualCluster
-from autoscaler.sim.engine import peak_lower_bound, replay
-from autoscaler.sim.policies import POLICY_NAMES
-from autoscaler.sim.record import RunRecord
-from autoscaler.sim.report import score
-from autoscaler.sim.scenarios import scenario
-from autoscaler.sim.workload import PodSpec, Workload
+from node_fleet.cli import main
+from node_fleet.sim.cluster import ClusterModel, VirtualCluster
+from node_fleet.sim.engine import peak_lower_bound, replay
+from node_fleet.sim.policies import POLICY_NAMES
+from node_fleet.sim.ports import Clock, SimCluster, SimFleet
+from node_fleet.sim.record import RunRecord
+from node_fleet.sim.report import score
+from node_fleet.sim.scenarios import scenario
+from node_fleet.sim.workload import PodSpec, Workload
 
 SPIKE = Workload(
     "spike",
@@ -331,7 +332,7 @@ def test_gate_command_prints_one_verdict(tmp_path, capsys):
             }
         )
     )
-    assert main(["gate", "--objects", str(objects)]) == 0
+    assert main(["gate", "--objects", str(objects)]) == 3  # holding
     out = json.loads(capsys.readouterr().out)
     assert out["blocked"] is True and out["reasons"][0]["name"] == "apps"
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from autoscaler.sim import traces
-from autoscaler.sim.traces import (
+from node_fleet.sim import traces
+from node_fleet.sim.traces import (
     FORMATS,
     HORIZON_MARGIN_S,
     TRACE_DEFAULTS,
@@ -25,7 +25,7 @@ from autoscaler.sim.traces import (
     rates_to_workload,
     write_pods_csv,
 )
-from autoscaler.sim.workload import DEFAULT_USAGE, PodSpec, TraceError, Workload
+from node_fleet.sim.workload import DEFAULT_USAGE, PodSpec, TraceError, Workload
 
 HEADER = "name,start_s,end_s,cpu_m,mem_mib,usage"
 
@@ -298,9 +298,9 @@ def test_nasa_means_per_step_and_window(tmp_path):
 def test_nasa_streams_across_chunk_boundaries(tmp_path, monkeypatch):
     values = [i % 17 for i in range(500)]
     path = make_tbz2(tmp_path / "nasa.tbz2", " ".join(map(str, values)) + "\n")
-    monkeypatch.setattr(traces, "_CHUNK_BYTES", 7)  # splits numbers between reads
-    assert traces._read_nasa(path, 0, math.inf) == values
-    assert traces._read_nasa(path, 123, 321) == values[123:321]
+    monkeypatch.setattr(traces.nasa, "_CHUNK_BYTES", 7)  # splits numbers between reads
+    assert traces.nasa.read_nasa(path, 0, math.inf) == values
+    assert traces.nasa.read_nasa(path, 123, 321) == values[123:321]
 
 
 def test_nasa_window_past_the_end(tmp_path):

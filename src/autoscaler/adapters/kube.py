@@ -1,19 +1,7 @@
 """The Cluster port over the Kubernetes API of the K3s server, through the `kubernetes` client.
 
-Configuration (`KubeOptions.from_env`), one of:
-    K8S_API_URL       https://<server>:6443, the API server (http:// only for a loopback host)
-    K8S_TOKEN_PARAM   name of the SSM SecureString parameter that holds the bearer token
-    K8S_CA_PARAM      name of the SSM parameter that holds the cluster CA certificate (PEM)
-or, for local use when K8S_API_URL is not set:
-    KUBECONFIG        path(s) of a kubeconfig (":"-separated, as kubectl reads it)
-    K8S_CONTEXT       its context to use (default: the current context)
-and, for either:
-    K8S_VERIFY_SSL    true (default) | false: verify the server's certificate
-    K8S_PAGE_SIZE     items per list page, 10..5000 (default 500)
-    K8S_TIMEOUT_S     read timeout of one request in seconds, 1..300 (default 15)
-
-This module never reads SSM: the caller reads the parameters `secret_parameter_names` names and
-passes their values to `from_env`, so the secrets stay out of the environment and the logs.
+How it reaches the API server is `autoscaler.config.kube.KubeOptions`; `KubeCluster.from_options`
+builds the adapter from them.
 
 Reads: nodes, pods, PodDisruptionBudgets, PersistentVolumeClaims, PersistentVolumes,
 StorageClasses and DaemonSets, each listed once a cycle; `kube_parse` turns them into the model
@@ -35,33 +23,26 @@ from __future__ import annotations
 
 import functools
 import gc
-import ipaddress
 import json
-import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import msgspec
 
 from autoscaler.adapters import kube_fields
-from autoscaler.adapters.kube_parse import (
-    FINISHED_PHASES,
+from autoscaler.adapters.kube_parse import FINISHED_PHASES, PodContext, checked, parse_daemonset, parse_node, parse_pod
+from autoscaler.adapters.kube_storage import (
     DisruptionBudget,
-    PodContext,
-    checked,
     parse_claim,
-    parse_daemonset,
-    parse_node,
     parse_pdb,
-    parse_pod,
     parse_storage_class,
     parse_volume,
 )
 from autoscaler.config import ConfigError
+from autoscaler.config.kube import DEFAULT_PAGE_SIZE, DEFAULT_TIMEOUT_S, KubeOptions
 from autoscaler.model import Node, Pod
 from autoscaler.ports import EvictionOutcome, PermanentError
 
@@ -72,8 +53,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 DRAINING_TAINT = {"key": "node-fleet.io/draining", "value": "true", "effect": "NoSchedule"}
-DEFAULT_PAGE_SIZE = 500
-DEFAULT_TIMEOUT_S = 15.0
 CONNECT_TIMEOUT_S = 5.0
 BUDGETS_KEPT_S = 10.0
 """How long disruption_budgets may answer with the PDBs list_pods read (a cycle asks right after)."""
@@ -86,164 +65,48 @@ STORAGE_CLASSES = "/apis/storage.k8s.io/v1/storageclasses"
 DAEMONSETS = "/apis/apps/v1/daemonsets"
 
 # ---------------------------------------------------------------------------------------------
-# Configuration
+# The client
 
 
-def secret_parameter_names(environ: Mapping[str, str]) -> dict[str, str]:
-    """The SSM parameters the caller must read for `KubeOptions.from_env`: {"token": name, "ca": name}
-    for those configured."""
-    names = {"token": environ.get("K8S_TOKEN_PARAM", "").strip(), "ca": environ.get("K8S_CA_PARAM", "").strip()}
-    return {k: v for k, v in names.items() if v}
+def configuration(options: KubeOptions) -> Configuration:
+    """The `kubernetes` client's own Configuration for `options`."""
+    from kubernetes.client.configuration import Configuration
+    from urllib3.util.retry import Retry
+
+    if options.api_url is not None:
+        cfg = Configuration(host=options.api_url)
+        cfg.api_key = {"BearerToken": options.token or ""}
+        cfg.api_key_prefix = {"BearerToken": "Bearer"}
+        cfg.ca_cert_data = options.ca_pem
+    elif options.kubeconfig is not None:
+        from kubernetes.config.config_exception import ConfigException
+        from kubernetes.config.kube_config import load_kube_config
+
+        cfg = Configuration()
+        try:
+            load_kube_config(
+                config_file=options.kubeconfig,
+                context=options.context,
+                client_configuration=cfg,
+                persist_config=False,
+            )
+        except (ConfigException, OSError, ValueError) as exc:
+            which = "K8S_CONTEXT" if options.context and "context" in str(exc).lower() else "KUBECONFIG"
+            raise ConfigError(f"{which}: cannot load {options.kubeconfig!r}: {exc}") from exc
+    else:
+        raise ConfigError("K8S_API_URL or KUBECONFIG must be set")
+    if not options.verify_ssl:
+        cfg.verify_ssl = False
+    # A connection that cannot be made is retried twice; a request the server took is never
+    # replayed here (the next cycle retries it), so the Lambda's time budget stays bounded.
+    cfg.retries = Retry(total=2, connect=2, read=0, status=0, other=0, redirect=0, backoff_factor=0.2)
+    return cfg
 
 
-@dataclass(frozen=True)
-class KubeOptions:
-    """How to reach the API server: a URL, a bearer token and a CA, or a kubeconfig."""
+def api_client(options: KubeOptions) -> ApiClient:
+    from kubernetes.client.api_client import ApiClient
 
-    api_url: str | None = None
-    token: str | None = field(default=None, repr=False)
-    ca_pem: str | None = field(default=None, repr=False)
-    kubeconfig: str | None = None
-    context: str | None = None
-    verify_ssl: bool = True
-    page_size: int = DEFAULT_PAGE_SIZE
-    timeout_s: float = DEFAULT_TIMEOUT_S
-
-    @classmethod
-    def from_env(
-        cls, environ: Mapping[str, str], *, token: str | None = None, ca_pem: str | None = None
-    ) -> KubeOptions:
-        """Options from the environment; `token` and `ca_pem` are the values of the SSM parameters
-        named by K8S_TOKEN_PARAM and K8S_CA_PARAM. Raises ConfigError naming the variable at fault."""
-        verify = _env_bool(environ, "K8S_VERIFY_SSL", True)
-        page_size = int(_env_number(environ, "K8S_PAGE_SIZE", DEFAULT_PAGE_SIZE, 10, 5000, int))
-        timeout_s = _env_number(environ, "K8S_TIMEOUT_S", DEFAULT_TIMEOUT_S, 1, 300, float)
-        common = {"verify_ssl": verify, "page_size": page_size, "timeout_s": timeout_s}
-        url = environ.get("K8S_API_URL", "").strip()
-        if url:
-            return cls(api_url=_api_url(url), token=_token(environ, token), ca_pem=_ca(environ, ca_pem), **common)
-        kubeconfig = environ.get("KUBECONFIG", "").strip()
-        if kubeconfig:
-            return cls(kubeconfig=kubeconfig, context=environ.get("K8S_CONTEXT", "").strip() or None, **common)
-        raise ConfigError(
-            "K8S_API_URL is not set: set it (with K8S_TOKEN_PARAM and K8S_CA_PARAM naming the SSM parameters "
-            "that hold the API token and CA certificate), or set KUBECONFIG for local use"
-        )
-
-    def configuration(self) -> Configuration:
-        """The `kubernetes` client's own Configuration for these options."""
-        from kubernetes.client.configuration import Configuration
-        from urllib3.util.retry import Retry
-
-        if self.api_url is not None:
-            cfg = Configuration(host=self.api_url)
-            cfg.api_key = {"BearerToken": self.token or ""}
-            cfg.api_key_prefix = {"BearerToken": "Bearer"}
-            cfg.ca_cert_data = self.ca_pem
-        elif self.kubeconfig is not None:
-            from kubernetes.config.config_exception import ConfigException
-            from kubernetes.config.kube_config import load_kube_config
-
-            cfg = Configuration()
-            try:
-                load_kube_config(
-                    config_file=self.kubeconfig,
-                    context=self.context,
-                    client_configuration=cfg,
-                    persist_config=False,
-                )
-            except (ConfigException, OSError, ValueError) as exc:
-                which = "K8S_CONTEXT" if self.context and "context" in str(exc).lower() else "KUBECONFIG"
-                raise ConfigError(f"{which}: cannot load {self.kubeconfig!r}: {exc}") from exc
-        else:
-            raise ConfigError("K8S_API_URL or KUBECONFIG must be set")
-        if not self.verify_ssl:
-            cfg.verify_ssl = False
-        # A connection that cannot be made is retried twice; a request the server took is never
-        # replayed here (the next cycle retries it), so the Lambda's time budget stays bounded.
-        cfg.retries = Retry(total=2, connect=2, read=0, status=0, other=0, redirect=0, backoff_factor=0.2)
-        return cfg
-
-    def api_client(self) -> ApiClient:
-        from kubernetes.client.api_client import ApiClient
-
-        return ApiClient(self.configuration())
-
-    def cluster(self) -> KubeCluster:
-        return KubeCluster(self.api_client(), page_size=self.page_size, timeout_s=self.timeout_s)
-
-
-def _env_bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = environ.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in ("true", "1", "yes"):
-        return True
-    if raw in ("false", "0", "no"):
-        return False
-    raise ConfigError(f"{name}={environ[name]!r} is not a valid bool: allowed true or false")
-
-
-def _env_number(
-    environ: Mapping[str, str], name: str, default: float, low: float, high: float, kind: Callable[[str], float]
-) -> float:
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
-    if not (low <= value <= high) or (isinstance(value, float) and not math.isfinite(value)):
-        raise ConfigError(f"{name}={value!r} is out of range: allowed {low:g}..{high:g}")
-    return value
-
-
-def _api_url(url: str) -> str:
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.scheme not in ("https", "http") or not host or parts.query or parts.fragment:
-        raise ConfigError(f"K8S_API_URL={url!r} is not a valid URL: allowed https://<host>[:<port>]")
-    if parts.scheme == "http" and not _loopback(host):
-        raise ConfigError(
-            f"K8S_API_URL={url!r} uses http://: allowed https:// (http:// only for a loopback host), "
-            "so the bearer token never crosses the network in clear"
-        )
-    return url.rstrip("/")
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _token(environ: Mapping[str, str], token: str | None) -> str:
-    param = environ.get("K8S_TOKEN_PARAM", "").strip()
-    if not param:
-        raise ConfigError(
-            "K8S_TOKEN_PARAM must name the SSM parameter that holds the API token when K8S_API_URL is set"
-        )
-    token = (token or "").strip()
-    if not token:
-        raise ConfigError(f"K8S_TOKEN_PARAM={param!r}: the API token read from it is empty")
-    if any(ch.isspace() for ch in token):
-        raise ConfigError(f"K8S_TOKEN_PARAM={param!r}: the API token read from it contains whitespace")
-    return token
-
-
-def _ca(environ: Mapping[str, str], ca_pem: str | None) -> str | None:
-    param = environ.get("K8S_CA_PARAM", "").strip()
-    if not param:
-        if ca_pem:
-            raise ConfigError("K8S_CA_PARAM is not set, but a CA certificate was given")
-        return None
-    if not ca_pem or "-----BEGIN CERTIFICATE-----" not in ca_pem:
-        raise ConfigError(f"K8S_CA_PARAM={param!r}: the value read from it is not a PEM certificate")
-    return ca_pem.strip() + "\n"
+    return ApiClient(configuration(options))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -301,10 +164,8 @@ class KubeCluster:
         self._budgets: tuple[float, dict[str, int]] | None = None
 
     @classmethod
-    def from_env(
-        cls, environ: Mapping[str, str], *, token: str | None = None, ca_pem: str | None = None
-    ) -> KubeCluster:
-        return KubeOptions.from_env(environ, token=token, ca_pem=ca_pem).cluster()
+    def from_options(cls, options: KubeOptions) -> KubeCluster:
+        return cls(api_client(options), page_size=options.page_size, timeout_s=options.timeout_s)
 
     def close(self) -> None:
         self._api.close()

@@ -1,0 +1,185 @@
+"""Settings: every tunable of the scaling core, with defaults and validation.
+
+The sustained windows: CPU above `cpu_high` (or the custom metric above its threshold) for
+`cpu_high_window_s` adds nodes; a node must
+stay unneeded (requests below `scale_down_utilization_threshold`, CPU usage below `cpu_low` or
+within what its pods request, pods movable) for `scale_down_unneeded_time_s` before it is removed.
+
+Each field is read from the environment variable of the same name in upper case
+(`min_nodes` <- `MIN_NODES`). A value out of range fails with a message naming the variable
+and what it allows, and nothing is done with the rest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from functools import cached_property
+
+from autoscaler.config.environ import ConfigError, boolean
+from autoscaler.model import Taint
+
+TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+# The API's rules for a label key (optional DNS-subdomain prefix, then a name) and a label value.
+_LABEL_KEY = re.compile(
+    r"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+)
+_LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
+
+
+@dataclass(frozen=True)
+class Settings:
+    cluster_name: str = "node-fleet"
+    min_nodes: int = 2
+    max_nodes: int = 10
+    # CPU usage (Prometheus) is a secondary signal: requests drive capacity, as in Cluster Autoscaler.
+    cpu_high: float = 0.70
+    cpu_low: float = 0.30
+    cpu_high_window_s: int = 180
+    custom_metric_threshold: float = 1.0
+    """Scale-up signal from the operator's own metric (queue depth, latency...), when one is queried."""
+    scale_down_utilization_threshold: float = 0.5
+    scale_down_unneeded_time_s: int = 600
+    scale_down_delay_after_add_s: int = 600
+    scale_down_delay_after_failure_s: int = 180
+    max_node_provision_time_s: int = 900
+    scale_down_unready_time_s: int = 1200
+    """A worker NotReady this long is replaced, then removed (Cluster Autoscaler's default)."""
+    provision_backoff_s: int = 300
+    new_pod_scale_up_delay_s: int = 0
+    drain_timeout_s: int = 300
+    drain_force: bool = False
+    max_nodes_per_scale_up: int = 20
+    max_drains_in_parallel: int = 1
+    max_empty_bulk_delete: int = 10
+    node_cpu_m: int = 2000
+    node_mem_mib: int = 7680
+    node_max_pods: int = 110
+    worker_labels: str = ""
+    """Labels every new worker gets, `key=value,key=value` (the launch template's --node-label)."""
+    worker_taints: str = ""
+    """Taints every new worker gets, `key=value:Effect,key:Effect` (the launch template's --node-taint)."""
+    lease_duration_s: int = 180
+    """Longer than the function's timeout, so a lease never expires under a live cycle."""
+    gate_settle_s: int = 120
+    """Scale-down waits this long after a GitOps reconcile or rollout finished."""
+    gate_max_hold_s: int = 1800
+    """One continuous GitOps hold (including an unreadable gate) lasts at most this long."""
+    dry_run: bool = False
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            bounds = _RANGES.get(f.name)
+            value = getattr(self, f.name)
+            if bounds is not None and not (bounds[0] <= value <= bounds[1]):
+                raise ConfigError(f"{_env(f.name)}={value!r} is out of range: allowed {bounds[0]}..{bounds[1]}")
+        if not self.cluster_name or len(self.cluster_name) > 63:
+            raise ConfigError("CLUSTER_NAME must be 1..63 characters")
+        if self.min_nodes > self.max_nodes:
+            raise ConfigError(f"MIN_NODES={self.min_nodes} must be <= MAX_NODES={self.max_nodes}")
+        if self.cpu_low >= self.cpu_high:
+            raise ConfigError(f"CPU_LOW={self.cpu_low} must be below CPU_HIGH={self.cpu_high}")
+        _ = self.labels, self.taints  # malformed ones fail here, naming the variable
+
+    @cached_property
+    def labels(self) -> dict[str, str]:
+        """WORKER_LABELS as a mapping."""
+        labels: dict[str, str] = {}
+        for item in _items(self.worker_labels):
+            key, sep, value = item.partition("=")
+            if not sep or not _LABEL_KEY.fullmatch(key) or not _LABEL_VALUE.fullmatch(value):
+                raise ConfigError(f"WORKER_LABELS item {item!r} is not key=value with a valid label key and value")
+            labels[key] = value
+        return labels
+
+    @cached_property
+    def taints(self) -> tuple[Taint, ...]:
+        """WORKER_TAINTS as taints."""
+        taints = []
+        for item in _items(self.worker_taints):
+            head, sep, effect = item.rpartition(":")
+            key, _, value = head.partition("=")
+            if (
+                not sep
+                or effect not in TAINT_EFFECTS
+                or not _LABEL_KEY.fullmatch(key)
+                or not _LABEL_VALUE.fullmatch(value)
+            ):
+                raise ConfigError(
+                    f"WORKER_TAINTS item {item!r} is not key[=value]:Effect with Effect one of {', '.join(TAINT_EFFECTS)}"
+                )
+            taints.append(Taint(key, value, effect))
+        return tuple(taints)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Build Settings from the variables present in `environ`; absent ones keep their default."""
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = environ.get(_env(f.name))
+            if raw is not None:
+                values[f.name] = _parse(f, raw.strip())
+        return cls(**values)
+
+    def replace(self, **changes: object) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _items(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _env(name: str) -> str:
+    return name.upper()
+
+
+def _parse(f: dataclasses.Field, raw: str) -> object:
+    kind = f.type if isinstance(f.type, str) else f.type.__name__
+    try:
+        if kind == "bool":
+            value = boolean(raw)
+            if value is None:
+                raise ValueError
+            return value
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            value = float(raw)
+            if not math.isfinite(value):
+                raise ValueError
+            return value
+        return raw
+    except ValueError:
+        raise ConfigError(f"{_env(f.name)}={raw!r} is not a valid {kind}") from None
+
+
+DAY = 86_400
+_RANGES: dict[str, tuple[float, float]] = {
+    "min_nodes": (0, 1000),
+    "max_nodes": (1, 1000),
+    "cpu_high": (0.05, 1.0),
+    "cpu_low": (0.0, 0.95),
+    "cpu_high_window_s": (0, 3600),
+    "custom_metric_threshold": (-1e12, 1e12),
+    "scale_down_utilization_threshold": (0.0, 1.0),
+    "scale_down_unneeded_time_s": (0, DAY),
+    "scale_down_delay_after_add_s": (0, DAY),
+    "scale_down_delay_after_failure_s": (0, DAY),
+    "max_node_provision_time_s": (60, 7200),
+    "scale_down_unready_time_s": (60, DAY),
+    "provision_backoff_s": (0, 7200),
+    "new_pod_scale_up_delay_s": (0, 3600),
+    "drain_timeout_s": (30, 3600),
+    "max_nodes_per_scale_up": (1, 1000),
+    "max_drains_in_parallel": (1, 100),
+    "max_empty_bulk_delete": (1, 1000),
+    "node_cpu_m": (100, 1_000_000),
+    "node_mem_mib": (128, 10_000_000),
+    "node_max_pods": (1, 1000),
+    "lease_duration_s": (30, 3600),
+    "gate_settle_s": (0, 3600),
+    "gate_max_hold_s": (60, DAY),
+}

@@ -1,0 +1,68 @@
+"""What a replay records, for scoring and plotting (`report.py`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class Sample:
+    """The cluster at one simulation step (every `step_s` seconds)."""
+
+    t: float
+    ready_nodes: int
+    """Ready worker nodes (their allocatable is the capacity s(t))."""
+    instances: int
+    """Worker instances alive (pending or running): what bills."""
+    demand_cpu_m: int
+    """Requests of all pods that should be running, pending ones included: d(t)."""
+    demand_mem_mib: int
+    pending_pods: int
+    """Pods waiting for capacity (created, not bound)."""
+    used_cpu_m: float
+    """CPU actually used by running pods."""
+
+
+@dataclass(slots=True)
+class InstanceLife:
+    instance_id: str
+    launched_at: float
+    running_at: float
+    """Billing starts here (EC2 `running`)."""
+    terminated_at: float | None = None
+    ready_at: float | None = None
+    """None: never became a Ready node."""
+
+
+@dataclass(slots=True)
+class PodLife:
+    name: str
+    created_at: float
+    bound_at: float | None = None
+    """First time the pod was bound to a node; None if it never was."""
+
+
+@dataclass(slots=True)
+class ScaleEvent:
+    """A launch or a termination the policy made (not the core's `model.Action`)."""
+
+    t: float
+    kind: str
+    """'launch' or 'terminate'."""
+    count: int
+
+
+@dataclass(slots=True)
+class RunRecord:
+    policy: str
+    workload: str
+    horizon_s: float
+    step_s: float
+    tick_s: float
+    node_cpu_m: int
+    node_mem_mib: int
+    min_nodes: int
+    samples: list[Sample] = field(default_factory=list)
+    instances: list[InstanceLife] = field(default_factory=list)
+    pods: list[PodLife] = field(default_factory=list)
+    actions: list[ScaleEvent] = field(default_factory=list)

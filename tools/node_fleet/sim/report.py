@@ -1,0 +1,288 @@
+"""Score a replay (`RunRecord`) against the definitions in the benchmark reference.
+
+Cost: node-hours `NH` (60 s billing minimum, from `running`), the fluid lower bound `NH*` and
+their ratio. Service: pending-pod-seconds, creation-to-binding wait percentiles, and the SPEC
+elasticity metrics on CPU. Stability: scale actions, flaps and short-lived instances.
+
+Everything here is pure (no I/O) and linear in the size of the record, bar one sort of the pod
+waits.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from node_fleet.sim.record import InstanceLife, PodLife, RunRecord, Sample, ScaleEvent
+
+MIN_BILLED_S = 60.0
+"""EC2 per-second billing charges at least one minute from `running`."""
+
+FLAP_WINDOW_S = 600.0
+"""A launch this close after a termination (or the reverse) is a flap."""
+
+SHORT_LIVED_S = 600.0
+"""Instances terminated sooner than this after launch count as short-lived."""
+
+THETA_EPS_CPU_M = 1000.0
+"""Floor of the demand in the theta denominators (one core), so idle periods stay finite."""
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyScore:
+    policy: str
+    node_hours: float
+    """NH: billed instance-hours."""
+    lower_bound_node_hours: float
+    """NH*: integral of max(min_nodes, ceil(d_cpu/a_cpu), ceil(d_mem/a_mem))."""
+    cost_ratio: float
+    """NH / NH* (1.0 is the physical limit; inf when NH* is 0 and NH is not)."""
+    pending_pod_seconds: float
+    p50_pending_s: float
+    p95_pending_s: float
+    max_pending_s: float
+    """Creation-to-binding waits; pods never bound wait until the horizon."""
+    scale_actions: int
+    flaps: int
+    short_lived_share: float
+    """Share of instances (0..1) terminated less than 10 minutes after launch."""
+    theta_u: float
+    tau_u: float
+    theta_o: float
+    tau_o: float
+    """SPEC elasticity metrics on CPU, in percent."""
+    peak_nodes: int
+    """Most Ready nodes at any sample."""
+    peak_instances: int
+    """Most instances alive (billing) at any sample."""
+    peak_lower_bound_nodes: int
+    """Peak of N*: what a static fleet would need."""
+    pods: int
+    unbound_pods: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready values: counts as ints, the rest as rounded floats (None when not finite)."""
+        out: dict[str, Any] = {}
+        for key, value in asdict(self).items():
+            if isinstance(value, float):
+                out[key] = _round(value, _DIGITS.get(key, 3))
+            else:
+                out[key] = value
+        return out
+
+
+_DIGITS = {
+    "node_hours": 4,
+    "lower_bound_node_hours": 4,
+    "cost_ratio": 4,
+    "pending_pod_seconds": 1,
+    "p50_pending_s": 2,
+    "p95_pending_s": 2,
+    "max_pending_s": 2,
+    "short_lived_share": 4,
+    "theta_u": 3,
+    "tau_u": 3,
+    "theta_o": 3,
+    "tau_o": 3,
+}
+
+
+def _round(value: float, digits: int) -> float | None:
+    if not math.isfinite(value):
+        return None
+    return round(value, digits) + 0.0  # + 0.0 turns -0.0 into 0.0
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def node_hours(instances: list[InstanceLife], horizon_s: float) -> float:
+    """NH = sum of max(60 s, end - running_at) / 3600, end = terminated_at or the horizon."""
+    total = 0.0
+    for inst in instances:
+        end = inst.terminated_at if inst.terminated_at is not None else horizon_s
+        total += max(MIN_BILLED_S, end - inst.running_at)
+    return total / 3600.0
+
+
+def lower_bound_nodes(sample: Sample, node_cpu_m: int, node_mem_mib: int, min_nodes: int) -> int:
+    """N*(t) = max(n_min, ceil(d_cpu / a_cpu), ceil(d_mem / a_mem))."""
+    return max(
+        min_nodes,
+        _ceil_div(sample.demand_cpu_m, node_cpu_m),
+        _ceil_div(sample.demand_mem_mib, node_mem_mib),
+    )
+
+
+def pod_waits(pods: list[PodLife], horizon_s: float) -> list[float]:
+    """Creation-to-binding waits, sorted; a pod never bound waits until the horizon."""
+    waits = [max(0.0, (p.bound_at if p.bound_at is not None else horizon_s) - p.created_at) for p in pods]
+    waits.sort()
+    return waits
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Linear-interpolation percentile (numpy's default) of already sorted values; 0.0 if empty."""
+    if not sorted_values:
+        return 0.0
+    pos = (len(sorted_values) - 1) * q / 100.0
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    frac = pos - lo
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * frac
+
+
+def count_flaps(actions: list[ScaleEvent], window_s: float = FLAP_WINDOW_S) -> int:
+    """Actions that reverse an opposite action taken at most `window_s` earlier.
+
+    A launch within the window after a termination, or a termination within the window after a
+    launch, counts once (the later action of the pair). Actions are taken in time order, ties in
+    recording order; kinds other than 'launch' and 'terminate' are ignored.
+    """
+    last: dict[str, float] = {}
+    opposite = {"launch": "terminate", "terminate": "launch"}
+    flaps = 0
+    for action in sorted(actions, key=lambda a: a.t):  # stable: ties keep recording order
+        other = opposite.get(action.kind)
+        if other is None:
+            continue
+        prev = last.get(other)
+        if prev is not None and action.t - prev <= window_s:
+            flaps += 1
+        last[action.kind] = action.t
+    return flaps
+
+
+def short_lived_share(instances: list[InstanceLife], limit_s: float = SHORT_LIVED_S) -> float:
+    """Share of instances terminated less than `limit_s` after launch.
+
+    Instances still alive at the horizon never count as short-lived (their life is censored), but
+    they are in the denominator.
+    """
+    if not instances:
+        return 0.0
+    short = sum(1 for i in instances if i.terminated_at is not None and i.terminated_at - i.launched_at < limit_s)
+    return short / len(instances)
+
+
+def _cost_ratio(nh: float, nh_star: float) -> float:
+    if nh_star > 0:
+        return nh / nh_star
+    # NH* is 0 only with min_nodes = 0 and no demand at all
+    return math.inf if nh > 0 else 1.0
+
+
+def score(record: RunRecord) -> PolicyScore:
+    """Score one replay; each sample stands for `record.step_s` seconds."""
+    step = record.step_s
+    a_cpu, a_mem, n_min = record.node_cpu_m, record.node_mem_mib, record.min_nodes
+
+    nstar_s = 0.0
+    pending_s = 0.0
+    under = over = 0.0
+    under_t = over_t = 0.0
+    peak_nodes = peak_instances = peak_nstar = 0
+    for smp in record.samples:
+        nstar = max(n_min, _ceil_div(smp.demand_cpu_m, a_cpu), _ceil_div(smp.demand_mem_mib, a_mem))
+        nstar_s += nstar
+        pending_s += smp.pending_pods
+        d = float(smp.demand_cpu_m)
+        s = float(smp.ready_nodes * a_cpu)
+        denom = max(d, THETA_EPS_CPU_M)
+        if d > s:
+            under += (d - s) / denom
+            under_t += 1
+        elif s > d:
+            over += (s - d) / denom
+            over_t += 1
+        peak_nodes = max(peak_nodes, smp.ready_nodes)
+        peak_instances = max(peak_instances, smp.instances)
+        peak_nstar = max(peak_nstar, nstar)
+
+    n_samples = len(record.samples)
+    pct = 100.0 / n_samples if n_samples else 0.0  # 100/T * integral, with T = n * step
+
+    nh = node_hours(record.instances, record.horizon_s)
+    nh_star = nstar_s * step / 3600.0
+
+    waits = pod_waits(record.pods, record.horizon_s)
+    return PolicyScore(
+        policy=record.policy,
+        node_hours=nh,
+        lower_bound_node_hours=nh_star,
+        cost_ratio=_cost_ratio(nh, nh_star),
+        pending_pod_seconds=pending_s * step,
+        p50_pending_s=percentile(waits, 50),
+        p95_pending_s=percentile(waits, 95),
+        max_pending_s=waits[-1] if waits else 0.0,
+        scale_actions=len(record.actions),
+        flaps=count_flaps(record.actions),
+        short_lived_share=short_lived_share(record.instances),
+        theta_u=under * pct,
+        tau_u=under_t * pct,
+        theta_o=over * pct,
+        tau_o=over_t * pct,
+        peak_nodes=peak_nodes,
+        peak_instances=peak_instances,
+        peak_lower_bound_nodes=peak_nstar,
+        pods=len(record.pods),
+        unbound_pods=sum(1 for p in record.pods if p.bound_at is None),
+    )
+
+
+_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("policy", "policy"),
+    ("node-h", "node_hours"),
+    ("NH*", "lower_bound_node_hours"),
+    ("cost ratio", "cost_ratio"),
+    ("pending pod-s", "pending_pod_seconds"),
+    ("p95 pending s", "p95_pending_s"),
+    ("actions", "scale_actions"),
+    ("flaps", "flaps"),
+)
+
+_FORMATS = {
+    "node_hours": "{:.2f}",
+    "lower_bound_node_hours": "{:.2f}",
+    "cost_ratio": "{:.3f}",
+    "pending_pod_seconds": "{:.0f}",
+    "p95_pending_s": "{:.1f}",
+    "scale_actions": "{:d}",
+    "flaps": "{:d}",
+}
+
+
+def _cell(score_: PolicyScore, attr: str) -> str:
+    value = getattr(score_, attr)
+    if isinstance(value, float) and not math.isfinite(value):
+        return "inf" if value > 0 else str(value)
+    fmt = _FORMATS.get(attr)
+    return fmt.format(value) if fmt else str(value)
+
+
+def format_table(scores: list[PolicyScore], title: str) -> str:
+    """An aligned plain-text table, one row a policy (text left-aligned, numbers right-aligned)."""
+    header = [name for name, _ in _COLUMNS]
+    rows = [[_cell(s, attr) for _, attr in _COLUMNS] for s in scores]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        parts = [cells[0].ljust(widths[0])]
+        parts += [c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)]
+        return "  ".join(parts).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    out = [title, "=" * max(len(title), len(rule)), line(header), rule]
+    out += [line(r) for r in rows]
+    return "\n".join(out) + "\n"
+
+
+def to_json(workload_name: str, scores: list[PolicyScore], extra: dict[str, Any]) -> dict[str, Any]:
+    """`{"workload": ..., **extra, "policies": {name: score.to_dict()}}`."""
+    return {
+        "workload": workload_name,
+        **extra,
+        "policies": {s.policy: s.to_dict() for s in scores},
+    }

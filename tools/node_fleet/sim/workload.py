@@ -1,0 +1,38 @@
+"""A workload: the pods a replay creates and ends, whatever trace they came from."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from autoscaler.model import NO_CONSTRAINTS, Placement
+
+DEFAULT_USAGE = 0.6
+
+
+@dataclass(frozen=True, slots=True)
+class PodSpec:
+    name: str
+    start_s: float
+    end_s: float | None
+    """None: runs to the end of the replay."""
+    cpu_m: int
+    mem_mib: int
+    usage: float = DEFAULT_USAGE
+    """Fraction of the CPU request the pod actually uses."""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    placement: Placement = NO_CONSTRAINTS
+    """Selectors, affinity, tolerations, spread...: the virtual scheduler and the planner both
+    place the pod by them (room.Room)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    name: str
+    pods: tuple[PodSpec, ...]
+    horizon_s: float
+    description: str = ""
+
+
+class TraceError(ValueError):
+    """A trace or workload file is malformed; the message names the file, line and field."""
