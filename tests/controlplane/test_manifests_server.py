@@ -32,7 +32,7 @@ def flux_folders() -> list[Path]:
         for doc in docs
         if doc["kind"] == "Kustomization" and doc["apiVersion"].startswith("kustomize.toolkit.fluxcd.io/")
     ]
-    return [CLUSTER, *sorted(set(paths))]
+    return [CLUSTER, *sorted(set(paths) - {CLUSTER})]
 
 
 FOLDERS = flux_folders()
