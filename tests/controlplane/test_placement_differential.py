@@ -86,7 +86,7 @@ def generate(rng: random.Random, index: int) -> Case:
             labels["disk"] = rng.choice(("ssd", "hdd"))
         if rng.random() < 0.6:
             labels["tier"] = str(rng.randint(1, 5))
-        taints = [t for t in TAINTS if rng.random() < 0.15]
+        taints = [t for t in TAINTS if rng.random() < 0.1]
         if taints and len({t["key"] for t in taints}) < len(taints):
             taints = taints[:1]  # one taint per key and effect
         case.nodes.append(
@@ -227,7 +227,7 @@ def probe(rng: random.Random, case: Case) -> dict:
     return pod(
         "probe",
         case.namespace,
-        cpu=f"{rng.choice((100, 500, 1000, 1500, 2500))}m",
+        cpu=f"{rng.choice((100, 250, 500, 1000, 1500))}m",
         memory=f"{rng.choice((64, 512, 1024, 3000))}Mi",
         labels=labels,
         **spec,
