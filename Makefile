@@ -75,11 +75,12 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tools tests bench
 
 # nice: the cold build takes many minutes of both cores; the binary appears only when complete.
+# -buildvcs=false: the version stamp would need git to read a clone it may not own.
 $(NODE_FLEET_CONTROLPLANE):
 	@command -v $(GO) >/dev/null 2>&1 || { echo "Go is needed to build the control plane ($(CONTROLPLANE_SRC))"; exit 1; }
 	@mkdir -p $(@D)
 	@echo "building the Kubernetes $(KUBE_RELEASE) control plane with $(GO_VERSION) (once per machine, several minutes)"
-	cd $(CONTROLPLANE_SRC) && nice $(GO) build -o $@.tmp . && mv $@.tmp $@
+	cd $(CONTROLPLANE_SRC) && nice $(GO) build -buildvcs=false -o $@.tmp . && mv $@.tmp $@
 
 controlplane: $(NODE_FLEET_CONTROLPLANE)
 
