@@ -93,7 +93,7 @@ test: lint sam prometheus controlplane
 
 # The fuzzing and the invariant suite with hypothesis' long profile: ten times the examples.
 fuzz: $(STAMP)
-	HYPOTHESIS_PROFILE=long $(BIN)/pytest tests/reliability/test_fuzz.py tests/unit/test_invariants.py tests/unit/test_placement_property.py
+	HYPOTHESIS_PROFILE=long $(BIN)/pytest tests/reliability/test_fuzz_*.py tests/unit/test_invariants.py tests/unit/test_placement_property.py
 
 # Every benchmark of the project; bench/README.md keeps the latest figures.
 bench: $(STAMP) sam

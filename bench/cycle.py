@@ -22,7 +22,7 @@ planner.plan with fixed metrics. Paths:
 Figures: `import` is importing the client and building it (a cold start's share), `list+parse`
 is listing and converting everything (wall clock; `cpu` is the measured process's own CPU time
 for it, steadier on a shared machine, without the server's share), `plan` is planner.plan on
-the result, all the median of --runs runs. `rss` is the process's peak resident set (ru_maxrss) and its growth over the
+the result (wall, then CPU), all the median of --runs runs. `rss` is the process's peak resident set (ru_maxrss) and its growth over the
 process after imports; `traced` is the tracemalloc peak of list+parse+plan, from one more run.
 """
 
@@ -108,13 +108,14 @@ def worker(path: str, url: str, token: str, trace: bool) -> dict:
         state = ScalingState(unneeded_since={name: NOW - 3600 for name in light})
         settings = Settings(min_nodes=2, max_nodes=1000, max_drains_in_parallel=5)
         decision = plan(snapshot, state, settings, NOW)
-    t2 = time.perf_counter()
+    t2, c2 = time.perf_counter(), time.process_time()
 
     out = {
         "import_s": import_s,
         "list_s": t1 - t0,
         "list_cpu_s": c1 - c0,
         "plan_s": t2 - t1,
+        "plan_cpu_s": c2 - c1,
         "nodes": len(nodes),
         "pods": len(pods),
         "rss_setup_mb": rss_setup,
@@ -155,7 +156,7 @@ def fetch_only(cluster, page_size: int) -> int:
 
 def list_with_models(core, policy, page_size: int):
     from autoscaler.adapters.kube_storage import DisruptionBudget
-    from autoscaler.model import LabelSelector, Requirement
+    from autoscaler.scheduling import LabelSelector, Requirement
 
     def pages(call, **kwargs):
         token = None
@@ -281,7 +282,7 @@ def main() -> None:
         return
 
     print(
-        f"{'cluster':<24}{'path':<8}{'import':>8}{'list+parse':>12}{'cpu':>7}{'plan':>8}{'rss peak':>10}"
+        f"{'cluster':<24}{'path':<8}{'import':>8}{'list+parse':>12}{'cpu':>7}{'plan':>8}{'cpu':>7}{'rss peak':>10}"
         f"{'rss growth':>12}{'traced':>9}"
     )
     for size in (int(s) for s in args.nodes.split(",")):
@@ -310,15 +311,16 @@ def main() -> None:
                 traced = measure(path, url, token, trace=True) if path != "wire" else {}
                 med = {
                     k: statistics.median(r[k] for r in runs)
-                    for k in ("import_s", "list_s", "list_cpu_s", "plan_s", "rss_peak_mb")
+                    for k in ("import_s", "list_s", "list_cpu_s", "plan_s", "plan_cpu_s", "rss_peak_mb")
                 }
                 growth = statistics.median(r["rss_peak_mb"] - r["rss_setup_mb"] for r in runs)
                 label = f"{size} nodes, {runs[0]['pods'] or size * args.pods_per_node} pods"
                 traced_mb = f"{traced['traced_peak_mb']:.0f} MB" if traced else "-"
                 plan_s = f"{med['plan_s'] * 1000:.0f}ms" if path != "wire" else "-"
+                plan_cpu = f"{med['plan_cpu_s'] * 1000:.0f}ms" if path != "wire" else "-"
                 print(
                     f"{label:<24}{path:<8}{med['import_s']:>7.2f}s{med['list_s']:>11.2f}s{med['list_cpu_s']:>6.2f}s"
-                    f"{plan_s:>8}"
+                    f"{plan_s:>8}{plan_cpu:>7}"
                     f"{med['rss_peak_mb']:>7.0f} MB{growth:>9.0f} MB{traced_mb:>9}"
                     + (f"   ({runs[0]['bytes'] / 2**20:.0f} MiB of JSON)" if path == "wire" else ""),
                     flush=True,

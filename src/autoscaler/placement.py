@@ -33,13 +33,12 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from autoscaler.model import (
+from autoscaler.model import Node, Pod
+from autoscaler.scheduling import (
     NODE_NAME_FIELD,
     HostPort,
     LabelSelector,
-    Node,
     NodeSelectorTerm,
-    Pod,
     PodAffinityTerm,
     Requirement,
     Taint,

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field, replace
 from autoscaler.config import Settings
 from autoscaler.matching import Binding, bind
 from autoscaler.model import (
-    HOSTNAME_LABEL,
     Action,
     ClusterSnapshot,
     Decision,
@@ -28,6 +27,7 @@ from autoscaler.model import (
 )
 from autoscaler.placement import Slot
 from autoscaler.room import Room
+from autoscaler.scheduling import HOSTNAME_LABEL
 
 # A launch EC2 accepted may take a few seconds to show in DescribeInstances; until then the
 # state's record of it counts, so a retry does not launch the same capacity twice.

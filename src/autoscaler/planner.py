@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from autoscaler.config import Settings
+from autoscaler.gc_pause import gc_paused
 from autoscaler.model import (
     Action,
     ClusterSnapshot,
@@ -34,6 +35,14 @@ from autoscaler.scale_up import estimate, pressure_since, scale_up, spread
 
 def plan(
     snapshot: ClusterSnapshot, state: ScalingState, settings: Settings, now: float, intent: Intent | None = None
+) -> Decision:
+    # At 30,000 pods the cyclic collector's passes over the fresh model were a quarter of a plan's CPU.
+    with gc_paused():
+        return _plan(snapshot, state, settings, now, intent)
+
+
+def _plan(
+    snapshot: ClusterSnapshot, state: ScalingState, settings: Settings, now: float, intent: Intent | None
 ) -> Decision:
     base = Base.of(snapshot, state, settings, now)
     fleet = base.fleet

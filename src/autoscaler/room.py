@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 
-from autoscaler.model import LabelSelector, Pod, PodAffinityTerm, SpreadConstraint
+from autoscaler.model import Pod
 from autoscaler.placement import (
     EXPLAIN,
     NODE_AFFINITY,
@@ -28,6 +28,7 @@ from autoscaler.placement import (
     tolerates,
     untolerated,
 )
+from autoscaler.scheduling import LabelSelector, PodAffinityTerm, SpreadConstraint
 from autoscaler.spread_index import Domains, SpreadIndex
 
 _Key = tuple[int, int]
@@ -113,23 +114,26 @@ class Room:
                     index.pod_in(pod, slot, -1)
 
     def _take(self, pod: Pod, slot: Slot) -> None:
+        # Once per pod of the cluster when the destinations are built: kept lean.
         slot.pods.append(pod)
         slot.cpu_m -= pod.cpu_m
         slot.mem_mib -= pod.mem_mib
         slot.pods_left -= 1
-        slot.ports.extend(pod.placement.host_ports)
+        placement = pod.placement
+        if placement.host_ports:
+            slot.ports.extend(placement.host_ports)
         key = (id(pod), id(slot))
         self._where[key] = (pod, slot)
-        if pod.placement.anti_affinity:
-            for term in pod.placement.anti_affinity:
-                value = slot.labels.get(term.topology_key)
-                if value is not None:
-                    self._anti_holders.setdefault((term.topology_key, value), {})[key] = None
+        for term in placement.anti_affinity:
+            value = slot.labels.get(term.topology_key)
+            if value is not None:
+                self._anti_holders.setdefault((term.topology_key, value), {})[key] = None
         if self._by_label is not None:
             for label in pod.labels.items():
                 self._by_label.setdefault(label, {})[key] = None
-        for index in self._indexes_for(pod):
-            index.pod_in(pod, slot, +1)
+        if self._spread_by_label:
+            for index in self._indexes_for(pod):
+                index.pod_in(pod, slot, +1)
 
     def _indexes_for(self, pod: Pod) -> Iterator[SpreadIndex]:
         if not self._spread_by_label:

@@ -24,9 +24,10 @@ def scale_down(draft: Draft, pending: int) -> Removal:
         return removal
     above = fleet.count - settings.max_nodes
     if above > 0:
-        limit = min(above, room_above_min(draft))
+        above -= _cancel_launches(draft, above)
+        limit = min(above, room_above_min(draft)) if above > 0 else 0
         removal.select(removal.movable(), limit, ReasonCode.ABOVE_MAX)
-        if not removal.remove:
+        if above > 0 and not removal.remove:
             draft.say(ReasonCode.ABOVE_MAX, f"{fleet.count} workers > max_nodes {settings.max_nodes}, none removable")
         return removal
     if not snapshot.metrics.known:
@@ -94,6 +95,25 @@ def _remove_dead(removal: Removal) -> None:
         else:
             removal.verdicts[node.name] = verdict
     removal.select(removable, len(removable), ReasonCode.UNREADY_NODE)
+
+
+def _cancel_launches(draft: Draft, above: int) -> int:
+    """Above max_nodes, workers still launching go first, newest first: with no Node yet they hold no
+    pods, so stopping them moves nothing, where draining a Ready worker would. How many went."""
+    fleet, settings = draft.base.fleet, draft.base.settings
+    launching = sorted(
+        (i for i in fleet.in_flight if i.id not in fleet.binding.node_of), key=lambda i: (-i.launched_at, i.id)
+    )
+    cancel = tuple(i.id for i in launching[:above])
+    if cancel:
+        draft.terminate += cancel
+        draft.update(launches=tuple(x for x in draft.state.launches if x.instance_id not in cancel))
+        draft.say(
+            ReasonCode.ABOVE_MAX,
+            f"{', '.join(cancel)} still launching, terminated before joining: "
+            f"{fleet.count} workers > max_nodes {settings.max_nodes}",
+        )
+    return len(cancel)
 
 
 def room_above_min(draft: Draft) -> int:

@@ -8,10 +8,11 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from autoscaler.model import HOSTNAME_LABEL, ZONE_LABEL, Instance, Pod, ReasonCode, Unhelpable
+from autoscaler.model import Instance, Pod, ReasonCode, Unhelpable
 from autoscaler.placement import EXPLAIN, Slot, landing_daemonsets
 from autoscaler.plan_base import LAUNCH_VISIBILITY_GRACE_S, Base, Draft
 from autoscaler.room import Room
+from autoscaler.scheduling import HOSTNAME_LABEL, ZONE_LABEL
 
 
 @dataclass(slots=True)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections import Counter
 
-from autoscaler.model import Pod, SpreadConstraint
+from autoscaler.model import Pod
 from autoscaler.placement import Slot, node_affinity_matches, selector_matches, untolerated
+from autoscaler.scheduling import SpreadConstraint
 
 
 class Domains:

@@ -1,11 +1,15 @@
-"""AWS fixtures for the adapter tests (EC2 and DynamoDB): fake credentials, moto in process or on
-loopback, a VPC to launch into, and the state table built from a template's `StateTable`.
+"""Fixtures for the adapter tests.
 
-Every fixture here starts with `aws_`; nothing ever reaches real AWS.
+- AWS (EC2 and DynamoDB), every fixture starting with `aws_`: fake credentials, moto in process or
+  on loopback, a VPC to launch into, and the state table built from a template's `StateTable`;
+  nothing ever reaches real AWS.
+- `prom`: a real Prometheus holding prom_history's history, one per module that asks for it
+  (skipped, saying why, where Prometheus is not installed).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +19,10 @@ import pytest
 import requests
 from moto import mock_aws
 from moto.server import ThreadedMotoServer
+from prom_history import STEP_S, Prom, history
 
 from aws_table import create_state_table
+from node_fleet.stack.prometheus import INSTALL_HINT, PrometheusServer, binaries
 
 AWS_TEST_REGION = "eu-west-1"
 AWS_TEST_ZONES = ("eu-west-1a", "eu-west-1b", "eu-west-1c")
@@ -128,3 +134,12 @@ def aws_moto_server(aws_credentials: None) -> Iterator[str]:
         yield url
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prom]:
+    if binaries() is None:
+        pytest.skip(INSTALL_HINT)
+    end = float(int(time.time()) // STEP_S * STEP_S)
+    with PrometheusServer(tmp_path_factory.mktemp("prometheus"), history(end)) as server:
+        yield Prom(server.url, end)

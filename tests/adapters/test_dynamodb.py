@@ -1,6 +1,7 @@
-"""The DynamoDB adapters against moto, on a table built from the template's StateTable: the lease,
-the versioned state and its codec, the gate record, Powertools Idempotency sharing the table, and
-invocations racing for the lease over HTTP (moto_server on loopback)."""
+"""The DynamoDB adapters against moto, on a table built from the template's StateTable: what only they
+have of the lease and the versioned state (the ports' contracts, run against every implementation,
+are in test_contract_state.py), the codec, the gate record, Powertools Idempotency sharing the
+table, and invocations racing for the lease over HTTP (moto_server on loopback)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from aws_lambda_powertools.utilities.idempotency import (
     IdempotencyConfig,
     idempotent_function,
 )
+from state_samples import FULL_STATE, LEASE_S, NOW
 
 from autoscaler.adapters.dynamodb import (
     DynamoGateStore,
@@ -26,34 +28,11 @@ from autoscaler.adapters.dynamodb import (
     gate_key,
 )
 from autoscaler.adapters.state_json import state_from_json, state_to_json
-from autoscaler.model import Drain, DrainPhase, IntentRecord, Launch, ScalingState
+from autoscaler.model import Drain, Launch, ScalingState
 from autoscaler.ports import StaleStateError
 from aws_table import create_state_table, state_table_properties
 
 CLUSTER = "demo"
-NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
-LEASE_S = 960.0  # longer than the function timeout
-
-FULL_STATE = ScalingState(
-    version=7,
-    last_scale_up=NOW - 600,
-    last_scale_down=NOW - 1200.5,
-    last_failure=NOW - 3600,
-    pressure_since=NOW - 90.25,
-    unneeded_since={"worker-b": NOW - 300, "worker-a": NOW - 30},
-    launches=(
-        Launch("i-0aaa", "eu-west-1a", NOW - 60, NOW + 840),
-        Launch("i-0bbb", "eu-west-1b", NOW - 60, NOW + 840),
-    ),
-    drains=(
-        Drain("worker-c", "i-0ccc", NOW - 120, NOW + 180, DrainPhase.EVICTING, held_since=NOW - 10),
-        Drain("worker-d", None, NOW - 5, NOW + 295),
-    ),
-    backoff_until=NOW + 300,
-    paused=True,
-    gate_held_since=NOW - 45,
-    intents={"event-1": IntentRecord(NOW - 20, {"eu-west-1a": 2}, {"worker-e": "i-0eee"})},
-)
 
 
 # -- the table -------------------------------------------------------------------------------------
@@ -94,49 +73,6 @@ def test_table_helper_rejects_templates_it_cannot_use(aws_dynamodb_client, tmp_p
 
 
 # -- the lease -------------------------------------------------------------------------------------
-
-LEASE_CASES = [
-    pytest.param([("acquire", "a", NOW, True)], id="a free lease is taken"),
-    pytest.param([("acquire", "a", NOW, True), ("acquire", "b", NOW + 10, False)], id="a held lease is refused"),
-    pytest.param([("acquire", "a", NOW, True), ("acquire", "a", NOW + 10, False)], id="not re-entrant"),
-    pytest.param(
-        [("acquire", "a", NOW, True), ("acquire", "b", NOW + LEASE_S, False)],
-        id="still held at the expiry second",
-    ),
-    pytest.param(
-        [("acquire", "a", NOW, True), ("acquire", "b", NOW + LEASE_S + 0.5, True)],
-        id="an expired lease is taken over",
-    ),
-    pytest.param(
-        [("acquire", "a", NOW, True), ("release", "b"), ("acquire", "c", NOW + 10, False)],
-        id="another owner cannot release it",
-    ),
-    pytest.param(
-        [("acquire", "a", NOW, True), ("release", "a"), ("acquire", "b", NOW + 10, True)],
-        id="the holder's release frees it",
-    ),
-    pytest.param(
-        [
-            ("acquire", "a", NOW, True),
-            ("acquire", "b", NOW + LEASE_S + 1, True),
-            ("release", "a"),
-            ("acquire", "c", NOW + LEASE_S + 2, False),
-        ],
-        id="a holder whose lease was taken over cannot release the new one",
-    ),
-    pytest.param([("release", "a"), ("acquire", "b", NOW, True)], id="releasing a free lease is no error"),
-]
-
-
-@pytest.mark.parametrize("steps", LEASE_CASES)
-def test_lease(aws_dynamodb_client, aws_state_table, steps):
-    lease = DynamoLease(aws_state_table, CLUSTER, client=aws_dynamodb_client)
-    for op, owner, *rest in steps:
-        if op == "acquire":
-            now, expected = rest
-            assert lease.acquire(owner, now, LEASE_S) is expected, (op, owner, now)
-        else:
-            lease.release(owner)
 
 
 def test_lease_item_carries_owner_and_ttl(aws_dynamodb_client, aws_state_table):
@@ -186,38 +122,6 @@ def test_clients_are_made_on_first_use_with_retries(aws_mock, aws_state_table):
 @pytest.fixture
 def store(aws_dynamodb_client, aws_state_table) -> DynamoStateStore:
     return DynamoStateStore(aws_state_table, CLUSTER, client=aws_dynamodb_client)
-
-
-def test_state_absent_is_fresh(store):
-    assert store.load() == ScalingState()
-
-
-def test_state_saves_and_loads_with_increasing_versions(store):
-    first = store.save(replace(FULL_STATE, version=0))
-    assert first.version == 1
-    assert store.load() == first
-
-    second = store.save(replace(store.load(), paused=False, drains=()))
-    assert second.version == 2
-    assert store.load() == second
-
-
-def test_version_conflict_two_loads_two_saves(store):
-    store.save(ScalingState(last_scale_up=NOW))
-    mine, theirs = store.load(), store.load()
-
-    saved = store.save(replace(theirs, last_scale_down=NOW))
-    with pytest.raises(StaleStateError, match="version 1"):
-        store.save(replace(mine, paused=True))
-
-    assert store.load() == saved
-
-
-def test_version_conflict_on_the_first_save(store):
-    mine, theirs = store.load(), store.load()
-    store.save(theirs)
-    with pytest.raises(StaleStateError):
-        store.save(mine)
 
 
 def test_other_clusters_state_is_apart(aws_dynamodb_client, aws_state_table, store):

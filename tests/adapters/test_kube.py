@@ -36,13 +36,15 @@ from autoscaler.adapters.kube import (
     api_client,
     configuration,
 )
-from autoscaler.adapters.kube_parse import parse_cluster, parse_provider_id
+from autoscaler.adapters.kube_nodes import parse_provider_id
+from autoscaler.adapters.kube_parse import parse_cluster
 from autoscaler.adapters.kube_terms import pod_requests
 from autoscaler.adapters.kube_values import cpu_millis, mem_bytes, parse_quantity
 from autoscaler.config import ConfigError
 from autoscaler.config.kube import KubeOptions, secret_parameter_names
-from autoscaler.model import Pod, Requirement
+from autoscaler.model import Pod
 from autoscaler.ports import EvictionOutcome, PermanentError
+from autoscaler.scheduling import Requirement
 
 REAL_KUBECONFIG = os.environ.get("NODE_FLEET_TEST_KUBECONFIG", "")
 REAL_NODE = os.environ.get("NODE_FLEET_TEST_NODE", "")

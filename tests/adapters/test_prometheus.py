@@ -17,12 +17,20 @@ import logging
 import re
 import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 import requests
+from prom_history import (
+    EXPECTED_CLUSTER_CPU,
+    EXPECTED_CLUSTER_MEM,
+    EXPECTED_NODE_CPU,
+    EXPECTED_NODE_MEM,
+    IDLE,
+    QUEUE_DEPTH,
+    TOLERANCE,
+    Prom,
+)
 from prom_server import misbehaving_server
 
 from autoscaler.adapters.prometheus import (
@@ -35,99 +43,7 @@ from autoscaler.adapters.prometheus import (
 )
 from autoscaler.config import ConfigError
 from autoscaler.model import MetricsView
-from node_fleet.stack.prometheus import INSTALL_HINT, OpenMetrics, PrometheusServer, binaries, closed_port_url
-
-STEP_S = 15
-HISTORY_S = 30 * 60
-STALE_GAP_S = 240
-"""node-d's series stop this long before the end: past the 180 s staleness limit, inside
-Prometheus' 5 minute lookback, so Prometheus still returns them."""
-GIB = 2**30
-
-# node -> idle share of each of its two CPUs; the usage ratio is 1 - their mean.
-IDLE = {"node-a": (0.20, 0.30), "node-b": (0.50, 0.50), "node-c": (0.85, 0.95), "node-d": (0.10, 0.10)}
-# node -> (MemTotal, MemAvailable for the last 10 minutes) in GiB; before that 90% is available.
-MEMORY = {"node-a": (8, 2), "node-b": (8, 6), "node-c": (16, 8), "node-d": (4, 4)}
-FRESH_NODES = ("node-a", "node-b", "node-c")
-EXPECTED_NODE_CPU = {"node-a": 0.75, "node-b": 0.50, "node-c": 0.10}
-EXPECTED_CLUSTER_CPU = 1 - (0.20 + 0.30 + 0.50 + 0.50 + 0.85 + 0.95) / 6  # 0.45: node-d left out
-EXPECTED_NODE_MEM = {"node-a": 0.75, "node-b": 0.25, "node-c": 0.50}
-EXPECTED_CLUSTER_MEM = 1 - (2 + 6 + 8) / (8 + 8 + 16)  # 0.5: node-d left out
-# pod -> (created seconds before the end, unschedulable?, phase)
-PODS = {
-    "web-1": (600, True, "Pending"),
-    "web-2": (120, True, "Pending"),
-    "api-0": (1700, False, "Running"),
-}
-QUEUE_DEPTH = 42.0
-TOLERANCE = 1e-6
-
-
-@dataclass(frozen=True)
-class Prom:
-    url: str
-    end: float
-    """Timestamp of the newest sample of every fresh series."""
-
-    @property
-    def now(self) -> float:
-        """The `now` the tests sample at: just after the end of the history."""
-        return self.end + 5
-
-    def options(self, **changes: object) -> PrometheusOptions:
-        return replace(PrometheusOptions(url=self.url), **changes)
-
-
-def history(end: float) -> str:
-    om = OpenMetrics()
-    start = end - HISTORY_S
-    for t in range(int(start), int(end) + 1, STEP_S):
-        elapsed = t - start
-        for node, idles in IDLE.items():
-            if node == "node-d" and t > end - STALE_GAP_S:
-                continue
-            labels = {"instance": node, "nodename": f"{node}.internal", "job": "node-exporter"}
-            for cpu, idle in enumerate(idles):
-                for mode, share in (("idle", idle), ("user", (1 - idle) * 0.7), ("system", (1 - idle) * 0.3)):
-                    series = {**labels, "cpu": str(cpu), "mode": mode}
-                    # A counter growing by `share` CPU-seconds per second.
-                    om.add("node_cpu_seconds", "counter", "node_cpu_seconds_total", series, t, 1000.0 + share * elapsed)
-            total, available = MEMORY[node]
-            recent = t > end - 600
-            om.add("node_memory_MemTotal_bytes", "gauge", "node_memory_MemTotal_bytes", labels, t, total * GIB)
-            om.add(
-                "node_memory_MemAvailable_bytes",
-                "gauge",
-                "node_memory_MemAvailable_bytes",
-                labels,
-                t,
-                (available if recent else 0.9 * total) * GIB,
-            )
-        for pod, (age, unschedulable, phase) in PODS.items():
-            created = end - age
-            if t < created:
-                continue
-            labels = {"namespace": "default", "pod": pod, "uid": f"uid-{pod}", "job": "kube-state-metrics"}
-            om.add("kube_pod_created", "gauge", "kube_pod_created", labels, t, created)
-            for each in ("Pending", "Running", "Succeeded", "Failed", "Unknown"):
-                value = 1.0 if each == phase else 0.0
-                om.add("kube_pod_status_phase", "gauge", "kube_pod_status_phase", {**labels, "phase": each}, t, value)
-            if unschedulable:
-                om.add("kube_pod_status_unschedulable", "gauge", "kube_pod_status_unschedulable", labels, t, 1.0)
-        depth = QUEUE_DEPTH if t > end - 300 else 5.0
-        om.add("queue_depth", "gauge", "queue_depth", {"queue": "jobs"}, t, depth)
-        om.add("queue_depth", "gauge", "queue_depth", {"queue": "mail"}, t, 1.0)
-        om.add("queue_latency_seconds", "gauge", "queue_latency_seconds", {"queue": "jobs"}, t, float("nan"))
-    return om.text()
-
-
-@pytest.fixture(scope="module")
-def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prom]:
-    if binaries() is None:
-        pytest.skip(INSTALL_HINT)
-    end = float(int(time.time()) // STEP_S * STEP_S)
-    with PrometheusServer(tmp_path_factory.mktemp("prometheus"), history(end)) as server:
-        yield Prom(server.url, end)
+from node_fleet.stack.prometheus import closed_port_url
 
 
 class CountingSession(requests.Session):

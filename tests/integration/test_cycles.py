@@ -17,10 +17,15 @@ import pytest
 
 from autoscaler.adapters.kube import KubeError
 from node_fleet.stack.kube_api import objects
+from stack_driver import codes
 
 
-def codes(answer: dict) -> list[str]:
-    return [r["code"] for r in answer.get("reasons", ())]
+def light_web_load(cluster, unneeded_s: int = 0) -> None:
+    """Two 300m web pods over the two seeded workers, a node unneeded after `unneeded_s`, and
+    Prometheus caught up: one worker is removable."""
+    cluster.set(SCALE_DOWN_UNNEEDED_TIME_S=str(unneeded_s))
+    cluster.kubelets.add_workload("web", replicas=2, cpu_m=300, nodes=cluster.stack.seeded_workers)
+    cluster.stack.wait_for_metrics()
 
 
 def settle(cluster, timeout_s: float = 10.0) -> None:
@@ -62,10 +67,8 @@ def test_scale_up_for_unschedulable_pods_launches_once_and_the_pods_land(cluster
 
 
 def test_scale_down_after_the_unneeded_time_drains_terminates_and_deletes_the_node(cluster):
-    cluster.set(SCALE_DOWN_UNNEEDED_TIME_S="2")
+    light_web_load(cluster, unneeded_s=2)
     workers = cluster.stack.seeded_workers
-    cluster.kubelets.add_workload("web", replicas=2, cpu_m=300, nodes=workers)
-    cluster.stack.wait_for_metrics()
     instances = {cluster.node(n)["spec"]["providerID"].rsplit("/", 1)[1]: n for n in workers}
 
     waiting = cluster.tick()
@@ -148,10 +151,7 @@ def test_a_drain_whose_evictions_stay_refused_is_undone_at_the_timeout(cluster):
 
 
 def test_a_cycle_that_crashes_mid_drain_is_resumed_by_the_next(cluster):
-    cluster.set(SCALE_DOWN_UNNEEDED_TIME_S="0")
-    workers = cluster.stack.seeded_workers
-    cluster.kubelets.add_workload("web", replicas=2, cpu_m=300, nodes=workers)
-    cluster.stack.wait_for_metrics()
+    light_web_load(cluster)
     # The Eviction API fails once with a 500: the cycle raises (the invoker would retry it).
     cluster.kube.fail_next("/api/v1/namespaces/default/pods/", count=1, status=500, method="POST")
 
@@ -176,10 +176,7 @@ def test_a_cycle_that_crashes_mid_drain_is_resumed_by_the_next(cluster):
 
 
 def test_a_drain_whose_node_was_deleted_meanwhile_does_not_wedge_the_autoscaler(cluster):
-    cluster.set(SCALE_DOWN_UNNEEDED_TIME_S="0")
-    workers = cluster.stack.seeded_workers
-    cluster.kubelets.add_workload("web", replicas=2, cpu_m=300, nodes=workers)
-    cluster.stack.wait_for_metrics()
+    light_web_load(cluster)
     cluster.kube.fail_next("/api/v1/namespaces/default/pods/", count=1, status=500, method="POST")
     with pytest.raises(KubeError):
         cluster.tick()  # the drain is saved as CORDONED, then the cycle crashes
@@ -192,10 +189,8 @@ def test_a_drain_whose_node_was_deleted_meanwhile_does_not_wedge_the_autoscaler(
 
 
 def test_a_cycle_killed_between_terminate_and_node_deletion_is_resumed_after_its_lease(cluster):
-    cluster.set(SCALE_DOWN_UNNEEDED_TIME_S="0", LEASE_DURATION_S="30")
-    workers = cluster.stack.seeded_workers
-    cluster.kubelets.add_workload("web", replicas=2, cpu_m=300, nodes=workers)
-    cluster.stack.wait_for_metrics()
+    cluster.set(LEASE_DURATION_S="30")
+    light_web_load(cluster)
     answer = cluster.tick()
     (gone,) = answer["remove"]
     cluster.wait(lambda: not cluster.pods_on(gone), what="the drained node is empty")

@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from stack_driver import EVENTS, ROOT, apply_environ
 
 from autoscaler import handler
 from gitops_hooks import handler as hook_handler
 from node_fleet.local_invoke import function_ids, invoke, load_template, resolve_function
 from node_fleet.stack import aws
+from stack_driver import EVENTS, ROOT, apply_environ
 
 TEMPLATE = ROOT / "template.yaml"
 EVENT_FILES = sorted(EVENTS.glob("*.json"))

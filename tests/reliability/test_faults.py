@@ -50,12 +50,7 @@ from autoscaler.ports import StaleStateError
 from node_fleet.stack import aws
 from node_fleet.stack.kube_api import objects
 from node_fleet.stack.prometheus import closed_port_url
-
-Cluster = Any  # conftest.Cluster: taken from the `cluster` fixture, never imported (see conftest.py)
-
-
-def codes(answer: dict[str, Any]) -> list[str]:
-    return [r["code"] for r in answer.get("reasons", ())]
+from stack_driver import Cluster, codes
 
 
 def emf(out: str) -> dict[str, float]:

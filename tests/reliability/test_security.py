@@ -30,36 +30,20 @@ import logging
 import traceback
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from autoscaler import handler
 from gitops_hooks import handler as hook_handler
-from node_fleet.local_invoke import load_template
 from node_fleet.stack import aws
 from node_fleet.stack.stack import forget_cached_clients
-
-ROOT = Path(__file__).resolve().parents[2]
-EVENTS = ROOT / "events"
+from stack_driver import load_event
+from template_helpers import flatten_if, read_template
 
 # -- IAM -------------------------------------------------------------------------------------------------------
 
 READ_ONLY = ("Describe", "Get", "List")
-
-
-def flatten_if(value: Any) -> list[Any]:
-    """Both branches of every Fn::If, without AWS::NoValue: everything a statement or list can be
-    (as tests/template/template_helpers.py reads them)."""
-    if isinstance(value, dict) and set(value) == {"Fn::If"}:
-        _, when_true, when_false = value["Fn::If"]
-        return flatten_if(when_true) + flatten_if(when_false)
-    if value == {"Ref": "AWS::NoValue"}:
-        return []
-    if isinstance(value, list):
-        return [item for element in value for item in flatten_if(element)]
-    return [value]
 
 
 def iam_statements(template: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -101,7 +85,7 @@ def mutating_ec2(statement: dict[str, Any]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def template() -> dict[str, Any]:
-    return load_template(ROOT / "template.yaml")
+    return read_template()
 
 
 def test_the_template_allows_no_not_action_or_not_resource(template):
@@ -139,10 +123,6 @@ def test_no_star_resource_on_mutating_ec2_actions(template):
 # -- HMAC ------------------------------------------------------------------------------------------------------
 
 MAX_BODY = hook_handler.MAX_BODY_BYTES
-
-
-def load_event(name: str) -> dict[str, Any]:
-    return json.loads((EVENTS / name).read_text())
 
 
 def flux_body(sent: datetime | None = None, reason: str = "Progressing", pad: int = 0) -> bytes:

@@ -13,7 +13,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-from template_helpers import TEMPLATE
 
 from node_fleet import exits
 from node_fleet.cli import main as cli_main
@@ -26,6 +25,7 @@ from node_fleet.local_invoke import (
     parameter_overrides,
     resolve_function,
 )
+from template_helpers import TEMPLATE
 
 TEMPLATE_TEXT = """\
 AWSTemplateFormatVersion: "2010-09-09"

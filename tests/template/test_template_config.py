@@ -11,11 +11,11 @@ import tomllib
 from typing import Any
 
 import pytest
-from template_helpers import ROOT, TEMPLATE, function_environment, function_property
 
 from autoscaler.config import Settings
 from autoscaler.config import settings as config
 from node_fleet.local_invoke import resolve_function
+from template_helpers import ROOT, TEMPLATE, function_environment, function_property
 
 AUTOSCALER = "AutoscalerFunction"
 HOOK = "GitopsHookFunction"

@@ -10,10 +10,10 @@ import os
 import subprocess
 
 import pytest
-from template_helpers import ROOT, SAM_VENV_BIN, TEMPLATE, require_tool
 
 from node_fleet.local_invoke import function_ids, load_template
 from node_fleet.runtime_python import runtime_python_dir
+from template_helpers import ROOT, SAM_VENV_BIN, TEMPLATE, require_tool
 
 HOW = "run `make sam` to create .venv-sam with the pinned aws-sam-cli and cfn-lint"
 PYTHON_RUNTIME = "python3.12"

@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from builders import NOW, busy, pending, pod, worker
-from fakes import FakeCluster, FakeFleet, FakeMetrics, ports
 
 from autoscaler.actuator import act
 from autoscaler.config import Settings
 from autoscaler.model import Action, Decision, Drain, DrainPhase, InstanceState, ScalingState
 from autoscaler.service import observe, run_cycle
+from builders import NOW, busy, pending, pod, worker
+from fakes import FakeCluster, FakeFleet, FakeMetrics, ports
 from node_fleet.sim.ports import MemoryStateStore
 
 S = Settings()

@@ -19,32 +19,34 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from builders import NOW, ZONES, pending, pod, snapshot, worker
 
 from autoscaler.config import Settings
 from autoscaler.model import (
     DO_NOT_DISRUPT,
-    HOSTNAME_LABEL,
-    NODE_NAME_FIELD,
     SAFE_TO_EVICT,
     SAFE_TO_EVICT_LOCAL_VOLUMES,
-    ZONE_LABEL,
     Action,
     Drain,
     DrainPhase,
+    Node,
+    ReasonCode,
+    ScalingState,
+)
+from autoscaler.planner import plan
+from autoscaler.scheduling import (
+    HOSTNAME_LABEL,
+    NODE_NAME_FIELD,
+    ZONE_LABEL,
     HostPort,
     LabelSelector,
-    Node,
     Placement,
     PodAffinityTerm,
-    ReasonCode,
     Requirement,
-    ScalingState,
     SpreadConstraint,
     Taint,
     Toleration,
 )
-from autoscaler.planner import plan
+from builders import NOW, ZONES, pending, pod, snapshot, worker
 
 A, B = ZONES
 R = ReasonCode

@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import io
 import json
-from datetime import UTC, datetime
 
 import pytest
-from lambda_context import LambdaContext
 
 from autoscaler.config import Settings
 from autoscaler.gitops.reader import check
+from flux_objects import flux_event as flux_event_at
 from gitops_hooks import handler
 from gitops_hooks.handler import HookWiring, poll, webhook
+from lambda_context import LambdaContext
 
 NOW = 1_800_000_000.0
 KEY = b"canary-secret-3f9a7c"
 S = Settings()
+# Sent now, unless a test says otherwise.
+flux_event = functools.partial(flux_event_at, sent=NOW)
 
 
 class Objects:
@@ -72,23 +75,6 @@ def kustomization(ready="True", reason="ReconciliationSucceeded"):
 
 def wiring(objects=None, clock=NOW):
     return HookWiring(objects or Objects([kustomization()]), Store(), KEY, clock=lambda: clock)
-
-
-def flux_event(reason="Progressing", sent=NOW):
-    return {
-        "involvedObject": {
-            "kind": "Kustomization",
-            "namespace": "flux-system",
-            "name": "apps",
-            "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
-        },
-        "severity": "info",
-        "timestamp": datetime.fromtimestamp(sent, UTC).isoformat().replace("+00:00", "Z"),
-        "message": "Applying revision main@sha1:abc",
-        "reason": reason,
-        "reportingController": "kustomize-controller",
-        "metadata": {"revision": "main@sha1:abc"},
-    }
 
 
 def url_request(body: bytes, signature: str | None = "sign", b64=False):

@@ -28,8 +28,6 @@ from collections import defaultdict
 from dataclasses import replace
 from typing import Any
 
-from builders import CPU, MEM, NOW, ZONES
-from fakes import FakeCluster, FakeFleet, MemoryLease
 from hypothesis import HealthCheck, settings
 from hypothesis import event as note
 from hypothesis import strategies as st
@@ -54,6 +52,8 @@ from autoscaler.model import (
 from autoscaler.ports import LaunchResult, NotOurInstance, Ports
 from autoscaler.rules import pod_blocker
 from autoscaler.service import LeaseBusy, Wiring, handle
+from builders import CPU, MEM, NOW, ZONES
+from fakes import FakeCluster, FakeFleet, MemoryLease
 from node_fleet.sim.ports import MemoryStateStore
 
 LONG = os.environ.get("HYPOTHESIS_PROFILE") == "long"

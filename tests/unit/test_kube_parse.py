@@ -17,20 +17,19 @@ from autoscaler.adapters.kube_parse import (
     parse_cluster,
     parse_pod,
 )
-from autoscaler.model import (
+from autoscaler.model import Node, Pod
+from autoscaler.placement import VOLUMES, Slot, landing_daemonsets, terms_match
+from autoscaler.room import Room
+from autoscaler.scheduling import (
     NODE_NAME_FIELD,
     HostPort,
     LabelSelector,
-    Node,
-    Pod,
     PodAffinityTerm,
     Requirement,
     SpreadConstraint,
     Taint,
     Toleration,
 )
-from autoscaler.placement import VOLUMES, Slot, landing_daemonsets, terms_match
-from autoscaler.room import Room
 
 DEFAULT_TOLERATIONS = (
     Toleration("node.kubernetes.io/not-ready", "Exists", "", "NoExecute"),

@@ -11,7 +11,8 @@ import re
 
 import pytest
 
-from autoscaler.adapters.kube_parse import parse_node, parse_pod
+from autoscaler.adapters.kube_nodes import parse_node
+from autoscaler.adapters.kube_parse import parse_pod
 from node_fleet.stack.kube_api import FakeKube, objects
 from node_fleet.stack.kubelets import KubeletFleet, WorkerShape, iso
 from node_fleet.stack.prometheus import PrometheusMissing

@@ -29,21 +29,7 @@ import dataclasses
 
 import pytest
 
-from autoscaler.model import (
-    HOSTNAME_LABEL,
-    NODE_NAME_FIELD,
-    ZONE_LABEL,
-    HostPort,
-    LabelSelector,
-    Node,
-    Placement,
-    Pod,
-    PodAffinityTerm,
-    Requirement,
-    SpreadConstraint,
-    Taint,
-    Toleration,
-)
+from autoscaler.model import Node, Pod
 from autoscaler.placement import (
     NODE_AFFINITY,
     POD_AFFINITY,
@@ -60,6 +46,19 @@ from autoscaler.placement import (
     volume_zone_terms,
 )
 from autoscaler.room import Room
+from autoscaler.scheduling import (
+    HOSTNAME_LABEL,
+    NODE_NAME_FIELD,
+    ZONE_LABEL,
+    HostPort,
+    LabelSelector,
+    Placement,
+    PodAffinityTerm,
+    Requirement,
+    SpreadConstraint,
+    Taint,
+    Toleration,
+)
 
 # -- builders ------------------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ only the one-line matchers `requirement_matches` and `tolerates` with placement.
   pods gives (it finds the undo-on-a-withdrawn-node spread bug fixed in d53209d).
 
 Default profile: a few seconds, the same examples every run (derandomized). `HYPOTHESIS_PROFILE=long`
-runs ten times as many, random, as in tests/reliability/test_fuzz.py. The long profile found two
+runs ten times as many, random, as in tests/reliability/test_fuzz_*.py. The long profile found two
 planner bugs, kept below as regression examples: a node that received moved pods was removed
 from under them, and removals drained in parallel were each checked while the others' pods
 still counted.
@@ -31,32 +31,27 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from builders import NOW, ZONES, worker
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
 from autoscaler.config import Settings
-from autoscaler.model import (
+from autoscaler.model import SAFE_TO_EVICT, ClusterSnapshot, MetricsView, Node, Pod, ScalingState
+from autoscaler.placement import requirement_matches, tolerates
+from autoscaler.planner import plan
+from autoscaler.scheduling import (
     HOSTNAME_LABEL,
     NODE_NAME_FIELD,
-    SAFE_TO_EVICT,
     ZONE_LABEL,
-    ClusterSnapshot,
     HostPort,
     LabelSelector,
-    MetricsView,
-    Node,
     Placement,
-    Pod,
     PodAffinityTerm,
     Requirement,
-    ScalingState,
     SpreadConstraint,
     Taint,
     Toleration,
 )
-from autoscaler.placement import requirement_matches, tolerates
-from autoscaler.planner import plan
+from builders import NOW, ZONES, worker
 
 LONG = os.environ.get("HYPOTHESIS_PROFILE") == "long"
 SCALE = 10 if LONG else 1
@@ -384,6 +379,20 @@ def describe(snap: ClusterSnapshot) -> str:
     return "\n".join(lines)
 
 
+def idle_four(nodes: list[Node], pods: list[Pod]) -> tuple[ClusterSnapshot, ScalingState, Settings]:
+    """The four workers' `nodes` holding `pods`, every node idle and unneeded for an hour; two drains
+    may run at once."""
+    snap = ClusterSnapshot(
+        tuple(nodes),
+        tuple(pods),
+        tuple(worker(i)[0] for i in range(4)),
+        MetricsView(cluster_cpu=0.1, node_cpu={n.name: 0.05 for n in nodes}),
+        ZONES,
+    )
+    state = ScalingState(unneeded_since={n.name: NOW - 3600 for n in nodes})
+    return snap, state, Settings(min_nodes=1, max_drains_in_parallel=2)
+
+
 def stranded() -> tuple[ClusterSnapshot, ScalingState, Settings]:
     """The smallest cluster the long profile found: n0's pod moves onto n1 (first fit), then n1 is
     removed too and only its own pods are moved; n3's one free slot pair cannot take all three."""
@@ -395,15 +404,7 @@ def stranded() -> tuple[ClusterSnapshot, ScalingState, Settings]:
         Pod(f"{n}-{k}", "default", 0, 0, node=n, labels={"app": "web"})
         for n, k in (("n0", 0), ("n1", 0), ("n1", 1), ("n3", 0))
     ]
-    snap = ClusterSnapshot(
-        tuple(nodes),
-        tuple(pods),
-        tuple(worker(i)[0] for i in range(4)),
-        MetricsView(cluster_cpu=0.1, node_cpu={n.name: 0.05 for n in nodes}),
-        ZONES,
-    )
-    state = ScalingState(unneeded_since={n.name: NOW - 3600 for n in nodes})
-    return snap, state, Settings(min_nodes=1, max_drains_in_parallel=2)
+    return idle_four(nodes, pods)
 
 
 @settings(max_examples=1, database=None, deadline=None)
@@ -441,15 +442,7 @@ def parallel_spread() -> tuple[ClusterSnapshot, ScalingState, Settings]:
         ),
         Pod("db-1", "default", 0, 0, node="n3", labels=db, placement=Placement(node_selector=(("disk", "ssd"),))),
     ]
-    snap = ClusterSnapshot(
-        tuple(nodes),
-        tuple(pods),
-        tuple(worker(i)[0] for i in range(4)),
-        MetricsView(cluster_cpu=0.1, node_cpu={n.name: 0.05 for n in nodes}),
-        ZONES,
-    )
-    state = ScalingState(unneeded_since={n.name: NOW - 3600 for n in nodes})
-    return snap, state, Settings(min_nodes=1, max_drains_in_parallel=2)
+    return idle_four(nodes, pods)
 
 
 @settings(max_examples=1, database=None, deadline=None)

@@ -6,26 +6,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from builders import CPU, MEM, NOW, ZONES, busy, pending, pod, snapshot, worker
 
 from autoscaler.config import Settings
-from autoscaler.model import (
-    Drain,
-    HostPort,
-    Instance,
-    InstanceState,
-    Intent,
-    IntentKind,
-    Node,
-    Placement,
-    Pod,
-    ReasonCode,
-    Requirement,
-    ScalingState,
-    Taint,
-    Toleration,
-)
+from autoscaler.model import Drain, Instance, InstanceState, Intent, IntentKind, Node, Pod, ReasonCode, ScalingState
 from autoscaler.planner import plan
+from autoscaler.scheduling import HostPort, Placement, Requirement, Taint, Toleration
+from builders import CPU, MEM, NOW, ZONES, busy, pending, pod, snapshot, worker
 
 A, B = ZONES
 R = ReasonCode
@@ -313,6 +299,16 @@ def test_a_fleet_above_max_is_brought_back_under_the_removal_rules():
     pods = [p for i in range(4) for p in busy(f"n{i}", 1, cpu=300)]
     d = plan(snapshot(w(4), pods), ScalingState(), Settings(min_nodes=1, max_nodes=3), NOW)
     assert len(d.remove) == 1 and R.ABOVE_MAX in d.codes
+
+
+def test_above_max_the_workers_still_launching_go_first_newest_first():
+    # max_nodes lowered while workers launch: stopping a launch moves nothing; draining a Ready worker would.
+    launching = [worker(5, ready=None, launched_ago=30), worker(6, ready=None, launched_ago=10)]
+    snap = snapshot([*w(2), *launching], busy("n0", 1) + busy("n1", 1))
+    d = plan(snap, ScalingState(), Settings(min_nodes=1, max_nodes=3), NOW)
+    assert d.terminate_unjoined == ("i-0006",) and d.remove == () and R.ABOVE_MAX in d.codes
+    d = plan(snap, ScalingState(), Settings(min_nodes=1, max_nodes=1), NOW)
+    assert d.terminate_unjoined == ("i-0006", "i-0005") and len(d.remove) == 1
 
 
 def test_pause_stops_the_unjoined_clean_up():

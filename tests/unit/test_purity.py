@@ -5,7 +5,19 @@ import sys
 
 import pytest
 
-PURE = ["autoscaler.model", "autoscaler.config", "autoscaler.binpack", "autoscaler.planner", "autoscaler.ports"]
+PURE = [
+    "autoscaler.model",
+    "autoscaler.scheduling",
+    "autoscaler.config",
+    "autoscaler.binpack",
+    "autoscaler.placement",
+    "autoscaler.room",
+    "autoscaler.rules",
+    "autoscaler.planner",
+    "autoscaler.ports",
+    "autoscaler.gitops.flux",
+    "autoscaler.gitops.gate",
+]
 FORBIDDEN = ("boto3", "botocore", "requests", "kubernetes", "urllib3")
 
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from builders import NOW, busy, pending, worker
-from fakes import FakeCluster, FakeFleet, MemoryLease, ports
 
 from autoscaler.config import Settings
 from autoscaler.events import AlarmChange, Manual, Tick
 from autoscaler.model import Action, Drain, Intent, IntentKind, IntentRecord, ReasonCode, ScalingState
 from autoscaler.ports import GateAnswer
 from autoscaler.service import INTENT_MEMORY_S, LeaseBusy, Wiring, handle, run_cycle
+from builders import NOW, busy, pending, worker
+from fakes import FakeCluster, FakeFleet, MemoryLease, ports
 
 S = Settings()
 HELD = GateAnswer(
@@ -64,7 +64,8 @@ def test_a_manual_event_waits_for_the_lease_then_asks_to_be_retried():
 
 def test_a_manual_event_gets_the_lease_once_it_expires():
     p = quiet_world()
-    w, slept = wiring(p, MemoryLease(owner="other", expires=NOW + 3))
+    # Held through its expiry second NOW + 2 (the lease contract): free at the third one-second wait.
+    w, slept = wiring(p, MemoryLease(owner="other", expires=NOW + 2))
     report = handle(Manual("e1", Intent(IntentKind.SCALE_UP, 1, "test")), w, S, "tok")
     assert report.status == "acted" and len(slept) == 3
     assert [c[0] for c in p.fleet.calls] == ["launch"]

@@ -7,10 +7,10 @@ import json
 import pytest
 
 from autoscaler.config import Settings
-from autoscaler.model import (
+from autoscaler.model import InstanceState
+from autoscaler.scheduling import (
     HOSTNAME_LABEL,
     ZONE_LABEL,
-    InstanceState,
     LabelSelector,
     Placement,
     PodAffinityTerm,

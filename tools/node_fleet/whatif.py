@@ -23,7 +23,6 @@ from autoscaler.adapters.kube_parse import ClusterObjects, parse_cluster
 from autoscaler.config import Settings
 from autoscaler.matching import bind
 from autoscaler.model import (
-    ZONE_LABEL,
     ClusterSnapshot,
     Decision,
     Instance,
@@ -34,6 +33,7 @@ from autoscaler.model import (
     ScalingState,
 )
 from autoscaler.planner import plan
+from autoscaler.scheduling import ZONE_LABEL
 
 LIST_COMMAND = "kubectl get nodes,pods,pdb,pv,pvc,daemonsets,storageclasses -A -o json"
 INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"

@@ -10,7 +10,8 @@ StorageClasses and DaemonSets, each listed once a cycle; `kube_parse` turns them
 Speed: a cycle on a 1,000-node, 30,000-pod cluster lists everything each minute. Lists are read
 a page at a time (`limit`/`continue`) as raw JSON, decoded by msgspec into plain dicts that keep
 only the fields the parser reads (`kube_fields`), with the cyclic garbage collector paused while
-they pile up; the client's per-object models are never built. The `kubernetes` package is
+they pile up, and the next page is fetched while one is parsed; the client's per-object models
+are never built. The `kubernetes` package is
 imported lazily and only its `client.api_client`/`configuration`/`rest` modules (the API classes
 and the hundreds of model modules stay unimported); `bench/cycle.py` measures both paths.
 
@@ -22,10 +23,11 @@ cycle may succeed: connection failures, timeouts, 409, 429 and 5xx are); 401 and
 from __future__ import annotations
 
 import functools
-import gc
 import json
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 from urllib.parse import quote
@@ -33,7 +35,8 @@ from urllib.parse import quote
 import msgspec
 
 from autoscaler.adapters import kube_fields
-from autoscaler.adapters.kube_parse import FINISHED_PHASES, PodContext, checked, parse_daemonset, parse_node, parse_pod
+from autoscaler.adapters.kube_nodes import parse_node
+from autoscaler.adapters.kube_parse import FINISHED_PHASES, PodContext, checked, parse_daemonset, parse_pod
 from autoscaler.adapters.kube_storage import (
     DisruptionBudget,
     parse_claim,
@@ -43,6 +46,7 @@ from autoscaler.adapters.kube_storage import (
 )
 from autoscaler.config import ConfigError
 from autoscaler.config.kube import DEFAULT_PAGE_SIZE, DEFAULT_TIMEOUT_S, KubeOptions
+from autoscaler.gc_pause import gc_paused
 from autoscaler.model import Node, Pod
 from autoscaler.ports import EvictionOutcome, PermanentError
 
@@ -282,21 +286,23 @@ class KubeCluster:
     ) -> list[T]:
         """Every item of a list, read page by page, each item decoded with only `fields` (a
         TypedDict of kube_fields; Any keeps everything) and parsed; each page is dropped once
-        parsed. A continue token that expired (410) restarts the list once from the beginning."""
+        parsed. A continue token that expired (410) restarts the list once from the beginning.
+
+        The next page is requested, on a second thread, as soon as this one's continue token is
+        decoded, so the server's time to serve it overlaps the parsing of this one (at 30,000
+        pods, half a second of the fake server's against 0.75 s of parsing). Still one request
+        at a time, in order."""
         decoder = _page_decoder(fields)
         restarted = False
         out: list[T] = []
-        token: str | None = None
-        with _gc_paused():
+        with gc_paused(), _quick_switches(), ThreadPoolExecutor(1, thread_name_prefix="kube-page") as fetcher:
+            status, data = self._page(path, query, None)
             while True:
-                params: list[tuple[str, Any]] = [("limit", self.page_size), *(query or {}).items()]
-                if token:
-                    params.append(("continue", token))
-                status, data = self._call("GET", path, query=params, ok=(200, 410) if token else (200,))
                 if status == 410:
                     if restarted:
                         raise KubeError("GET", path, 410, "Expired", "the list's continue token expired twice")
-                    restarted, token, out = True, None, []
+                    restarted, out = True, []
+                    status, data = self._page(path, query, None)
                     continue
                 try:
                     page = decoder.decode(data)
@@ -305,10 +311,19 @@ class KubeCluster:
                     for item in (msgspec.json.decode(data) or {}).get("items") or ():
                         parse(item)
                     raise ValueError(f"GET {path}: {exc}") from exc
-                out.extend(parse(item) for item in page.get("items") or ())
                 token = (page.get("metadata") or {}).get("continue")
-                if not token:
+                following = fetcher.submit(self._page, path, query, token) if token else None
+                out.extend(parse(item) for item in page.get("items") or ())
+                if following is None:
                     return out
+                del page  # freed while the next page is on its way
+                status, data = following.result()
+
+    def _page(self, path: str, query: Mapping[str, str] | None, token: str | None) -> tuple[int, bytes]:
+        params: list[tuple[str, Any]] = [("limit", self.page_size), *(query or {}).items()]
+        if token:
+            params.append(("continue", token))
+        return self._call("GET", path, query=params, ok=(200, 410) if token else (200,))
 
     def _call(
         self,
@@ -356,14 +371,14 @@ def _page_decoder(fields: Any) -> msgspec.json.Decoder:
 
 
 @contextmanager
-def _gc_paused() -> Iterator[None]:
-    """A list decodes into hundreds of thousands of acyclic dicts and lists: the cyclic collector
-    would scan them over and over while they pile up (about half the decoding time at 30,000
-    pods) and could free none of them."""
-    enabled = gc.isenabled()
-    gc.disable()
+def _quick_switches() -> Iterator[None]:
+    """The thread fetching the next page needs the GIL for a moment each time data arrives, and
+    the parsing thread holds it up to the switch interval each time (5 ms by default): a 2 MB
+    page then took longer to arrive than to parse, and the parser waited for it (0.4 s over
+    30,000 pods, against 0.15 s at 0.5 ms)."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(interval, 0.0005))
     try:
         yield
     finally:
-        if enabled:
-            gc.enable()
+        sys.setswitchinterval(interval)

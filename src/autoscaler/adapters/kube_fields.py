@@ -5,6 +5,13 @@ images, mounts and projected volumes that placement never looks at. msgspec deco
 straight into plain dicts holding only these fields and skips the rest without building it, so
 `kube_parse` stays one dict parser for the adapter and for `kubectl get -o json`.
 
+A few of a pod's fields are kept as raw JSON (`msgspec.Raw`), which `kube_parse` decodes only
+when it reads them: the spec fields it works out once per distinct spec (`PodContext.shape`,
+which keys its cache on their JSON as it came), and the conditions, read for unbound pods only.
+The replicas of a workload share their spec, so most pods' specs are never built. Containers
+are decoded down to their raw resources and ports: their mounts name the pod's own service
+account volume (`kube-api-access-<random>`), which would make every pod's spec distinct.
+
 Keep them in step with `kube_parse`: a field it reads but that is missing here reads as absent
 through the adapter only (tests/adapters/test_kube.py compares the adapter with parse_cluster
 on objects that carry every field). Leaves are `Any`, so an unusual value reaches the parser,
@@ -12,6 +19,8 @@ which names the field it cannot read; only the shape that lets msgspec skip is t
 """
 
 from typing import Any, TypedDict
+
+from msgspec import Raw
 
 
 class OwnerReference(TypedDict, total=False):
@@ -36,8 +45,8 @@ class Condition(TypedDict, total=False):
 
 
 class Container(TypedDict, total=False):
-    resources: Any
-    ports: Any
+    resources: Raw
+    ports: Raw
     restartPolicy: Any
 
 
@@ -51,22 +60,22 @@ class Volume(TypedDict, total=False):
 
 class PodSpec(TypedDict, total=False):
     nodeName: Any
+    volumes: list[Volume]
     containers: list[Container]
     initContainers: list[Container]
-    volumes: list[Volume]
-    nodeSelector: Any
-    affinity: Any
-    tolerations: Any
-    topologySpreadConstraints: Any
+    nodeSelector: Raw
+    affinity: Raw
+    tolerations: Raw
+    topologySpreadConstraints: Raw
     hostNetwork: Any
     terminationGracePeriodSeconds: Any
-    overhead: Any
-    resources: Any
+    overhead: Raw
+    resources: Raw
 
 
 class PodStatus(TypedDict, total=False):
     phase: Any
-    conditions: list[Condition]
+    conditions: Raw
 
 
 class Pod(TypedDict, total=False):

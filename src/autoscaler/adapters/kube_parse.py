@@ -20,13 +20,13 @@ Bad input raises ValueError naming the object and, where it can, the field.
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple, TypeVar
 
 import msgspec
 
+from autoscaler.adapters.kube_nodes import parse_node
 from autoscaler.adapters.kube_storage import (
     Claim,
     DisruptionBudget,
@@ -37,26 +37,21 @@ from autoscaler.adapters.kube_storage import (
     parse_volume,
 )
 from autoscaler.adapters.kube_terms import pod_placement, pod_requests
-from autoscaler.adapters.kube_values import cpu_millis, mem_bytes, mib, object_name, parse_quantity, parse_time
-from autoscaler.model import (
+from autoscaler.adapters.kube_values import mib, object_name, parse_time
+from autoscaler.model import Node, Pod
+from autoscaler.scheduling import (
     NODE_NAME_FIELD,
-    ZONE_LABEL,
-    Node,
     NodeSelectorTerm,
     Placement,
-    Pod,
     Requirement,
-    Taint,
     Toleration,
 )
 
 T = TypeVar("T")
 
-CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
 FINISHED_PHASES = ("Succeeded", "Failed")
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 LOCAL_PATH_PROVISIONER = "rancher.io/local-path"
-NODE_ADDRESS_TYPES = ("InternalIP", "Hostname", "InternalDNS")
 
 
 def _daemon_toleration(key: str, effect: str) -> Toleration:
@@ -77,51 +72,21 @@ DAEMON_TOLERATIONS = (
 HOST_NETWORK_DAEMON_TOLERATION = _daemon_toleration("node.kubernetes.io/network-unavailable", "NoSchedule")
 
 
-# ---------------------------------------------------------------------------------------------
-# Nodes
-
-
-def parse_provider_id(provider_id: str | None) -> tuple[str | None, str | None]:
-    """(availability zone, instance id) from `aws:///<az>/<instance-id>`; (None, None) for any
-    other provider. The instance is never guessed from a node's name or DNS name."""
-    if not provider_id or not provider_id.startswith("aws://"):
-        return None, None
-    parts = [p for p in provider_id[len("aws://") :].split("/") if p]
-    if not parts or not re.fullmatch(r"i-[0-9a-f]{8,17}", parts[-1]):
-        return None, None
-    return (parts[-2] if len(parts) >= 2 else None), parts[-1]
-
-
-def parse_node(obj: Mapping[str, Any]) -> Node:
-    meta = obj.get("metadata") or {}
-    spec = obj.get("spec") or {}
-    status = obj.get("status") or {}
-    alloc = status.get("allocatable") or status.get("capacity") or {}
-    labels = dict(meta.get("labels") or {})
-    az, instance_id = parse_provider_id(spec.get("providerID"))
-    if instance_id is not None and az is None:
-        az = labels.get(ZONE_LABEL)
-    ready = next((c for c in status.get("conditions") or () if c.get("type") == "Ready"), None) or {}
-    return Node(
-        name=object_name(meta),
-        alloc_cpu_m=cpu_millis(str(alloc.get("cpu", "0")), round_up=False),
-        alloc_mem_mib=mib(mem_bytes(str(alloc.get("memory", "0")), round_up=False), round_up=False),
-        instance_id=instance_id,
-        az=az,
-        ready=ready.get("status") == "True",
-        cordoned=bool(spec.get("unschedulable")),
-        control_plane=any(k in labels and labels[k] != "false" for k in CONTROL_PLANE_LABELS),
-        annotations=dict(meta.get("annotations") or {}),
-        created_at=parse_time(meta.get("creationTimestamp")) or 0.0,
-        labels=labels,
-        taints=tuple(Taint(t["key"], t.get("value") or "", t["effect"]) for t in spec.get("taints") or ()),
-        alloc_pods=int(parse_quantity(alloc["pods"])) if "pods" in alloc else 110,
-        addresses=frozenset(a["address"] for a in status.get("addresses") or () if a.get("type") in NODE_ADDRESS_TYPES),
-        ready_since=parse_time(ready.get("lastTransitionTime")),
-    )
-
-
 _encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+
+
+def _json(value: Any) -> Any:
+    """A field the adapter kept as raw JSON (see kube_fields), decoded; any other as it is."""
+    return _decode(value) if isinstance(value, msgspec.Raw) else value
+
+
+def _decoded(spec: Mapping[str, Any]) -> dict[str, Any]:
+    out = {k: _json(v) for k, v in spec.items()}
+    for kind in ("containers", "initContainers"):
+        if isinstance(out.get(kind), list):
+            out[kind] = [{k: _json(v) for k, v in c.items()} if isinstance(c, Mapping) else c for c in out[kind]]
+    return out
 
 
 def _pin(node: str) -> tuple[NodeSelectorTerm, ...]:
@@ -155,32 +120,38 @@ class PodContext:
         self._claims = {(c.namespace, c.name): c for c in claims}
         self._volumes = {v.name: v for v in volumes}
         self._provisioners = dict(classes)
-        self._pdbs_by_labels: dict[tuple[str, frozenset[tuple[str, str]]], tuple[str, ...]] = {}
+        self._by_labels: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[dict[str, str], tuple[str, ...]]] = {}
         self._shapes: dict[bytes, PodShape] = {}
 
     def budget_table(self) -> dict[str, int]:
         """`namespace/name` -> disruptionsAllowed."""
         return {b.key: b.disruptions_allowed for b in self.budgets}
 
-    def pdbs_of(self, namespace: str, labels: Mapping[str, str]) -> tuple[str, ...]:
-        budgets = self._budgets_by_namespace.get(namespace)
-        if not budgets:
-            return ()
-        # The replicas of a workload share their labels: match each label set once.
-        key = (namespace, frozenset(labels.items()))
-        found = self._pdbs_by_labels.get(key)
+    def labels_and_pdbs(self, namespace: str, labels: Mapping[str, str]) -> tuple[dict[str, str], tuple[str, ...]]:
+        """A pod's labels, as one dict shared by the pods of its namespace that carry the same ones
+        in the same order (the replicas of a workload), and the PDBs that select them: matched
+        once per label set (the same labels in another order are only matched again)."""
+        key = (namespace, tuple(labels.items()))
+        found = self._by_labels.get(key)
         if found is None:
-            found = self._pdbs_by_labels[key] = tuple(b.key for b in budgets if b.selects(namespace, labels))
+            shared = dict(labels)
+            budgets = self._budgets_by_namespace.get(namespace, ())
+            found = self._by_labels[key] = (shared, tuple(b.key for b in budgets if b.selects(namespace, shared)))
         return found
 
     def shape(self, spec: Mapping[str, Any], labels: Mapping[str, str]) -> PodShape:
         """What a pod's spec says apart from where it runs, worked out once for each distinct spec:
         the replicas of a workload share it, and working it out is most of the cost of a pod."""
         affinity, spread = spec.get("affinity"), spec.get("topologySpreadConstraints")
+        fields = dict(spec)
+        fields.pop("nodeName", None)
+        # Of the volumes, only the local ones' names: every pod has its own service account volume.
+        fields["volumes"] = _local_volumes(spec)
         # labels are read only to fold matchLabelKeys in
-        key = _encode(({k: v for k, v in spec.items() if k != "nodeName"}, labels if affinity or spread else None))
+        key = _encode((fields, labels if affinity or spread else None))
         shape = self._shapes.get(key)
         if shape is None:
+            spec = _decoded(spec)
             cpu, mem = pod_requests(spec)
             grace = spec.get("terminationGracePeriodSeconds")
             shape = self._shapes[key] = PodShape(
@@ -238,9 +209,16 @@ class PodContext:
 
 
 def _unschedulable_since(meta: Mapping[str, Any], status: Mapping[str, Any]) -> float | None:
-    for c in status.get("conditions") or ():
+    for c in _json(status.get("conditions")) or ():
         if c.get("type") == "PodScheduled" and c.get("status") == "False" and c.get("reason") == "Unschedulable":
             return parse_time(c.get("lastTransitionTime")) or parse_time(meta.get("creationTimestamp")) or 0.0
+    return None
+
+
+def _controller_kind(meta: Mapping[str, Any]) -> str | None:
+    for r in meta.get("ownerReferences") or ():
+        if r.get("controller"):
+            return r.get("kind")
     return None
 
 
@@ -259,7 +237,7 @@ def parse_pod(obj: Mapping[str, Any], context: PodContext | None = None) -> Pod 
     meta = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
     name, namespace = object_name(meta), meta.get("namespace") or ""
-    labels = dict(meta.get("labels") or {})
+    labels, pdbs = context.labels_and_pdbs(namespace, meta.get("labels") or {})
     annotations = dict(meta.get("annotations") or {})
     node = spec.get("nodeName") or None
     shape = context.shape(spec, labels)
@@ -267,8 +245,7 @@ def parse_pod(obj: Mapping[str, Any], context: PodContext | None = None) -> Pod 
     volume_affinity, volume_problem = context.volume_placement(name, namespace, node, spec.get("volumes") or ())
     if volume_affinity or volume_problem is not None:
         placement = replace(placement, volume_affinity=volume_affinity, volume_problem=volume_problem)
-    owner = next((r.get("kind") for r in meta.get("ownerReferences") or () if r.get("controller")), None)
-    pdbs = context.pdbs_of(namespace, labels)
+    owner = _controller_kind(meta)
     return Pod(
         name=name,
         namespace=namespace,
@@ -296,7 +273,7 @@ def parse_daemonset(obj: Mapping[str, Any]) -> Pod:
     meta = obj.get("metadata") or {}
     template = (obj.get("spec") or {}).get("template") or {}
     template_meta = template.get("metadata") or {}
-    spec = template.get("spec") or {}
+    spec = _decoded(template.get("spec") or {})
     labels = dict(template_meta.get("labels") or {})
     cpu, mem = pod_requests(spec)
     grace = spec.get("terminationGracePeriodSeconds")
@@ -339,7 +316,7 @@ def checked(kind: str, parse: Callable[[Mapping[str, Any]], T]) -> Callable[[Any
     """`parse` for items of `kind`: bad input raises ValueError naming the object and the field."""
 
     def parse_one(obj: Any) -> T:
-        if not isinstance(obj, Mapping):
+        if type(obj) is not dict and not isinstance(obj, Mapping):  # the ABC check is slow
             raise ValueError(f"a {kind} item is not an object but {type(obj).__name__}")
         try:
             return parse(obj)

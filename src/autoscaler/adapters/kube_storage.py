@@ -9,8 +9,8 @@ from typing import Any
 
 from autoscaler.adapters.kube_terms import label_selector, node_selector_terms
 from autoscaler.adapters.kube_values import object_name
-from autoscaler.model import ZONE_LABEL, LabelSelector, NodeSelectorTerm, Requirement
 from autoscaler.placement import selector_matches, volume_zone_terms
+from autoscaler.scheduling import ZONE_LABEL, LabelSelector, NodeSelectorTerm, Requirement
 
 PROVISIONER_ANNOTATIONS = ("volume.kubernetes.io/storage-provisioner", "volume.beta.kubernetes.io/storage-provisioner")
 # A volume's legacy topology labels, by the node label the VolumeZone filter compares them with

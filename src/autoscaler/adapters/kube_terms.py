@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from autoscaler.adapters.kube_values import cpu_millis, mem_bytes
-from autoscaler.model import (
+from autoscaler.scheduling import (
     NO_CONSTRAINTS,
     NODE_NAME_FIELD,
     HostPort,

@@ -20,7 +20,7 @@ from dataclasses import dataclass, fields
 from functools import cached_property
 
 from autoscaler.config.environ import ConfigError, boolean
-from autoscaler.model import Taint
+from autoscaler.scheduling import Taint
 
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 # The API's rules for a label key (optional DNS-subdomain prefix, then a name) and a label value.

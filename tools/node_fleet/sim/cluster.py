@@ -18,15 +18,11 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from autoscaler.model import (
-    HOSTNAME_LABEL,
-    ZONE_LABEL,
-    Pod,
-    Taint,
-)
+from autoscaler.model import Pod
 from autoscaler.placement import Move, Slot
 from autoscaler.ports import EvictionOutcome
 from autoscaler.room import Room
+from autoscaler.scheduling import HOSTNAME_LABEL, ZONE_LABEL, Taint
 from node_fleet.sim.record import InstanceLife, PodLife, RunRecord, Sample, ScaleEvent
 from node_fleet.sim.workload import PodSpec, Workload
 

@@ -120,6 +120,6 @@ class MemoryStateStore:
 
     def save(self, state: ScalingState) -> ScalingState:
         if state.version != self._state.version:
-            raise StaleStateError(f"stored version {self._state.version}, saving {state.version}")
+            raise StaleStateError(f"state changed since version {state.version} was loaded (now {self._state.version})")
         self._state = replace(state, version=state.version + 1)
         return self._state

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from autoscaler.model import NO_CONSTRAINTS, Placement
+from autoscaler.scheduling import NO_CONSTRAINTS, Placement
 
 DEFAULT_USAGE = 0.6
 

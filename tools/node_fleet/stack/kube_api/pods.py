@@ -17,7 +17,6 @@ def uid(*parts: str) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
 
 
-SERVICE_ACCOUNT_VOLUME = "kube-api-access-x7k2p"
 IMAGE = "ghcr.io/example/web:1.4.2"
 
 
@@ -116,9 +115,11 @@ class PodTemplate:
 
     def _spec(self, node: str | None, containers: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         extra_spec = dict(self.spec or {})
+        # Each pod's own, as the ServiceAccount admission plugin names it (a random suffix).
+        access = f"kube-api-access-{uid('sa', self.namespace, self.name)[:5]}"
         spec: dict[str, Any] = {
-            "volumes": [*[dict(v) for v in self.volumes], _service_account_volume()],
-            "containers": [_container(c) for c in containers],
+            "volumes": [*[dict(v) for v in self.volumes], _service_account_volume(access)],
+            "containers": [_container(c, access) for c in containers],
             "restartPolicy": "Always",
             "dnsPolicy": "ClusterFirst",
             "serviceAccountName": "default",
@@ -136,7 +137,7 @@ class PodTemplate:
         if self.grace_period_s is not None:
             spec["terminationGracePeriodSeconds"] = self.grace_period_s
         if self.init_containers:
-            spec["initContainers"] = [_container(c) for c in self.init_containers]
+            spec["initContainers"] = [_container(c, access) for c in self.init_containers]
         if self.overhead:
             spec["overhead"] = dict(self.overhead)
         if node:
@@ -214,7 +215,7 @@ def pod(name: str, namespace: str = "default", **options: Any) -> dict[str, Any]
     return PodTemplate(name=name, namespace=namespace, **options).build()
 
 
-def _container(c: Mapping[str, Any]) -> dict[str, Any]:
+def _container(c: Mapping[str, Any], access_volume: str) -> dict[str, Any]:
     out = {
         "name": c["name"],
         "image": c.get("image", IMAGE),
@@ -222,7 +223,7 @@ def _container(c: Mapping[str, Any]) -> dict[str, Any]:
         "resources": {"requests": dict(c.get("requests") or {})} if c.get("requests") else {},
         "volumeMounts": [
             {
-                "name": SERVICE_ACCOUNT_VOLUME,
+                "name": access_volume,
                 "readOnly": True,
                 "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
             }
@@ -238,10 +239,10 @@ def _container(c: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _service_account_volume() -> dict[str, Any]:
+def _service_account_volume(name: str) -> dict[str, Any]:
     """The projected token volume the ServiceAccount admission plugin adds to every pod."""
     return {
-        "name": SERVICE_ACCOUNT_VOLUME,
+        "name": name,
         "projected": {
             "sources": [
                 {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},

@@ -1,4 +1,5 @@
-"""Shared by the template tests: the parsed template.yaml, where the tools are, small readers."""
+"""Shared by the template tests (and the IAM checks of tests/reliability): the parsed template.yaml,
+where the tools are, small readers."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 from node_fleet.local_invoke import load_template
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"
 EVENTS = ROOT / "events"
 SAM_VENV_BIN = ROOT / ".venv-sam" / "bin"

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 
-from builders import NOW
-
+from autoscaler.gitops.flux import RESOURCES
 from autoscaler.model import Instance, InstanceState, MetricsView, Node, Pod
 from autoscaler.ports import EvictionOutcome, LaunchResult, NotOurInstance, Ports
+from builders import NOW
 from node_fleet.sim.ports import MemoryStateStore
 
 
@@ -109,7 +110,8 @@ class MemoryLease:
 
     def acquire(self, owner, now, duration_s):
         self.calls.append(("acquire", owner))
-        if self.owner is not None and self.expires > now:
+        # Held through its expiry second, as DynamoLease's `expires < now` condition holds it.
+        if self.owner is not None and self.expires >= now:
             return False
         self.owner, self.expires = owner, now + duration_s
         return True
@@ -118,3 +120,49 @@ class MemoryLease:
         self.calls.append(("release", owner))
         if self.owner == owner:
             self.owner = None
+
+
+class Recorded:
+    """Any port implementation, with every method call first appended to `log` as
+    ("<name>.<method>", *args): to see that nothing at all was asked of a port."""
+
+    def __init__(self, name: str, inner: object, log: list[tuple]) -> None:
+        self._name, self._inner, self._log = name, inner, log
+
+    def __getattr__(self, attr: str):
+        value = getattr(self._inner, attr)
+        if not callable(value):
+            return value
+
+        def call(*args, **kwargs):
+            self._log.append((f"{self._name}.{attr}", *args))
+            return value(*args, **kwargs)
+
+        return call
+
+
+@dataclass
+class FakeFluxObjects:
+    """The Flux objects of a cluster, in memory (reader.FluxObjects); `down` makes every read fail."""
+
+    objects: list[dict] = field(default_factory=list)
+    down: bool = False
+
+    def list_custom(self, group, version, plural):
+        if self.down:
+            raise ConnectionError("API server down")
+        return [o for o in self.objects if any(r.plural == plural and r.kind == o.get("kind") for r in RESOURCES)]
+
+
+@dataclass
+class MemoryGateStore:
+    """The gate item, in memory (reader.GateStore), stored as JSON would store it."""
+
+    record: dict | None = None
+    observed_at: float | None = None
+
+    def load(self):
+        return self.record
+
+    def save(self, record, observed_at):
+        self.record, self.observed_at = json.loads(json.dumps(record)), observed_at
