@@ -52,15 +52,13 @@ func (a *argList) Set(v string) error { *a = append(*a, v); return nil }
 func main() {
 	dir := flag.String("dir", "", "directory for the datastore, certificates, token and kubeconfig (required)")
 	port := flag.Int("port", 6443, "the API server's secure port on 127.0.0.1")
-	var apiArgs, kcmArgs, schedArgs argList
-	flag.Var(&apiArgs, "apiserver-arg", "extra kube-apiserver flag (repeatable)")
+	var kcmArgs argList
 	flag.Var(&kcmArgs, "kcm-arg", "extra kube-controller-manager flag (repeatable)")
-	flag.Var(&schedArgs, "scheduler-arg", "extra kube-scheduler flag (repeatable)")
 	flag.Parse()
 	if *dir == "" {
 		fail(fmt.Errorf("-dir is required"))
 	}
-	if err := run(*dir, *port, apiArgs, kcmArgs, schedArgs); err != nil {
+	if err := run(*dir, *port, kcmArgs); err != nil {
 		fail(err)
 	}
 }
@@ -70,7 +68,7 @@ func fail(err error) {
 	os.Exit(1)
 }
 
-func run(dir string, port int, apiArgs, kcmArgs, schedArgs []string) error {
+func run(dir string, port int, kcmArgs []string) error {
 	dir, err := filepath.Abs(dir)
 	if err != nil {
 		return err
@@ -117,7 +115,7 @@ func run(dir string, port int, apiArgs, kcmArgs, schedArgs []string) error {
 	schedulerOpts := scheduleroptions.NewOptions()
 	errs := make(chan error, 3)
 	api := apiserver.NewAPIServerCommand()
-	api.SetArgs(append([]string{
+	api.SetArgs([]string{
 		"--etcd-servers=" + etcdURL,
 		"--bind-address=127.0.0.1",
 		"--advertise-address=127.0.0.1",
@@ -139,7 +137,7 @@ func run(dir string, port int, apiArgs, kcmArgs, schedArgs []string) error {
 		// The `kubernetes` Service's endpoints may not be a loopback address.
 		"--endpoint-reconciler-type=none",
 		"--profiling=false",
-	}, apiArgs...))
+	})
 	// Errors go to the log; the usage text would bury them.
 	api.SilenceUsage = true
 	go func() { errs <- wrap("kube-apiserver", api.Execute()) }()
@@ -177,7 +175,7 @@ func run(dir string, port int, apiArgs, kcmArgs, schedArgs []string) error {
 		return err
 	}
 	go func() {
-		errs <- wrap("kube-scheduler", runScheduler(ctx, schedulerOpts, append([]string{
+		errs <- wrap("kube-scheduler", runScheduler(ctx, schedulerOpts, []string{
 			"--kubeconfig=" + kubeconfig,
 			"--authentication-kubeconfig=" + kubeconfig,
 			"--authorization-kubeconfig=" + kubeconfig,
@@ -187,7 +185,7 @@ func run(dir string, port int, apiArgs, kcmArgs, schedArgs []string) error {
 			"--kube-api-qps=500",
 			"--kube-api-burst=1000",
 			"--profiling=false",
-		}, schedArgs...)))
+		}))
 	}()
 
 	if err := os.WriteFile(filepath.Join(dir, "ready"), []byte(server+"\n"), 0o600); err != nil {
