@@ -16,7 +16,19 @@ SAM_STAMP := $(SAM_VENV)/.installed-$(SAM_CLI_VERSION)-$(CFN_LINT_VERSION)
 # Prometheus (server and promtool) comes from the Debian package; root installs it, others via sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test fuzz lint bench clean sam prometheus
+# The Kubernetes control plane the controlplane tests start (tools/controlplane): built from
+# Kubernetes' own Go modules once per machine, into a cache outside the clone keyed by the Go
+# version, the Kubernetes release and a hash of the program's sources, so a fresh clone reuses it
+# and an edit rebuilds it. The tests find it through NODE_FLEET_CONTROLPLANE.
+GO ?= go
+CONTROLPLANE_SRC := tools/controlplane
+KUBE_RELEASE := $(shell sed -n 's|^[[:space:]]*k8s.io/kubernetes v||p' $(CONTROLPLANE_SRC)/go.mod)
+GO_VERSION := $(shell $(GO) env GOVERSION 2>/dev/null)
+CONTROLPLANE_HASH := $(shell cat $(CONTROLPLANE_SRC)/go.mod $(CONTROLPLANE_SRC)/go.sum $(CONTROLPLANE_SRC)/*.go | sha256sum | cut -c1-12)
+CONTROLPLANE_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/node-fleet
+export NODE_FLEET_CONTROLPLANE := $(CONTROLPLANE_CACHE)/controlplane-$(GO_VERSION)-k8s$(KUBE_RELEASE)-$(CONTROLPLANE_HASH)/controlplane
+
+.PHONY: demo test fuzz lint bench clean sam prometheus controlplane controlplane-path
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -62,7 +74,21 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tools tests bench
 	$(BIN)/ruff format --check src tools tests bench
 
-test: lint sam prometheus
+# nice: the cold build takes many minutes of both cores; the binary appears only when complete.
+# -buildvcs=false: the version stamp would need git to read a clone it may not own.
+$(NODE_FLEET_CONTROLPLANE):
+	@command -v $(GO) >/dev/null 2>&1 || { echo "Go is needed to build the control plane ($(CONTROLPLANE_SRC))"; exit 1; }
+	@mkdir -p $(@D)
+	@echo "building the Kubernetes $(KUBE_RELEASE) control plane with $(GO_VERSION) (once per machine, several minutes)"
+	cd $(CONTROLPLANE_SRC) && nice $(GO) build -buildvcs=false -o $@.tmp . && mv $@.tmp $@
+
+controlplane: $(NODE_FLEET_CONTROLPLANE)
+
+# Where the binary is (or will be): the tests ask here when NODE_FLEET_CONTROLPLANE is not set.
+controlplane-path:
+	@echo $(NODE_FLEET_CONTROLPLANE)
+
+test: lint sam prometheus controlplane
 	$(BIN)/pytest
 
 # The fuzzing and the invariant suite with hypothesis' long profile: ten times the examples.

@@ -17,8 +17,8 @@ Covered (each a kube-scheduler filter plugin, named in the verdict):
   anti-affinity keeps the new pod away too), on any topology key.
 - PodTopologySpread: DoNotSchedule constraints, with minDomains, nodeAffinityPolicy and
   nodeTaintsPolicy.
-- VolumeBinding: a bound volume's node affinity (node-local volumes pin, zonal ones hold to a
-  zone).
+- VolumeBinding and VolumeZone: a bound volume's node affinity (node-local volumes pin, zonal
+  ones hold to a zone; a node without any zone or region label takes a zone-labelled volume).
 
 Not covered: preferred (soft) rules, which never filter; namespaceSelector with labels (the
 namespaces are not read; such a term counts every namespace, which is exact for anti-affinity
@@ -121,6 +121,22 @@ def term_matches(term: NodeSelectorTerm, name: str, labels: Mapping[str, str]) -
 
 def terms_match(terms: Sequence[NodeSelectorTerm], name: str, labels: Mapping[str, str]) -> bool:
     return any(term_matches(t, name, labels) for t in terms)
+
+
+# The node labels the VolumeZone filter reads.
+VOLUME_TOPOLOGY_LABELS = (
+    "failure-domain.beta.kubernetes.io/zone",
+    "failure-domain.beta.kubernetes.io/region",
+    "topology.kubernetes.io/zone",
+    "topology.kubernetes.io/region",
+)
+
+
+def volume_zone_terms(requirements: Iterable[Requirement]) -> tuple[NodeSelectorTerm, ...]:
+    """A volume's zone and region labels as node terms, ORed, as the VolumeZone filter applies
+    them: the node is in one of the volume's values for each, or carries no topology label at
+    all (a single-zone cluster whose nodes have none takes any zonal volume)."""
+    return (tuple(requirements), tuple(Requirement(k, "DoesNotExist", ()) for k in VOLUME_TOPOLOGY_LABELS))
 
 
 def node_affinity_matches(pod: Pod, name: str, labels: Mapping[str, str]) -> bool:

@@ -1,6 +1,7 @@
 """The contract of the Cluster port (src/autoscaler/ports.py), run against every implementation: the
 unit tests' FakeCluster, the simulator's SimCluster over its virtual cluster, and KubeCluster
-through the real `kubernetes` client against the fake API server. Each starts from the same world:
+through the real `kubernetes` client against the fake API server and against the real control plane
+of tools/controlplane (marker `controlplane`). Each starts from the same world:
 two workers, a pod `web-1` bound to one of them, and, where the implementation has them, a pod
 `guarded-1` next to it whose PDB allows no disruption and a DaemonSet `agent`. What only the Kubernetes adapter has
 (paging, patches, parsing, errors) stays in test_kube.py."""
@@ -18,6 +19,9 @@ from autoscaler.config.kube import KubeOptions
 from autoscaler.model import Node, Pod
 from autoscaler.ports import Cluster, EvictionOutcome
 from fakes import FakeCluster
+from kube_objects import Admin, running_controlplane, until
+from kube_objects import node as cp_node
+from kube_objects import pod as cp_pod
 from node_fleet.sim.cluster import ClusterModel, VirtualCluster
 from node_fleet.sim.ports import Clock, SimCluster
 from node_fleet.sim.record import RunRecord
@@ -53,8 +57,62 @@ def simulated() -> Subject:
     return Subject(SimCluster(vc, Clock()), None)
 
 
-@pytest.fixture(params=["memory", "sim", "kube"])
+@pytest.fixture(scope="module")
+def real_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Admin]:
+    """A control plane of the contract's own, so its world is the whole cluster."""
+    with running_controlplane(tmp_path_factory.mktemp("contract-controlplane")) as admin:
+        yield admin
+
+
+def real(admin: Admin) -> Subject:
+    """The world on the real API server, afresh. The pods' grace period is 0, so an evicted pod is
+    gone at once, as the other implementations have it (there is no kubelet to end it)."""
+    for path in (
+        "/api/v1/nodes",
+        "/apis/apps/v1/namespaces/kube-system/daemonsets",
+        "/apis/policy/v1/namespaces/default/poddisruptionbudgets",
+    ):
+        admin.delete(path)
+    admin.delete("/api/v1/namespaces/default/pods", params={"gracePeriodSeconds": 0})
+    until(
+        lambda: not admin.get("/api/v1/pods")["items"] and not admin.get("/api/v1/nodes")["items"],
+        what="a clean cluster",
+    )
+    for name, zone in (("n1", "eu-west-1a"), ("n2", "eu-west-1b")):
+        admin.create(cp_node(name, provider_id=f"aws:///{zone}/i-0a1b2c3d4e5f6000{name[1]}"))
+    for name in ("web-1", "guarded-1"):
+        admin.run_pod(cp_pod(name, "default", node="n1", labels={"app": name[:-2]}, grace_s=0))
+    pdb = {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": "guarded", "namespace": "default"},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "guarded"}}},
+    }
+    generation = admin.create(pdb)["metadata"]["generation"]
+    path = "/apis/policy/v1/namespaces/default/poddisruptionbudgets/guarded"
+    until(
+        lambda: admin.get(path)["status"].get("observedGeneration") == generation,
+        what="the disruption controller to judge the PDB",
+    )
+    template = {"metadata": {"labels": {"app": "agent"}}, "spec": cp_pod("agent", "kube-system")["spec"]}
+    admin.create(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "DaemonSet",
+            "metadata": {"name": "agent", "namespace": "kube-system"},
+            "spec": {"selector": {"matchLabels": {"app": "agent"}}, "template": template},
+        }
+    )
+    return Subject(admin.cluster(), "default/guarded", frozenset({"agent"}))
+
+
+@pytest.fixture(params=["memory", "sim", "kube", pytest.param("controlplane", marks=pytest.mark.controlplane)])
 def subject(request) -> Iterator[Subject]:
+    if request.param == "controlplane":
+        found = real(request.getfixturevalue("real_api"))
+        yield found
+        found.cluster.close()
+        return
     if request.param != "kube":
         yield memory() if request.param == "memory" else simulated()
         return

@@ -43,6 +43,7 @@ from autoscaler.placement import (
     landing_daemonsets,
     requirement_matches,
     tolerates,
+    volume_zone_terms,
 )
 from autoscaler.room import Room
 from autoscaler.scheduling import (
@@ -1221,9 +1222,11 @@ def pinned(*names: str) -> tuple:
 
 
 def zonal(*zones: str) -> tuple:
-    return ((req(ZONE_LABEL, "In", *zones),),)
+    """A volume's zone label, as kube_parse reads it (VolumeZone)."""
+    return volume_zone_terms((req(ZONE_LABEL, "In", *zones),))
 
 
+REGION = "topology.kubernetes.io/region"
 VZ_NODES = [node("n1", {ZONE_LABEL: "us-west1-a"}), node("n2", {ZONE_LABEL: "us-west1-b"}), node("n3")]
 
 VOLUME_ROWS = [
@@ -1271,8 +1274,23 @@ VOLUME_ROWS = [
         "n2",
         None,
     ),
+    # VZ TestSingleZone "node without labels": no zone or region label, no constraint (found by
+    # tests/controlplane's differential test; this row said VOLUMES before).
+    row("a zonal volume and a node without a zone", pod(volume_affinity=(zonal("us-west1-a"),)), VZ_NODES, "n3", None),
+    # VZ TestSingleZone "pv with zone and region, node with only zone"
     row(
-        "a zonal volume and a node without a zone", pod(volume_affinity=(zonal("us-west1-a"),)), VZ_NODES, "n3", VOLUMES
+        "a volume with zone and region, a node with only the zone",
+        pod(volume_affinity=(volume_zone_terms((req(ZONE_LABEL, "In", "us-west1-a"), req(REGION, "In", "us-west1"))),)),
+        [node("n1", {ZONE_LABEL: "us-west1-a"})],
+        "n1",
+        VOLUMES,
+    ),
+    row(
+        "a zonal volume and a node with only a region",
+        pod(volume_affinity=(zonal("us-west1-a"),)),
+        [node("n1", {REGION: "us-west1"})],
+        "n1",
+        VOLUMES,
     ),
 ]
 

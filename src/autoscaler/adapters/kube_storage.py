@@ -9,7 +9,7 @@ from typing import Any
 
 from autoscaler.adapters.kube_terms import label_selector, node_selector_terms
 from autoscaler.adapters.kube_values import object_name
-from autoscaler.placement import selector_matches
+from autoscaler.placement import selector_matches, volume_zone_terms
 from autoscaler.scheduling import ZONE_LABEL, LabelSelector, NodeSelectorTerm, Requirement
 
 PROVISIONER_ANNOTATIONS = ("volume.kubernetes.io/storage-provisioner", "volume.beta.kubernetes.io/storage-provisioner")
@@ -103,7 +103,7 @@ def parse_volume(obj: Mapping[str, Any]) -> Volume:
         if node_label is not None:
             zones[node_label] = Requirement(node_label, "In", tuple(sorted(set(value.split("__")))))
     if zones:
-        affinity.append((tuple(zones[k] for k in sorted(zones)),))
+        affinity.append(volume_zone_terms(zones[k] for k in sorted(zones)))
     node_local = required is None and ("local" in spec or "hostPath" in spec)
     return Volume(name=object_name(meta), affinity=tuple(affinity), node_local=node_local)
 
