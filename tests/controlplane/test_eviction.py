@@ -11,10 +11,10 @@ import itertools
 import time
 
 import pytest
-from kube_objects import Admin, Kubelet, node, pod, until
 
 from autoscaler.adapters.kube import DRAINING_TAINT, KubeCluster
 from autoscaler.ports import EvictionOutcome
+from kube_objects import Admin, Kubelet, node, pod, until
 
 pytestmark = pytest.mark.controlplane
 

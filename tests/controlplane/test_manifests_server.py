@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from kube_objects import REPO, Admin, kubectl, kustomize
 
 pytestmark = pytest.mark.controlplane

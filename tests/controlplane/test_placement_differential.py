@@ -33,11 +33,11 @@ from typing import Any
 
 import pytest
 import requests
-from kube_objects import Admin, ApiError, collection, node, pod, until
 
 from autoscaler.model import Node, Pod
 from autoscaler.placement import Slot
 from autoscaler.room import Room
+from kube_objects import Admin, ApiError, collection, node, pod, until
 
 pytestmark = pytest.mark.controlplane
 

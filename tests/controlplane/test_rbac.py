@@ -14,12 +14,12 @@ from dataclasses import dataclass
 
 import pytest
 import yaml
-from kube_objects import REPO, Admin, collection, kustomize, node, pod, until
 
 from autoscaler.adapters.kube import KubeAuthError, KubeCluster
 from autoscaler.gitops.reader import list_objects
 from autoscaler.model import Pod
 from autoscaler.ports import EvictionOutcome
+from kube_objects import REPO, Admin, collection, kustomize, node, pod, until
 
 pytestmark = pytest.mark.controlplane
 

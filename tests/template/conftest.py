@@ -3,6 +3,7 @@
 from typing import Any
 
 import pytest
+
 from template_helpers import read_template
 
 

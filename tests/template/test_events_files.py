@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from template_helpers import EVENTS, ROOT
 
 EVENT_FILES = sorted(EVENTS.glob("*.json"))

@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from template_helpers import flatten_if
 
 from autoscaler.adapters.dynamodb import cluster_key, gate_key
+from template_helpers import flatten_if
 
 AUTOSCALER = "AutoscalerFunction"
 HOOK = "GitopsHookFunction"

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from template_helpers import require_tool, venv_tool
 
 from autoscaler.config import Settings
+from template_helpers import require_tool, venv_tool
 
 SAMPLES = {
     "ClusterName": "node-fleet",

@@ -9,15 +9,15 @@ from pathlib import Path
 import boto3
 import pytest
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
-from builders import NOW, busy, worker
-from fakes import FakeCluster, FakeFleet, MemoryLease, ports
-from lambda_context import LambdaContext
 from moto import mock_aws
 
 from autoscaler import handler
 from autoscaler.model import ScalingState
 from autoscaler.service import Wiring
 from aws_table import create_state_table
+from builders import NOW, busy, worker
+from fakes import FakeCluster, FakeFleet, MemoryLease, ports
+from lambda_context import LambdaContext
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from builders import NOW, ZONES, busy, pending, pod, snapshot, worker
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autoscaler.config import Settings
 from autoscaler.model import Action, Drain, Intent, IntentKind, Launch, MetricsView, Node, ReasonCode, ScalingState
 from autoscaler.planner import plan
+from builders import NOW, ZONES, busy, pending, pod, snapshot, worker
 
 A, B = ZONES
 R = ReasonCode
