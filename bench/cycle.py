@@ -163,7 +163,7 @@ def list_with_models(core, policy, page_size: int):
         while True:
             page = call(limit=page_size, _continue=token, **kwargs)
             yield from page.items
-            token = page.metadata.var_continue
+            token = page.metadata._continue
             if not token:
                 return
 

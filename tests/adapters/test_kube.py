@@ -209,7 +209,7 @@ def test_a_kind_that_is_not_installed_lists_as_none(target):
 
 def test_a_refused_token_raises_a_clear_error(target):
     cfg = copy.copy(target.cluster._api.configuration)
-    cfg.api_key, cfg.api_key_prefix = {"BearerToken": "not-the-token"}, {"BearerToken": "Bearer"}
+    cfg.api_key, cfg.api_key_prefix = {"authorization": "not-the-token"}, {"authorization": "Bearer"}
     cfg.cert_file = cfg.key_file = None
     cfg.refresh_api_key_hook = None
     from kubernetes.client.api_client import ApiClient
@@ -1005,8 +1005,8 @@ def test_the_fake_pages_with_the_clients_continue_tokens(kube):
     core = CoreV1Api(fake_cluster(kube)._api)
     first = core.list_pod_for_all_namespaces(limit=5)
     assert len(first.items) == 5 and first.metadata.remaining_item_count == 2
-    rest = core.list_pod_for_all_namespaces(limit=5, _continue=first.metadata.var_continue)
-    assert [p.metadata.name for p in rest.items] == ["web-05", "web-06"] and not rest.metadata.var_continue
+    rest = core.list_pod_for_all_namespaces(limit=5, _continue=first.metadata._continue)
+    assert [p.metadata.name for p in rest.items] == ["web-05", "web-06"] and not rest.metadata._continue
 
 
 # -- configuration -------------------------------------------------------------------------------
@@ -1049,7 +1049,7 @@ def test_options_from_env_build_the_clients_configuration():
 
     assert cfg.host == "https://10.0.1.10:6443"
     assert cfg.auth_settings()["BearerToken"]["value"] == "Bearer tok"
-    assert cfg.ca_cert_data == PEM and cfg.verify_ssl is True
+    assert Path(cfg.ssl_ca_cert).read_text() == PEM and cfg.verify_ssl is True
     assert cfg.retries.read == 0
     cluster = KubeCluster.from_options(options)
     assert (cluster.page_size, cluster.timeout) == (250, (5.0, 20.0))

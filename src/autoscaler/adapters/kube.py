@@ -23,12 +23,16 @@ cycle may succeed: connection failures, timeouts, 409, 429 and 5xx are); 401 and
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
+import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 from urllib.parse import quote
 
@@ -79,9 +83,10 @@ def configuration(options: KubeOptions) -> Configuration:
 
     if options.api_url is not None:
         cfg = Configuration(host=options.api_url)
-        cfg.api_key = {"BearerToken": options.token or ""}
-        cfg.api_key_prefix = {"BearerToken": "Bearer"}
-        cfg.ca_cert_data = options.ca_pem
+        cfg.api_key = {"authorization": options.token or ""}
+        cfg.api_key_prefix = {"authorization": "Bearer"}
+        if options.ca_pem is not None:
+            cfg.ssl_ca_cert = _ca_file(options.ca_pem)
     elif options.kubeconfig is not None:
         from kubernetes.config.config_exception import ConfigException
         from kubernetes.config.kube_config import load_kube_config
@@ -105,6 +110,17 @@ def configuration(options: KubeOptions) -> Configuration:
     # replayed here (the next cycle retries it), so the Lambda's time budget stays bounded.
     cfg.retries = Retry(total=2, connect=2, read=0, status=0, other=0, redirect=0, backoff_factor=0.2)
     return cfg
+
+
+def _ca_file(pem: str) -> str:
+    """The client takes a cluster CA only as a file path (as its own kubeconfig loader does, the
+    PEM goes to a temp file); named by content, so a warm Lambda writes it once per CA."""
+    path = Path(tempfile.gettempdir()) / f"node-fleet-ca-{hashlib.sha256(pem.encode()).hexdigest()[:16]}.pem"
+    if not path.exists():
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(pem)
+        partial.replace(path)
+    return str(path)
 
 
 def api_client(options: KubeOptions) -> ApiClient:
@@ -342,24 +358,34 @@ class KubeCluster:
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
-        request = self._api.param_serialize(
-            method=method,
-            resource_path=path,
-            query_params=list(query) if query else None,
-            header_params=headers,
-            body=body,
-            auth_settings=["BearerToken"],
-        )
         try:
-            response = self._api.call_api(*request, _request_timeout=self.timeout)
+            response = self._api.call_api(
+                path,
+                method,
+                query_params=list(query) if query else None,
+                header_params=headers,
+                body=body,
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _return_http_data_only=True,
+                _request_timeout=self.timeout,
+            )
             data = response.read()
-            response.response.release_conn()
-        except (HTTPError, ApiException, OSError) as exc:
-            detail = getattr(exc, "reason", None) or exc
-            raise KubeError(method, path, 0, type(exc).__name__, str(detail)) from exc
-        if response.status not in ok:
-            raise KubeError.from_response(method, path, response.status, data)
-        return response.status, data
+            response.release_conn()
+        except ApiException as exc:
+            # The client raises for every answer outside 2xx; an answer is judged below like any other.
+            if not exc.status:
+                raise KubeError(method, path, 0, "ApiException", str(exc.reason)) from exc
+            return self._judged(method, path, exc.status, exc.body or b"", ok)
+        except (HTTPError, OSError) as exc:
+            raise KubeError(method, path, 0, type(exc).__name__, str(getattr(exc, "reason", None) or exc)) from exc
+        return self._judged(method, path, response.status, data, ok)
+
+    @staticmethod
+    def _judged(method: str, path: str, status: int, data: bytes, ok: Sequence[int]) -> tuple[int, bytes]:
+        if status not in ok:
+            raise KubeError.from_response(method, path, status, data)
+        return status, data
 
 
 @functools.cache
