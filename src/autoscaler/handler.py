@@ -16,6 +16,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from autoscaler.config import ConfigError, Settings
+from autoscaler.config.settings import metrics_cluster_name
 from autoscaler.events import AlarmChange, InvalidEvent, Manual, Request, parse, parse_alarm_actions
 from autoscaler.logs import quiet_wire_loggers
 from autoscaler.ports import PermanentError
@@ -42,7 +43,7 @@ def wiring(settings: Settings) -> Wiring:
 @logger.inject_lambda_context(correlation_id_path="id", clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     started = time.monotonic()
-    metrics.add_dimension("ClusterName", os.environ.get("CLUSTER_NAME", Settings().cluster_name))
+    metrics.add_dimension("ClusterName", metrics_cluster_name(os.environ))
     try:
         settings = Settings.from_env(os.environ)
         request = parse(event, parse_alarm_actions(os.environ.get("ALARM_ACTIONS")), context.aws_request_id)

@@ -32,6 +32,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from autoscaler.config import ConfigError, Settings
 from autoscaler.config.hook import webhook_max_age
+from autoscaler.config.settings import metrics_cluster_name
 from autoscaler.gitops.item import EventHold, GateItem
 from autoscaler.gitops.reader import list_objects
 from autoscaler.logs import quiet_wire_loggers
@@ -67,7 +68,7 @@ def wiring() -> HookWiring:
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    metrics.add_dimension("ClusterName", os.environ.get("CLUSTER_NAME", Settings().cluster_name))
+    metrics.add_dimension("ClusterName", metrics_cluster_name(os.environ))
     try:
         settings = Settings.from_env(os.environ)
         max_age = webhook_max_age(os.environ)

@@ -323,6 +323,25 @@ def test_the_summary_names_every_figure():
         assert figure in text, text
 
 
+def test_the_json_of_a_run_carries_the_verdict_the_summary_figures_and_every_cycle():
+    r = _story()
+    r.end, r.wall_s = 142, 153
+    answer = json.loads(json.dumps(r.to_json()))
+    assert answer["met"] is True and answer["not_met"] == []
+    assert (answer["launched"], answer["terminated"], answer["unjoined_instance"]) == (
+        ["i-1", "i-2", "i-9"],
+        ["i-1", "i-9"],
+        "i-9",
+    )
+    assert (answer["max_workers"], answer["pending_pod_seconds"], answer["sale_served_s"]) == (6, 164, 14.0)
+    assert answer["gate_held_cycles"] == 1 and len(answer["cycles"]) == 5
+    assert answer["cycles"][0]["reasons"] == [{"code": "unschedulable_pods", "detail": "6 pods"}]
+
+    spoiled = _story(sale_bound_at=None).to_json()
+    assert spoiled["met"] is False and spoiled["sale_served_s"] is None
+    assert any("flash sale was not served" in why for why in spoiled["not_met"])
+
+
 def test_a_stack_that_cannot_start_is_one_line_not_a_handler_failure(monkeypatch, capsys):
     from node_fleet.stack import prometheus
     from node_fleet.stack.stack import EmbeddedStack, StackError

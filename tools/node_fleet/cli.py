@@ -156,6 +156,9 @@ def _parser() -> argparse.ArgumentParser:
         "--log", type=Path, default=DEMO_LOG, help=f"the handlers' logs and metrics (default: {DEMO_LOG})"
     )
     demo.add_argument("--quick", action="store_true", help="shorter ticks and timers (about two minutes)")
+    demo.add_argument(
+        "--json", action="store_true", help="print one JSON object of the run on stdout (the live lines go to stderr)"
+    )
     demo.set_defaults(run=_demo)
     return parser
 
@@ -271,7 +274,7 @@ def _demo(args: argparse.Namespace) -> int:
     # process was started with SIGINT ignored; SIGTERM stops it the same way.
     previous = signal.signal(signal.SIGINT, signal.default_int_handler), signal.signal(signal.SIGTERM, _terminated)
     try:
-        return run_demo(args.plot, args.log, quick=args.quick)
+        return run_demo(args.plot, args.log, quick=args.quick, as_json=args.json)
     finally:
         signal.signal(signal.SIGINT, previous[0])
         signal.signal(signal.SIGTERM, previous[1])

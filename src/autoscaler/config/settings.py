@@ -128,6 +128,12 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
+def metrics_cluster_name(environ: Mapping[str, str]) -> str:
+    """The ClusterName dimension of the metrics, known before the settings are parsed (they may be
+    invalid, and that error is counted under this dimension too)."""
+    return environ.get("CLUSTER_NAME") or Settings.cluster_name
+
+
 def _items(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 

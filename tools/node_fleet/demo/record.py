@@ -150,6 +150,39 @@ class Record:
     def removal_cycles(self) -> list[Cycle]:
         return [c for c in self.cycles if c.remove]
 
+    def to_json(self) -> dict:
+        """The run for a script: the verdict, the figures of the summary, and every cycle."""
+        not_met = self.check()
+        return {
+            "met": not not_met,
+            "not_met": not_met,
+            "wall_s": round(self.wall_s, 1),
+            "end_s": round(self.end, 1),
+            "tick_s": self.timing.tick_s,
+            "launched": self.launched,
+            "terminated": self.terminated,
+            "unjoined_instance": self.broken,
+            "max_workers": max((s.workers for s in self.samples), default=0),
+            "pending_pod_seconds": round(self.pending_pod_seconds()),
+            "sale_served_s": None
+            if self.sale_at is None or self.sale_bound_at is None
+            else round(self.sale_bound_at - self.sale_at, 1),
+            "gate_held_cycles": len(self.held_cycles),
+            "cycles": [
+                {
+                    "t": round(c.t, 1),
+                    "action": c.action,
+                    "status": c.status,
+                    "reasons": [{"code": code, "detail": detail} for code, detail in c.reasons],
+                    "launched": c.launched,
+                    "terminated": c.terminated,
+                    "gate_blocked": c.gate_blocked,
+                    "error": c.error,
+                }
+                for c in self.cycles
+            ],
+        }
+
     def check(self) -> list[str]:
         """The expectations the run did not meet (empty: all met)."""
         failed = list(self.failures)

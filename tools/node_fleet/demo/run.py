@@ -21,6 +21,7 @@ happens, every process and thread the stack started is stopped before it returns
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import sys
 import time
@@ -217,12 +218,15 @@ def prometheus_installed() -> bool:
     return binaries() is not None
 
 
-def run_demo(plot: Path, log: Path, quick: bool = False, say: Callable[[str], None] | None = None) -> int:
-    """See the module docstring; returns the exit status."""
+def run_demo(
+    plot: Path, log: Path, quick: bool = False, say: Callable[[str], None] | None = None, as_json: bool = False
+) -> int:
+    """See the module docstring; returns the exit status. With `as_json` the live lines go to stderr
+    and stdout gets one JSON object of the run (`Record.to_json`)."""
     from node_fleet.stack.stack import EmbeddedStack
 
     def out(line: str) -> None:
-        print(line, flush=True)
+        print(line, file=sys.stderr if as_json else sys.stdout, flush=True)
 
     say = say or out
     if not prometheus_installed():
@@ -279,6 +283,8 @@ def run_demo(plot: Path, log: Path, quick: bool = False, say: Callable[[str], No
     record.verdict = "expectations met" if not failed else f"{len(failed)} expectation(s) not met"
     for line in summary(record):
         say(line)
+    if as_json:
+        print(json.dumps({**record.to_json(), "plot": str(plot), "log": str(log)}), flush=True)
     try:
         from node_fleet.demo.plot import plot_demo
 
