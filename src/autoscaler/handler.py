@@ -19,6 +19,7 @@ from autoscaler.config import ConfigError, Settings
 from autoscaler.config.settings import metrics_cluster_name
 from autoscaler.events import AlarmChange, InvalidEvent, Manual, Request, parse, parse_alarm_actions
 from autoscaler.logs import quiet_wire_loggers
+from autoscaler.notices import notice
 from autoscaler.ports import PermanentError
 from autoscaler.service import INTENT_MEMORY_S, LeaseBusy, Report, Wiring, handle
 
@@ -88,24 +89,12 @@ def _serve(request: Request, settings: Settings) -> dict[str, Any]:
 
 
 def _notify(report: Report, settings: Settings, w: Wiring) -> None:
-    """Tell the operators' topic what changed: launches, drains, terminations and failures."""
-    if w.notify is None or report.cycle is None or settings.dry_run:
+    """Tell the operators what changed: launches, drains, terminations, failures, a capped hold."""
+    message = notice(report.cycle, settings, w.clock()) if report.cycle is not None else None
+    if w.notify is None or message is None or settings.dry_run:
         return
-    decision, outcome = report.cycle.decision, report.cycle.outcome
-    lines = [
-        f"launched {', '.join(outcome.launched)}" if outcome.launched else "",
-        f"launch failures: {'; '.join(outcome.launch_failures)}" if outcome.launch_failures else "",
-        f"draining {', '.join(outcome.cordoned)}" if outcome.cordoned else "",
-        f"terminated {', '.join(outcome.terminated)}" if outcome.terminated else "",
-        f"drains undone: {', '.join(outcome.drains_timed_out)}" if outcome.drains_timed_out else "",
-        f"drains dropped: {'; '.join(outcome.drains_dropped)}" if outcome.drains_dropped else "",
-    ]
-    lines = [line for line in lines if line]
-    if not lines:
-        return
-    reasons = "; ".join(f"{r.code}: {r.detail}" for r in decision.reasons)
     try:
-        w.notify(f"node-fleet {settings.cluster_name}: {decision.action}", "\n".join([*lines, f"why: {reasons}"]))
+        w.notify(*message)
     except Exception:  # a notification is never worth failing or retrying a cycle that acted
         logger.exception("notification failed")
         metrics.add_metric(name="NotificationErrors", unit=MetricUnit.Count, value=1)

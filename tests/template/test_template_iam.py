@@ -56,7 +56,7 @@ EXPECTED_ACTIONS = {
 }
 # The SSM parameters (by template parameter) each function may read.
 EXPECTED_SECRETS = {
-    AUTOSCALER: {"K8sTokenParam", "K8sCaParam", "PrometheusAuthParam", "PrometheusCaParam"},
+    AUTOSCALER: {"K8sTokenParam", "K8sCaParam", "PrometheusAuthParam", "PrometheusCaParam", "SlackWebhookParam"},
     HOOK: {"WebhookHmacParam", "K8sTokenParam", "K8sCaParam"},
 }
 

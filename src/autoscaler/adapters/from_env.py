@@ -1,8 +1,8 @@
 """The adapters built from the environment, for both functions' wiring.
 
-Secrets (the K3s API token and CA, Prometheus credentials and CA, the webhook HMAC key) are read
-from SSM Parameter Store by the names the environment gives, through Powertools Parameters
-(decrypted, cached for five minutes), and never logged.
+Secrets (the K3s API token and CA, Prometheus credentials and CA, the webhook HMAC key, the Slack
+webhook URL) are read from SSM Parameter Store by the names the environment gives, through
+Powertools Parameters (decrypted, cached for five minutes), and never logged.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 from autoscaler.config.environ import text
 from autoscaler.config.kube import KubeOptions, secret_parameter_names
+from autoscaler.config.notify import slack_parameter, slack_url, topic_arn
 from autoscaler.config.prometheus import ENV_AUTH_PARAM, PrometheusAuth, PrometheusOptions
 
 SECRET_MAX_AGE_S = 300
@@ -45,15 +46,34 @@ def prometheus(environ: Mapping[str, str]):
 
 
 def notifier(environ: Mapping[str, str]):
-    """SNS publisher for NOTIFY_TOPIC_ARN, or None when no topic is configured."""
-    topic = text(environ, "NOTIFY_TOPIC_ARN")
-    if not topic:
+    """Publishes to every destination configured: the SNS topic (NOTIFY_TOPIC_ARN) and the Slack
+    webhook (SLACK_WEBHOOK_PARAM); None when there is none. Each is tried even if another failed,
+    then the first failure is raised."""
+    destinations = []
+    if topic := topic_arn(environ):
+        import boto3
+
+        client = boto3.client("sns")
+
+        def publish(subject: str, message: str) -> None:
+            client.publish(TopicArn=topic, Subject=subject[:100], Message=message)
+
+        destinations.append(publish)
+    if parameter := slack_parameter(environ):
+        from autoscaler.adapters.slack import SlackNotifier
+
+        destinations.append(SlackNotifier(slack_url(parameter, secret(parameter))))
+    if not destinations:
         return None
-    import boto3
 
-    client = boto3.client("sns")
+    def notify(subject: str, message: str) -> None:
+        failures = []
+        for destination in destinations:
+            try:
+                destination(subject, message)
+            except Exception as exc:  # the other destinations still get the message
+                failures.append(exc)
+        if failures:
+            raise failures[0]
 
-    def publish(subject: str, message: str) -> None:
-        client.publish(TopicArn=topic, Subject=subject[:100], Message=message)
-
-    return publish
+    return notify

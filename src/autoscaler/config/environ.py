@@ -6,6 +6,7 @@ the same way wherever it is read: a ConfigError whose message names the variable
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 
 from autoscaler.ports import PermanentError
@@ -36,3 +37,13 @@ def boolean(raw: str) -> bool | None:
     if lowered in ("false", "0", "no"):
         return False
     return None
+
+
+def loopback(host: str) -> bool:
+    """Whether `host` is this machine: the only place a secret may travel over plain http (tests)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

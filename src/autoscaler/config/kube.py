@@ -16,13 +16,12 @@ their values to `KubeOptions.from_env`, so the secrets stay out of the environme
 
 from __future__ import annotations
 
-import ipaddress
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from autoscaler.config.environ import ConfigError, boolean, text
+from autoscaler.config.environ import ConfigError, boolean, loopback, text
 
 DEFAULT_PAGE_SIZE = 500
 DEFAULT_TIMEOUT_S = 15.0
@@ -100,21 +99,12 @@ def _api_url(url: str) -> str:
     host = parts.hostname or ""
     if parts.scheme not in ("https", "http") or not host or parts.query or parts.fragment:
         raise ConfigError(f"K8S_API_URL={url!r} is not a valid URL: allowed https://<host>[:<port>]")
-    if parts.scheme == "http" and not _loopback(host):
+    if parts.scheme == "http" and not loopback(host):
         raise ConfigError(
             f"K8S_API_URL={url!r} uses http://: allowed https:// (http:// only for a loopback host), "
             "so the bearer token never crosses the network in clear"
         )
     return url.rstrip("/")
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _token(environ: Mapping[str, str], token: str | None) -> str:
