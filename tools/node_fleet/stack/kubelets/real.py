@@ -7,7 +7,8 @@ controller, the disruption controller and pod GC are the real ones and the fleet
 - Pods: a pod bound to such a Node (by kube-scheduler, or created bound) is started: its status
   becomes Running and Ready through the status subresource. A pod being deleted (an eviction, a
   ReplicaSet scaling down) is ended: its containers stop at once, and the kubelet's final delete
-  (grace period 0, on the pod's uid) removes it.
+  (grace period 0, on the pod's uid) removes it. A pod bound to a Node that is gone stays until
+  pod GC removes it (after its 40 s quarantine), where the fake's fleet removes it at once.
 - Workloads: `ReplicaSet`s are real apps/v1 ReplicaSets. One placed on given nodes starts as bound
   pods without an owner, which the ReplicaSet controller adopts (it claims the pods its selector
   matches) instead of making its own.
