@@ -16,8 +16,11 @@ metrics read "unknown" there, which the paths under test do not need.
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+import requests
 
 from autoscaler.adapters.kube import KubeError
 from node_fleet.stack.kube_api import objects
@@ -51,6 +54,34 @@ def two_budgets_on_web(cluster) -> None:
 def settle(cluster, timeout_s: float = 10.0) -> None:
     """Wait until no pod waits (every pod of the workloads is bound)."""
     cluster.wait(lambda: all(p["spec"].get("nodeName") for p in cluster.pods()), timeout_s, "every pod bound")
+
+
+def test_the_functions_reach_the_api_with_what_ssm_holds(cluster):
+    """The token (and, for the control plane, the CA) come from SSM, never the environment. On the
+    control plane the token is the `node-fleet` ServiceAccount's, so RBAC judges every call of these
+    cycles, and every Node's kubelet keeps its Lease renewed."""
+    env = cluster.stack.environ
+    token = cluster.stack.secret(env["K8S_TOKEN_PARAM"])
+    assert token not in env.values() and cluster.wiring().ports.cluster.list_nodes()
+    if not cluster.real:
+        assert token == cluster.kube.token and env["K8S_CA_PARAM"] == ""
+        return
+    assert cluster.stack.secret(env["K8S_CA_PARAM"]) == Path(cluster.kube.ca_file).read_text()
+    review = requests.post(
+        cluster.kube.url + "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+        json={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+        headers={"Authorization": f"Bearer {token}"},
+        verify=cluster.kube.ca_file,
+        timeout=10,
+    ).json()
+    assert review["status"]["userInfo"]["username"] == "system:serviceaccount:node-fleet:node-fleet"
+    renewed = {
+        lease["metadata"]["name"]: datetime.fromisoformat(lease["spec"]["renewTime"])
+        for lease in cluster.kube.objects("leases", "coordination.k8s.io")
+        if lease["metadata"]["namespace"] == "kube-node-lease"
+    }
+    assert set(renewed) == cluster.node_names()
+    assert all(datetime.now(UTC) - at < timedelta(seconds=15) for at in renewed.values()), renewed
 
 
 def test_scale_up_for_unschedulable_pods_launches_once_and_the_pods_land(cluster):
