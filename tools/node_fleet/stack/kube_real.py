@@ -49,8 +49,10 @@ KINDS = (
 )
 # Cleared between clusters (custom kinds too); namespaces, RBAC and CRDs stay.
 WORLD = ("replicasets", "daemonsets", "poddisruptionbudgets", "persistentvolumeclaims")
-SERVER_SET = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink", "finalizers")
-SERVER_SET += ("deletionTimestamp", "deletionGracePeriodSeconds")
+SERVER_SET = (
+    *("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink"),
+    *("finalizers", "deletionTimestamp", "deletionGracePeriodSeconds"),
+)
 
 
 class RealApiError(StackError):

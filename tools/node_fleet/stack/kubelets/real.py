@@ -140,7 +140,7 @@ def _owned(kube: RealKube, rs: ReplicaSet) -> set[str]:
     owned by its ReplicaSet (an empty set while one is not)."""
     path = kube.path(PODS, rs.namespace)
     selector = ",".join(f"{k}={v}" for k, v in rs.labels.items())
-    pods = [p for p in kube.request("GET", path, params={"labelSelector": selector})["items"]]
+    pods = kube.request("GET", path, params={"labelSelector": selector})["items"]
     live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
     if not all(rs.owns(p) for p in live):
         return set()
