@@ -189,7 +189,8 @@ class KubeletFleet:
         return workload
 
     def scale(self, name: str, replicas: int, namespace: str = "default") -> None:
-        """Set a workload's replicas; the next step() adds or removes pods."""
+        """Set a workload's replicas; the next step() adds or removes pods (on a real API server,
+        its ReplicaSet controller does)."""
         with self._lock:
             workload = self._replicasets.sets[(namespace, name)]
             workload.replicas = replicas
