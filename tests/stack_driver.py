@@ -2,7 +2,9 @@
 on an EmbeddedStack, the real handlers driven against it, and the events they are sent.
 
 Each suite builds its own stack fixture (its boot delay, its secrets) and gets its `cluster` from
-`seeded()`.
+`seeded()`. On a stack over the real control plane (`EmbeddedStack(api="controlplane")`), the API
+server keeps no log a test can read: the requests of the functions' Kubernetes client are recorded
+in the process instead (`mutations()`).
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+import requests
 
 from autoscaler import handler
 from autoscaler.adapters.dynamodb import DynamoGateStore, DynamoStateStore, cluster_key, gate_key
@@ -109,6 +113,27 @@ def seeded(stack: EmbeddedStack, monkeypatch: pytest.MonkeyPatch) -> Cluster:
     return Cluster(stack, monkeypatch)
 
 
+def record_client_requests(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, int]]:
+    """Every request the `kubernetes` client makes from now on, as (method, path, status)."""
+    from kubernetes.client import rest
+    from kubernetes.client.exceptions import ApiException
+
+    seen: list[tuple[str, str, int]] = []
+    original = rest.RESTClientObject.request
+
+    def request(self, method, url, *args, **kwargs):
+        try:
+            answer = original(self, method, url, *args, **kwargs)
+        except ApiException as exc:
+            seen.append((method, urlsplit(url).path, exc.status or 0))
+            raise
+        seen.append((method, urlsplit(url).path, answer.status))
+        return answer
+
+    monkeypatch.setattr(rest.RESTClientObject, "request", request)
+    return seen
+
+
 class Cluster:
     """A seeded cluster on the module's stack, and the real handlers driven against it."""
 
@@ -124,6 +149,8 @@ class Cluster:
         self.monkeypatch = monkeypatch
         self.offset = 0.0
         self.overrides: dict[str, str] = {}
+        self.real = stack.real is not None
+        self._client_requests = record_client_requests(monkeypatch) if self.real else []
 
     # -- settings and the handlers -----------------------------------------------------------------------
 
@@ -256,8 +283,35 @@ class Cluster:
         return {n["metadata"]["name"] for n in self.kube.objects("nodes") if _cordoned(n)}
 
     def mutations(self) -> list[tuple[str, str, int]]:
-        """Every request that changed something in the API: (method, path, status)."""
+        """Every request that changed something in the API: (method, path, status). On the real API
+        server, those of the functions' client (the stack's kubelets write too)."""
+        if self.real:
+            return [r for r in self._client_requests if r[0] != "GET"]
         return [(r.method, r.path, r.status) for r in self.kube.requests if r.method != "GET"]
+
+    def evict(self, pod: Mapping[str, Any]) -> int:
+        """Another party's eviction of a pod (an operator's `kubectl drain`), as the API's admin;
+        the status of the answer."""
+        meta = pod["metadata"]
+        path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/eviction"
+        body = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {k: meta[k] for k in ("name", "namespace")}}
+        answer = requests.post(
+            self.kube.url + path,
+            json=body,
+            headers={"Authorization": f"Bearer {self.kube.token}"},
+            timeout=10,
+            verify=self.kube.ca_file if self.real else True,
+        )
+        return answer.status_code
+
+    def wait_budget(self, name: str, allowed: int, namespace: str = "default", timeout_s: float = 20.0) -> None:
+        """Wait until the PDB allows `allowed` disruptions (the real disruption controller takes a moment)."""
+
+        def judged() -> bool:
+            pdb = self.kube.get("poddisruptionbudgets", name, namespace, "policy")
+            return ((pdb or {}).get("status") or {}).get("disruptionsAllowed") == allowed
+
+        self.wait(judged, timeout_s, f"PodDisruptionBudget {namespace}/{name} to allow {allowed} disruptions")
 
     def world(self) -> dict[str, Any]:
         """What an invocation could change: workers (by state), the API's objects as written through

@@ -14,9 +14,7 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
-from kube_objects import REPO, Admin, kubectl, running_controlplane
-
-FLUX_CRDS = REPO.parent / "shared" / "flux-crds"
+from kube_objects import Admin, flux_crds_dir, kubectl, running_controlplane
 
 
 @pytest.fixture(scope="session")
@@ -29,12 +27,12 @@ def controlplane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Admin]:
 @pytest.fixture(scope="session")
 def flux_crds(controlplane: Admin) -> list[str]:
     """The Flux and Flagger CRDs of ../shared/flux-crds installed and Established; their names."""
-    assert FLUX_CRDS.is_dir(), f"the Flux CRDs are missing at {FLUX_CRDS} (../shared/flux-crds next to the clone)"
-    out = kubectl("apply", "--server-side", "-f", str(FLUX_CRDS), kubeconfig=controlplane.kubeconfig)
+    folder = flux_crds_dir()
+    out = kubectl("apply", "--server-side", "-f", str(folder), kubeconfig=controlplane.kubeconfig)
     assert out.returncode == 0, out.stderr
     names = [
         doc["metadata"]["name"]
-        for path in sorted(FLUX_CRDS.glob("*.yaml"))
+        for path in sorted(folder.glob("*.yaml"))
         for doc in yaml.safe_load_all(path.read_text())
         if doc and doc.get("kind") == "CustomResourceDefinition"
     ]

@@ -3,8 +3,10 @@ Kubernetes API server with simulated kubelets, a real Prometheus), all on 127.0.
 
 One EmbeddedStack per module (`embedded`); `cluster` gives each test a freshly seeded cluster on
 it (`EmbeddedStack.reset()`), the functions' environment in os.environ, and the handlers' cached
-wiring dropped, so each test starts as a cold Lambda container. The whole directory is skipped,
-saying why, when Prometheus is not installed (CI installs it).
+wiring dropped, so each test starts as a cold Lambda container. A module may run its tests on the
+real control plane too, by parametrizing `embedded` (indirect, module scope) with the APIs
+"fake" and "controlplane". The whole directory is skipped, saying why, when Prometheus is not
+installed (CI installs it).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from kube_objects import built_controlplane, flux_crds_dir
 from node_fleet.stack.prometheus import INSTALL_HINT, binaries
 from node_fleet.stack.stack import EmbeddedStack
 from stack_driver import BASE_SETTINGS, Cluster, seeded
@@ -35,11 +38,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+def stack_for(api: str, tmp_path_factory: pytest.TempPathFactory) -> EmbeddedStack:
+    """The suite's stack over the fake API server ("fake"), or over a control plane of its own
+    with the Flux CRDs ("controlplane")."""
+    real = {"api": api, "controlplane": built_controlplane(), "crds": (flux_crds_dir(),)} if api != "fake" else {}
+    workdir = tmp_path_factory.mktemp(f"stack-{api}")
+    return EmbeddedStack(workers=2, boot_delay_s=1.5, settings=SETTINGS, workdir=workdir, **real)
+
+
 @pytest.fixture(scope="module")
-def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
-    """One embedded stack for the module (its cluster is reseeded for each test)."""
-    stack = EmbeddedStack(workers=2, boot_delay_s=1.5, settings=SETTINGS, workdir=tmp_path_factory.mktemp("stack"))
-    with stack:
+def embedded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
+    """One embedded stack for the module (its cluster is reseeded for each test), over the fake API
+    server unless the module parametrizes it."""
+    with stack_for(getattr(request, "param", "fake"), tmp_path_factory) as stack:
         yield stack
 
 

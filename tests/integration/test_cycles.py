@@ -1,6 +1,10 @@
 """Scaling cycles end to end (issue 4's "Done when"): autoscaler.handler.lambda_handler on schedule
-ticks against moto's server (EC2, DynamoDB, SSM), the fake Kubernetes API with simulated kubelets,
-and a real Prometheus scraping them.
+ticks against moto's server (EC2, DynamoDB, SSM), a Kubernetes API with simulated kubelets, and a
+real Prometheus scraping them. Every test runs twice: on the fake API server (`fake`), and on the
+real control plane of tools/controlplane (`controlplane`: kube-scheduler places the pods, the
+ReplicaSet and disruption controllers keep the workloads and budgets, RBAC judges the functions'
+ServiceAccount token). The situations are reached by the same real means on both: a budget spent
+by another eviction, a pod two PDBs select (the Eviction API answers 500), never an injected fault.
 
 Each test starts from a freshly seeded cluster: the K3s server (tainted, not a worker) and two
 Ready workers of 2000m / 7680Mi in two zones. Timers whose minimum is long (drain timeout 30 s,
@@ -12,12 +16,22 @@ metrics read "unknown" there, which the paths under test do not need.
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+import requests
 
 from autoscaler.adapters.kube import KubeError
 from node_fleet.stack.kube_api import objects
 from stack_driver import codes
+
+pytestmark = pytest.mark.parametrize(
+    "embedded",
+    ["fake", pytest.param("controlplane", marks=pytest.mark.controlplane)],
+    indirect=True,
+    scope="module",
+)
 
 
 def light_web_load(cluster, unneeded_s: int = 0) -> None:
@@ -28,9 +42,46 @@ def light_web_load(cluster, unneeded_s: int = 0) -> None:
     cluster.stack.wait_for_metrics()
 
 
+def two_budgets_on_web(cluster) -> None:
+    """Two PDBs select the web pods, each allowing one disruption: the planner may move a web pod,
+    but the Eviction API cannot judge such a pod and answers 500 (the cycle raises, and the
+    invoker would retry it)."""
+    for name in ("web", "web-too"):
+        cluster.kube.add(objects.pdb(name, match_labels={"app": "web"}, max_unavailable=1))
+        cluster.wait_budget(name, 1)
+
+
 def settle(cluster, timeout_s: float = 10.0) -> None:
     """Wait until no pod waits (every pod of the workloads is bound)."""
     cluster.wait(lambda: all(p["spec"].get("nodeName") for p in cluster.pods()), timeout_s, "every pod bound")
+
+
+def test_the_functions_reach_the_api_with_what_ssm_holds(cluster):
+    """The token (and, for the control plane, the CA) come from SSM, never the environment. On the
+    control plane the token is the `node-fleet` ServiceAccount's, so RBAC judges every call of these
+    cycles, and every Node's kubelet keeps its Lease renewed."""
+    env = cluster.stack.environ
+    token = cluster.stack.secret(env["K8S_TOKEN_PARAM"])
+    assert token not in env.values() and cluster.wiring().ports.cluster.list_nodes()
+    if not cluster.real:
+        assert token == cluster.kube.token and env["K8S_CA_PARAM"] == ""
+        return
+    assert cluster.stack.secret(env["K8S_CA_PARAM"]) == Path(cluster.kube.ca_file).read_text()
+    review = requests.post(
+        cluster.kube.url + "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+        json={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+        headers={"Authorization": f"Bearer {token}"},
+        verify=cluster.kube.ca_file,
+        timeout=10,
+    ).json()
+    assert review["status"]["userInfo"]["username"] == "system:serviceaccount:node-fleet:node-fleet"
+    renewed = {
+        lease["metadata"]["name"]: datetime.fromisoformat(lease["spec"]["renewTime"])
+        for lease in cluster.kube.objects("leases", "coordination.k8s.io")
+        if lease["metadata"]["namespace"] == "kube-node-lease"
+    }
+    assert set(renewed) == cluster.node_names()
+    assert all(datetime.now(UTC) - at < timedelta(seconds=15) for at in renewed.values()), renewed
 
 
 def test_scale_up_for_unschedulable_pods_launches_once_and_the_pods_land(cluster):
@@ -107,7 +158,7 @@ def test_a_pdb_with_no_disruption_left_keeps_its_node_and_another_goes(cluster):
     cluster.kubelets.add_workload("web", replicas=1, cpu_m=700, nodes=[busy])
     cluster.kubelets.add_workload("db", replicas=1, cpu_m=300, nodes=[light])
     cluster.kube.add(objects.pdb("db", match_labels={"app": "db"}, min_available=1))
-    assert cluster.kube.get("poddisruptionbudgets", "db", "default", "policy")["status"]["disruptionsAllowed"] == 0
+    cluster.wait_budget("db", 0)
     cluster.stack.wait_for_metrics()
 
     answer = cluster.tick()
@@ -121,39 +172,51 @@ def test_a_drain_whose_evictions_stay_refused_is_undone_at_the_timeout(cluster):
     cluster.set(SCALE_DOWN_UNNEEDED_TIME_S="0", DRAIN_TIMEOUT_S="30")
     busy, light = cluster.stack.seeded_workers
     cluster.kubelets.add_workload("web", replicas=1, cpu_m=700, nodes=[busy])
-    cluster.kubelets.add_workload("db", replicas=1, cpu_m=300, nodes=[light])
-    # The budget allows one disruption when the node is chosen; another disruption spends it
-    # before each of the drain's evictions (the API server answers 429 until the timeout).
-    cluster.kube.add(objects.pdb("db", match_labels={"app": "db"}, min_available=1, disruptions_allowed=1))
+    cluster.kubelets.add_workload("db", replicas=2, cpu_m=300, nodes=[light, busy])
+    # The budget allows one disruption when the node is chosen (busy, half requested, is no candidate).
+    cluster.kube.add(objects.pdb("db", match_labels={"app": "db"}, min_available=1))
+    cluster.wait_budget("db", 1)
     cluster.stack.wait_for_metrics()
-    (db_pod,) = cluster.pods("db")
-    cluster.kube.fail_next(f"/api/v1/namespaces/default/pods/{db_pod['metadata']['name']}/eviction", 3, 429)
+    (db_pod,) = cluster.pods_on(light)
+
+    # Before each of the drain's evictions, another disruption spends the budget: an operator
+    # evicts the db pod on busy (or its replacement), so the API server answers the drain 429.
+    ports = cluster.wiring().ports
+    evict = ports.cluster.evict
+
+    def after_another_disruption(pod):
+        for other in cluster.pods("db"):
+            if other["spec"].get("nodeName") != light and not other["metadata"].get("deletionTimestamp"):
+                cluster.evict(other)
+        return evict(pod)
+
+    cluster.monkeypatch.setattr(ports.cluster, "evict", after_another_disruption)
+
+    def drain_evictions() -> list[int]:
+        return [status for _, path, status in cluster.mutations() if path.endswith(f"/pods/{db_pod}/eviction")]
 
     answer = cluster.tick()
     assert answer["action"] == "scale_down" and answer["remove"] == [light], answer
     assert cluster.cordoned(light)
     again = cluster.tick(offset=10)
     assert again["action"] == "none", again
-    evictions = [m for m in cluster.mutations() if m[1].endswith("/eviction")]
-    assert [status for _, _, status in evictions] == [429, 429]
-    assert cluster.pods_on(light) == [db_pod["metadata"]["name"]]
+    assert drain_evictions() == [429, 429]
+    assert cluster.pods_on(light) == [db_pod]
     assert cluster.cordoned(light)
 
     # Past the drain timeout: the drain is undone, nothing forced, the node serves again.
     cluster.tick(offset=31)
     assert not cluster.cordoned(light)
-    assert cluster.pods_on(light) == [db_pod["metadata"]["name"]]
+    assert cluster.pods_on(light) == [db_pod]
     assert len(cluster.alive()) == 2
     state = cluster.state()
     assert state.drains == () and state.last_failure is not None
-    evictions = [m for m in cluster.mutations() if m[1].endswith("/eviction")]
-    assert len(evictions) == 2, "no eviction is tried past the deadline"
+    assert len(drain_evictions()) == 2, "no eviction is tried past the deadline"
 
 
 def test_a_cycle_that_crashes_mid_drain_is_resumed_by_the_next(cluster):
     light_web_load(cluster)
-    # The Eviction API fails once with a 500: the cycle raises (the invoker would retry it).
-    cluster.kube.fail_next("/api/v1/namespaces/default/pods/", count=1, status=500, method="POST")
+    two_budgets_on_web(cluster)
 
     with pytest.raises(KubeError) as failed:
         cluster.tick()
@@ -163,6 +226,7 @@ def test_a_cycle_that_crashes_mid_drain_is_resumed_by_the_next(cluster):
     assert cluster.lease_item() is None, "the crashed cycle released its lease"
     assert len(cluster.pods_on(drain.node)) == 1
 
+    cluster.kube.remove("poddisruptionbudgets", "web-too", "default", "policy")  # an operator fixes it
     resumed = cluster.tick()
     assert resumed["action"] == "none" and resumed["remove"] == [], "the drain is resumed, not started again"
     assert [d.phase for d in cluster.state().drains] == ["evicting"]
@@ -177,7 +241,7 @@ def test_a_cycle_that_crashes_mid_drain_is_resumed_by_the_next(cluster):
 
 def test_a_drain_whose_node_was_deleted_meanwhile_does_not_wedge_the_autoscaler(cluster):
     light_web_load(cluster)
-    cluster.kube.fail_next("/api/v1/namespaces/default/pods/", count=1, status=500, method="POST")
+    two_budgets_on_web(cluster)
     with pytest.raises(KubeError):
         cluster.tick()  # the drain is saved as CORDONED, then the cycle crashes
     (drain,) = cluster.state().drains

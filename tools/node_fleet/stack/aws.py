@@ -292,3 +292,11 @@ def _plain(value: Any, where: str) -> Any:
         for inner in value:
             _plain(inner, where)
     return value
+
+
+def forget_cached_clients() -> None:
+    """Drop Powertools Parameters' cached providers and values: their boto3 clients keep the
+    endpoint they were made with, and their values outlive a reset of moto."""
+    from aws_lambda_powertools.utilities.parameters import base
+
+    base.DEFAULT_PROVIDERS.clear()

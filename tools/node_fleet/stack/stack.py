@@ -1,9 +1,12 @@
 """`EmbeddedStack`: moto, the fake API server, simulated kubelets and a real Prometheus, started
 together on 127.0.0.1, with a seeded cluster and the functions' environment pointing at them.
+With `api="controlplane"`, a real control plane (tools/controlplane) replaces the fake API server:
+the kubelets only run what the real kube-scheduler binds, and the functions use the `node-fleet`
+ServiceAccount's token and the API server's CA, both in SSM, as deployed.
 
     with EmbeddedStack(workers=2, settings={"MIN_NODES": "1"}) as stack:
         stack.environ              # what template.yaml sets for the functions (+ AWS_ENDPOINT_URL...)
-        stack.kube                 # the fake API server (add pods, PDBs, Flux objects; inject faults)
+        stack.kube                 # the fake API server (add pods, PDBs...; inject faults), or RealKube
         stack.kubelets             # the simulated kubelets, scheduler and ReplicaSets
         stack.prometheus           # the real Prometheus (stop() and start() it for an outage)
         stack.account              # what exists in moto: subnets, launch template, table, topic...
@@ -15,10 +18,8 @@ worker, and its control-plane Node, tainted NoSchedule), and `workers` workers l
 moto from the worker launch template with the cluster's worker tags, spread over the zones, whose
 Nodes are registered at once. Prometheus scrapes the kubelets every `scrape_interval_s` (1 s).
 
-The rate window (PROMETHEUS_RATE_WINDOW, 5 s by default) is short on purpose: Prometheus' rate()
-underestimates a series younger than its window (it extrapolates only half a scrape past the first
-sample), so a node that has just joined reads busy until its series spans the window; at 5 s that
-is 5 s, not the 5 minutes of a deployed setting. The price: an instant query far from now (a clock
+The rate window (PROMETHEUS_RATE_WINDOW, 5 s by default) is short on purpose: rate() underestimates
+a series younger than its window, so a node that has just joined reads busy for 5 s, not 5 minutes. The price: an instant query far from now (a clock
 offset of more than a few seconds) finds no sample in the window and the metrics read "unknown".
 `wait_for_metrics()` waits until the adapter reads every node's current usage.
 
@@ -27,9 +28,9 @@ offset of more than a few seconds) finds no sample in the window and the metrics
 LaunchTemplateId, K8sApiUrl, PrometheusUrl, the SSM parameter names...), the table and topic
 filled in (CloudFormation would), plus what the local endpoints need (AWS_ENDPOINT_URL, fake
 credentials and region, PROMETHEUS_RATE_WINDOW), then the caller's `settings`, last. The secrets
-live in SSM (moto) only: the K8s token the fake API server checks, Prometheus' basic-auth
-credentials (when this Python can hash them with bcrypt; otherwise Prometheus runs without auth
-and PROMETHEUS_AUTH_PARAM is empty) and the webhook HMAC key.
+live in SSM (moto) only: the K8s token the fake API server checks (or the ServiceAccount's, and the
+real one's CA), Prometheus' basic-auth credentials (when this Python can hash them with bcrypt;
+otherwise Prometheus runs without auth and PROMETHEUS_AUTH_PARAM is empty), the webhook HMAC key.
 """
 
 from __future__ import annotations
@@ -47,9 +48,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from node_fleet.stack import aws
+from node_fleet.stack.aws import forget_cached_clients
+from node_fleet.stack.controlplane import RealApi, start_real_api
 from node_fleet.stack.environ import applied, function_environs, merged
 from node_fleet.stack.errors import StackError
 from node_fleet.stack.kube_api import FLUX_KINDS, FakeKube, objects
+from node_fleet.stack.kube_real import RealKube
 from node_fleet.stack.kubelets import (
     CLUSTER_TAG,
     ROLE_TAG,
@@ -65,6 +69,8 @@ T = TypeVar("T")
 
 PROMETHEUS_USER = "node-fleet"
 SERVER_ROLE = "server"
+K8S_CA_PARAM = "/node-fleet/k8s-ca"
+APIS = ("fake", "controlplane")
 CONTROL_PLANE_TAINT = {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}
 
 
@@ -80,14 +86,6 @@ def wait_until(predicate: Callable[[], T], timeout_s: float = 10.0, interval_s: 
         time.sleep(interval_s)
 
 
-def forget_cached_clients() -> None:
-    """Drop Powertools Parameters' cached providers and values: their boto3 clients keep the
-    endpoint they were made with, and their values outlive a reset of moto."""
-    from aws_lambda_powertools.utilities.parameters import base
-
-    base.DEFAULT_PROVIDERS.clear()
-
-
 class EmbeddedStack:
     """See the module docstring. Arguments:
 
@@ -95,7 +93,9 @@ class EmbeddedStack:
     boot_delay_s (running instance -> Node), usage_factor (pods' CPU use / request),
     scrape_interval_s, rate_window (PROMETHEUS_RATE_WINDOW), settings (variables set last, e.g.
     {"SCALE_DOWN_UNNEEDED_TIME_S": "0"}), workdir (a temporary one, removed at stop, by default),
-    clock (lifecycle time of the kubelets), template (template.yaml), log_level (LOG_LEVEL).
+    clock (lifecycle time of the kubelets), template (template.yaml), log_level (LOG_LEVEL),
+    api ("fake" or "controlplane"), controlplane (the control plane's binary, for "controlplane"),
+    crds (CRD files or folders installed on a real API server: the fake knows the Flux kinds).
     """
 
     def __init__(
@@ -116,29 +116,29 @@ class EmbeddedStack:
         template: str | os.PathLike[str] = aws.TEMPLATE,
         log_level: str = "INFO",
         kubelet_interval_s: float = 0.2,
+        api: str = "fake",
+        controlplane: str | os.PathLike[str] | None = None,
+        crds: tuple[str | os.PathLike[str], ...] = (),
     ) -> None:
         if workers < 0 or not zones:
             raise StackError("workers must be >= 0 and zones not empty")
-        self.cluster_name = cluster_name
-        self.workers = workers
-        self.zones = tuple(zones)
-        self.region = region
+        if api not in APIS or (api == "controlplane") != (controlplane is not None):
+            raise StackError(f"api is one of {APIS}; the control plane's binary goes with, and only with, the real one")
+        self.controlplane, self.crds = controlplane, tuple(crds)
+        self.cluster_name, self.workers, self.zones, self.region = cluster_name, workers, tuple(zones), region
         self.shape = shape or WorkerShape()
-        self.boot_delay_s = boot_delay_s
-        self.usage_factor = usage_factor
-        self.scrape_interval_s = scrape_interval_s
-        self.rate_window = rate_window
+        self.boot_delay_s, self.usage_factor = boot_delay_s, usage_factor
+        self.scrape_interval_s, self.rate_window = scrape_interval_s, rate_window
         self.settings = {k: str(v) for k, v in (settings or {}).items()}
-        self.clock = clock
-        self.template = Path(template)
-        self.log_level = log_level
+        self.clock, self.template, self.log_level = clock, Path(template), log_level
         self.kubelet_interval_s = kubelet_interval_s
         self._workdir_given = workdir is not None
         self.workdir = Path(workdir) if workdir is not None else None
 
         self.moto: aws.MotoServer | None = None
         self.clients: dict[str, Any] = {}
-        self.kube: FakeKube | None = None
+        self.kube: FakeKube | RealKube | None = None
+        self.real: RealApi | None = None
         self.kubelets: KubeletFleet | None = None
         self.prometheus: PrometheusServer | None = None
         self.account: aws.Account | None = None
@@ -173,10 +173,8 @@ class EmbeddedStack:
                 self.workdir = Path(tempfile.mkdtemp(prefix="node-fleet-stack-"))
             self.workdir.mkdir(parents=True, exist_ok=True)
             forget_cached_clients()
-            self.secrets = {
-                aws.K8S_TOKEN_PARAM: secrets.token_urlsafe(24),
-                aws.WEBHOOK_HMAC_PARAM: secrets.token_urlsafe(32),
-            }
+            k8s_token, hmac_key = secrets.token_urlsafe(24), secrets.token_urlsafe(32)
+            self.secrets = {aws.K8S_TOKEN_PARAM: k8s_token, aws.WEBHOOK_HMAC_PARAM: hmac_key}
             password = secrets.token_urlsafe(18)
             basic_auth = (PROMETHEUS_USER, password) if bcrypt_hash(password) else None
             if basic_auth is not None:
@@ -185,7 +183,12 @@ class EmbeddedStack:
             self.moto = aws.MotoServer()
             endpoint = self.moto.start()
             self.clients = aws.clients(endpoint, self.region)
-            self.kube = FakeKube(token=self.secrets[aws.K8S_TOKEN_PARAM], evict_mode="terminate").start()
+            if self.controlplane is not None:
+                self.real = start_real_api(self.controlplane, self.workdir / "controlplane", self.crds)
+                self.kube = self.real.kube
+                self.secrets |= {aws.K8S_TOKEN_PARAM: self.real.token, K8S_CA_PARAM: self.real.ca_pem}
+            else:
+                self.kube = FakeKube(token=self.secrets[aws.K8S_TOKEN_PARAM], evict_mode="terminate").start()
             self.kubelets = KubeletFleet(
                 self.kube,
                 self.clients["ec2"],
@@ -221,7 +224,8 @@ class EmbeddedStack:
         for stop in (
             self.kubelets.stop if self.kubelets else None,
             self.prometheus.stop if self.prometheus else None,
-            self.kube.stop if self.kube else None,
+            self.real.stop if self.real else None,
+            self.kube.stop if isinstance(self.kube, FakeKube) else None,
             self.moto.stop if self.moto else None,
         ):
             if stop is not None:
@@ -330,7 +334,8 @@ class EmbeddedStack:
             subnet_offset=self._generation * len(self.zones),
         )
         self._generation += 1
-        self.kube.install(*FLUX_KINDS)
+        if isinstance(self.kube, FakeKube):
+            self.kube.install(*FLUX_KINDS)
         ec2 = self.clients["ec2"]
         now = self.clock()
 
@@ -374,7 +379,7 @@ class EmbeddedStack:
             "InstanceTypes": self.shape.instance_type,
             "K8sApiUrl": self.kube.url,
             "K8sTokenParam": aws.K8S_TOKEN_PARAM,
-            "K8sCaParam": "",
+            "K8sCaParam": K8S_CA_PARAM if self.real else "",
             "PrometheusUrl": self.prometheus.url,
             "PrometheusAuthParam": auth_param,
             "PrometheusCaParam": "",

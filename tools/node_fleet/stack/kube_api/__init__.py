@@ -48,7 +48,8 @@ What it honours
   every change to pods or PDBs, except for a PDB seeded with `status.disruptionsAllowed`: that
   value is pinned and only evictions decrement it.
 - Custom objects: `install(KUSTOMIZATIONS, ...)` makes a kind known (see FLUX_KINDS); until then
-  its paths answer 404, as when the CRD is absent.
+  its paths answer 404, as when the CRD is absent. It is served at once; a real API server answers
+  a list 429 ("storage is (re)initializing") for a moment after the CRD is Established.
 - Faults: `fail_next(path_prefix, count, status)` answers with a Status of that code;
   `hang_next(path_prefix, count, seconds)` holds the answer that long (past a client's timeout).
 
@@ -58,9 +59,12 @@ Limits (what a test must not rely on)
   OpenAPI, no protobuf or CBOR: JSON only whatever the Accept header asks.
 - No controllers but the disruption controller's PDB status: a DaemonSet starts no pods, a claim
   is never bound or provisioned (seed spec.volumeName and the PersistentVolume yourself), the
-  ephemeral volume controller makes no claims.
-- No admission, defaulting or validation beyond metadata.name: objects are stored as given;
-  no finalizers or graceful deletion (DELETE removes at once); no generateName, no dry run, no
+  ephemeral volume controller makes no claims; no node lifecycle controller (a cordoned Node gets
+  no `node.kubernetes.io/unschedulable` taint, no Node turns NotReady for want of Lease renewals)
+  and no garbage collector (a pod whose owner does not exist stays).
+- No admission, defaulting or validation beyond metadata.name: objects are stored as given,
+  status included (a real server drops a pod's or a custom object's status on create and ignores
+  any status on update: only the status subresource writes it); no finalizers or graceful deletion (DELETE removes at once); no generateName, no dry run, no
   deleteOptions or preconditions in an Eviction body; no namespace lifecycle (namespaces need
   not exist).
 - Lists are not consistent snapshots: a page reflects the store when it is served, and the
@@ -69,7 +73,10 @@ Limits (what a test must not rely on)
   `resourceVersion`/`resourceVersionMatch` parameters are ignored.
 - Strategic merge ignores `$setElementOrder`, `$retainKeys` and `$deleteFromPrimitiveList`, and
   knows merge keys only for the lists in `patches.MERGE_KEYS`.
-- PDB: no unhealthyPodEvictionPolicy, no observedGeneration check. expectedPods is not the
+- PDB: no unhealthyPodEvictionPolicy, no observedGeneration check. The status is computed at once
+  on every change, where the real disruption controller takes a moment and leaves a new PDB
+  without status until then (wait for it, as tests/integration's `wait_budget` does); a pinned
+  `status.disruptionsAllowed` has no real counterpart (spend a real budget with an eviction). expectedPods is not the
   owning controllers' scale: it is the number of selected pods for an integer minAvailable, and
   for maxUnavailable or a percentage the most pods the PDB has selected so far (so an evicted
   pod counts as one to be replaced, and a scaled-down workload is not noticed). The

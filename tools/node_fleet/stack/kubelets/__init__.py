@@ -1,4 +1,5 @@
-"""A simulated fleet of kubelets, a scheduler and ReplicaSet controllers over the fake API server.
+"""A simulated fleet of kubelets, a scheduler and ReplicaSet controllers over the fake API server;
+over a real one (`kube_real.RealKube`), the kubelets alone (`real`), next to the real controllers.
 
 What a K3s cluster on EC2 does around the autoscaler, simply and in the open:
 
@@ -31,8 +32,13 @@ since Prometheus computes rates over real seconds.
 
 `start()` runs `step()` every `interval_s` on a thread; tests may also call `step()` themselves.
 
+On a real API server the kubelets also renew their Nodes' Leases and start the pods bound to
+them through the status subresource; kube-scheduler binds (and marks pods Unschedulable), and
+the ReplicaSet, disruption and pod GC controllers are the real ones (see `real`).
+
 Modules: `kubelet` (one a worker instance), `scheduler`, `controllers` (ReplicaSets, pod GC),
-`exporter` (node-exporter metrics), `pods` (what they read off raw objects), `fleet` (all run together).
+`exporter` (node-exporter metrics), `pods` (what they read off raw objects), `real` (the kubelets'
+part on a real API server), `fleet` (all run together).
 """
 
 from .controllers import ReplicaSet

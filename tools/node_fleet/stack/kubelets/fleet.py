@@ -1,5 +1,6 @@
 """KubeletFleet: the kubelets, the scheduler, the controllers and node-exporter, run together
-over the fake API server and moto's EC2 (see the package docstring)."""
+over the fake API server and moto's EC2; over a real API server, the kubelets and node-exporter
+only (see the package docstring)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from node_fleet.stack.kube_api import FakeKube
+from node_fleet.stack.kube_real import RealKube
 from node_fleet.stack.prometheus import duration
 
 from .controllers import ReplicaSet, ReplicaSetController, collect_pods
 from .exporter import Load, NodeExporter
 from .kubelet import GONE_STATES, Kubelet, WorkerShape, describe_workers, node_lost, register
+from .real import NodeLeases, run_pods, start_workload
+from .real import scale as scale_replicaset
 from .scheduler import schedule
 
 log = logging.getLogger(__name__)
@@ -25,7 +29,7 @@ class KubeletFleet:
 
     def __init__(
         self,
-        kube: FakeKube,
+        kube: FakeKube | RealKube,
         ec2: Any,
         cluster_name: str,
         *,
@@ -40,6 +44,9 @@ class KubeletFleet:
         interval_s: float = 0.2,
     ) -> None:
         self.kube = kube
+        # On a real API server, kube-scheduler and the controllers are the real ones.
+        self._real = kube if isinstance(kube, RealKube) else None
+        self._leases = NodeLeases()
         self.ec2 = ec2
         self.cluster_name = cluster_name
         self.shape = shape or WorkerShape()
@@ -95,6 +102,7 @@ class KubeletFleet:
             self._static.clear()
             self._replicasets.sets.clear()
             self._exporter.usage.clear()
+            self._leases.clear()
             self._never_join_budget = 0
             self.errors.clear()
 
@@ -172,14 +180,22 @@ class KubeletFleet:
                 self._replicasets.new_pod(workload, now, nodes[i % len(nodes)] if nodes else None)
                 for i in range(replicas)
             ]
-            self.kube.add(*pods)
+            if self._real is None:
+                self.kube.add(*pods)
+            else:
+                template = self._replicasets.new_pod(workload, now, None)
+                start_workload(self._real, workload, template, pods if nodes else [], now)
             self._refresh_usage()
         return workload
 
     def scale(self, name: str, replicas: int, namespace: str = "default") -> None:
-        """Set a workload's replicas; the next step() adds or removes pods."""
+        """Set a workload's replicas; the next step() adds or removes pods (on a real API server,
+        its ReplicaSet controller does)."""
         with self._lock:
-            self._replicasets.sets[(namespace, name)].replicas = replicas
+            workload = self._replicasets.sets[(namespace, name)]
+            workload.replicas = replicas
+            if self._real is not None:
+                scale_replicaset(self._real, workload)
 
     def set_usage(self, name: str, usage: float, namespace: str = "default") -> None:
         """Set the share of its requests a workload's pods use."""
@@ -217,15 +233,28 @@ class KubeletFleet:
     # -- one pass ---------------------------------------------------------------------------------------
 
     def step(self) -> None:
-        """One pass: kubelets from EC2, pod lifecycle, controllers, scheduler, usage."""
+        """One pass: kubelets from EC2, pod lifecycle, controllers, scheduler, usage (on a real API
+        server: kubelets from EC2, their Leases and pods, usage)."""
         instances = describe_workers(self.ec2, self.cluster_name)
         with self._lock, self.kube.locked():
             now = self.clock()
             self._kubelets_from(instances, now)
-            collect_pods(self.kube)
-            self._replicasets.reconcile(self.kube, now)
-            schedule(self.kube, now)
-            self._refresh_usage()
+            if self._real is None:
+                collect_pods(self.kube)
+                self._replicasets.reconcile(self.kube, now)
+                schedule(self.kube, now)
+                self._refresh_usage()
+                return
+            running = self._running_nodes()
+            self._leases.renew(self._real, running)
+            pods = self._real.objects("pods")
+            run_pods(self._real, pods, running, now)
+            self._refresh_usage(pods)
+
+    def _running_nodes(self) -> list[str]:
+        """The nodes whose kubelet runs: the static ones and the joined workers not stopped."""
+        workers = [k.node for k in self._kubelets.values() if k.joined and not k.stopped]
+        return [*self._static, *workers]
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -262,8 +291,9 @@ class KubeletFleet:
             if not kubelet.joined and not kubelet.never_joins and now - kubelet.running_since >= self.boot_delay_s:
                 register(self.kube, kubelet, self.shape, self.pool, now)
 
-    def _refresh_usage(self) -> None:
-        """Recompute each node's CPU and memory use from its pods (after integrating the old use)."""
+    def _refresh_usage(self, pods: Sequence[Mapping[str, Any]] | None = None) -> None:
+        """Recompute each node's CPU and memory use from its pods (`pods`: the pods just listed),
+        after integrating the old use."""
         serving: dict[str, tuple[int, int]] = dict(self._static)
         for kubelet in self._kubelets.values():
             if kubelet.joined and not kubelet.stopped:
@@ -274,7 +304,7 @@ class KubeletFleet:
             self.usage_factor,
             {(rs.namespace, rs.owner_name): rs.usage for rs in self._replicasets.sets.values()},
         )
-        self._exporter.update(serving, *load.per_node(serving, self.kube.objects("pods")))
+        self._exporter.update(serving, *load.per_node(serving, self.kube.objects("pods") if pods is None else pods))
 
     def exposition(self) -> str:
         """The /metrics text (Prometheus text format 0.0.4)."""

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from node_fleet.stack.kube_api import FakeKube, objects
+from node_fleet.stack.kube_real import RealKube
 
 from .pods import cpu_text, iso
 
@@ -68,7 +69,7 @@ def describe_workers(ec2: Any, cluster_name: str, states: Sequence[str] = ()) ->
     return found
 
 
-def register(kube: FakeKube, kubelet: Kubelet, shape: WorkerShape, pool: str, now: float) -> None:
+def register(kube: FakeKube | RealKube, kubelet: Kubelet, shape: WorkerShape, pool: str, now: float) -> None:
     node = objects.node(
         kubelet.node,
         instance_id=kubelet.instance_id,
@@ -89,7 +90,7 @@ def register(kube: FakeKube, kubelet: Kubelet, shape: WorkerShape, pool: str, no
     kubelet.joined = True
 
 
-def node_lost(kube: FakeKube, kubelet: Kubelet, now: float) -> None:
+def node_lost(kube: FakeKube | RealKube, kubelet: Kubelet, now: float) -> None:
     node = kube.get("nodes", kubelet.node)
     if node is None:
         return
@@ -100,4 +101,7 @@ def node_lost(kube: FakeKube, kubelet: Kubelet, now: float) -> None:
             message="Kubelet stopped posting node status.",
             lastTransitionTime=iso(now),
         )
-    kube.add(node)
+    if isinstance(kube, RealKube):
+        kube.apply_status(node)  # the status alone: the rest of the Node is not the kubelet's to write
+    else:
+        kube.add(node)

@@ -16,6 +16,22 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def running_status(now: float) -> dict[str, Any]:
+    """The status a kubelet reports for a pod it has started: Running and Ready."""
+    at = iso(now)
+    conditions = [
+        {"type": kind, "status": "True", "lastProbeTime": None, "lastTransitionTime": at}
+        for kind in ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled")
+    ]
+    return {
+        "phase": "Running",
+        "conditions": conditions,
+        "startTime": at,
+        "hostIP": "10.42.0.10",
+        "podIP": "10.42.128.10",
+    }
+
+
 def cpu_text(cpu_m: int) -> str:
     return str(cpu_m // 1000) if cpu_m % 1000 == 0 else f"{cpu_m}m"
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from node_fleet.stack.kube_api import FakeKube
 
-from .pods import cpu_m, finished, iso, mem_b, requests, terminating
+from .pods import cpu_m, finished, iso, mem_b, requests, running_status, terminating
 
 
 def schedule(kube: FakeKube, now: float) -> None:
@@ -80,17 +80,8 @@ def _tolerated(toleration: Mapping[str, Any], taint: Mapping[str, Any]) -> bool:
 
 
 def _bind(pod: dict[str, Any], node: str, now: float) -> dict[str, Any]:
-    at = iso(now)
     pod["spec"]["nodeName"] = node
-    status = pod.setdefault("status", {})
-    status["phase"] = "Running"
-    status["conditions"] = [
-        {"type": kind, "status": "True", "lastProbeTime": None, "lastTransitionTime": at}
-        for kind in ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled")
-    ]
-    status["startTime"] = at
-    status["hostIP"] = "10.42.0.10"
-    status["podIP"] = "10.42.128.10"
+    pod["status"] = pod.get("status", {}) | running_status(now)
     return pod
 
 
