@@ -287,6 +287,7 @@ def _print_table(result) -> None:
     s = result.settings
     print(f"{result.workload.name}: {result.workload.description}")
     print(f"workers {s.node_cpu_m}m/{s.node_mem_mib}Mi, min {s.min_nodes}, max {s.max_nodes}, tick {result.tick_s:g}s")
+    print(f"prices: {result.price_basis}")
     print(format_table(result.scores, result.workload.name))
 
 
