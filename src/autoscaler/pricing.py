@@ -56,8 +56,12 @@ class InstancePrice:
         return self.spot_hourly if lifecycle == SPOT else self.on_demand_hourly
 
 
+ASSUMED_SPOT_SHARE = 0.4
+"""Spot as a share of on-demand: an assumption (see above), since spot has no fixed public price."""
+
+
 def _with_assumed_spot(on_demand_hourly: float) -> InstancePrice:
-    return InstancePrice(on_demand_hourly, round(on_demand_hourly * 0.4, 4))
+    return InstancePrice(on_demand_hourly, round(on_demand_hourly * ASSUMED_SPOT_SHARE, 4))
 
 
 DEFAULT_INSTANCE_PRICES: Mapping[str, InstancePrice] = MappingProxyType(
