@@ -10,17 +10,18 @@ pages. Where each figure comes from, and when it was read:
 - m7g.large on-demand, $0.0816 an hour: us-east-1 Linux, as a FinOps write-up citing AWS's rate card
   gave it on 2026-06-17 (factualminds.com, "Amazon EC2 On-Demand Pricing ... (2026)"); AWS's own
   pricing page renders its table in the browser, so no stored copy of it could be read.
-- t3.large $0.0832 (a cost guide citing us-east-1, 2026); m6g.large $0.077 and t4g.large $0.0672:
-  AWS's long-standing us-east-1 list prices, not checked against a stored copy here.
+- t3.large $0.0832 (go-cloud.io's 2026 EC2 pricing guide, us-east-1); m6g.large $0.077 and
+  t4g.large $0.0672: AWS's long-standing us-east-1 list prices, not checked against a stored copy.
 - Spot: no fixed public price exists (EC2 moves it every few minutes, per type and zone). The
-  figure used is an assumption, 40 % of on-demand (a 60 % saving, mid-range of what EC2's Spot
-  Instance Advisor shows for these families); use `aws ec2 describe-spot-price-history` for yours.
+  figure used is an assumption, 40 % of on-demand (a 60 % saving; AWS advertises "up to 90 %"),
+  not a measured price; use `aws ec2 describe-spot-price-history` for yours.
 - EBS gp3 storage, $0.08 a GB-month, us-east-1 (AWS's EBS pricing page as quoted by saisci.com's
-  gp2/gp3 comparison; unchanged since gp3's launch in December 2020). The baseline 3,000 IOPS and
-  125 MB/s are free; a GB-month is prorated per second over a 30-day month, as AWS's EBS pricing
-  example does, with a 60 s minimum.
+  gp2/gp3 comparison, updated 2021-02-04; not re-checked against a 2026 copy). The baseline 3,000
+  IOPS and 125 MB/s are free; a GB-month is prorated per second over a 30-day month, as AWS's EBS
+  pricing example does, with a 60 s minimum.
 - Lambda on arm64: $0.20 per million requests and $0.0000133334 per GB-second (the first tier),
-  us-east-1 (AWS's Lambda pricing page, as several 2024-2026 guides quote it).
+  us-east-1 (AWS's Lambda pricing page, which renders its rates in the browser, as cloudchipr.com's
+  2024 guide and others quote it).
 - The billed duration of one autoscaler cycle, 1 s, is an assumption, not a price: bench/cycle.py
   measured list, parse and plan at 100 nodes in 0.3 to 0.6 s, and the AWS calls come on top.
 
