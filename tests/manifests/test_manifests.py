@@ -342,6 +342,14 @@ def test_crd_check_rejects_unserved_versions(have_crds):
     assert crd_errors(doc, {key: crd}) == ["Kustomization v1 is not served"]
 
 
+def test_the_sample_flux_objects_validate_against_their_crds(have_crds):
+    """samples/flux-objects.yaml, for `node-fleet gate --objects`, holds the fields the controllers write."""
+    sample = yaml.safe_load((ROOT / "samples" / "flux-objects.yaml").read_text())
+    assert sorted(d["kind"] for d in sample["items"]) == ["Canary", "HelmRelease", "Kustomization"]
+    problems = {d["kind"]: crd_errors(d) for d in sample["items"]}
+    assert {k: v for k, v in problems.items() if v} == {}
+
+
 # --- Flux conventions (flux2-kustomize-helm-example) ------------------------------------------------
 
 

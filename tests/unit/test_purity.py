@@ -15,6 +15,7 @@ PURE = [
     "autoscaler.rules",
     "autoscaler.planner",
     "autoscaler.ports",
+    "autoscaler.pricing",
     "autoscaler.gitops.flux",
     "autoscaler.gitops.gate",
 ]

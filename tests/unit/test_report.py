@@ -8,6 +8,7 @@ import math
 
 import pytest
 
+from autoscaler.pricing import DEFAULT_PRICES
 from node_fleet.sim.plot import plot_runs
 from node_fleet.sim.record import InstanceLife, PodLife, RunRecord, Sample, ScaleEvent
 from node_fleet.sim.report import PolicyScore, format_table, score, to_json
@@ -62,10 +63,23 @@ def smp(
     )
 
 
-def inst(launched: float, running: float, terminated: float | None = None) -> InstanceLife:
+def inst(
+    launched: float, running: float, terminated: float | None = None, lifecycle: str = "on-demand"
+) -> InstanceLife:
     return InstanceLife(
-        instance_id=f"i-{launched:g}", launched_at=launched, running_at=running, terminated_at=terminated
+        instance_id=f"i-{launched:g}",
+        launched_at=launched,
+        running_at=running,
+        terminated_at=terminated,
+        lifecycle=lifecycle,
     )
+
+
+OD_PER_S = 0.0816 / 3600
+"""m7g.large on-demand (the record's default type), $/s."""
+SPOT_PER_S = 0.0326 / 3600
+GP3_PER_S = 40 * 0.08 / (30 * 86_400)
+"""Its 40 GiB gp3 root volume, $/s."""
 
 
 # --- cost ------------------------------------------------------------------------------------------
@@ -129,9 +143,41 @@ def test_peak_lower_bound_nodes() -> None:
         pytest.param([], [smp(0)], 0, 1.0, id="nothing-needed-nothing-billed"),
     ],
 )
-def test_cost_ratio(instances: list[InstanceLife], samples: list[Sample], min_nodes: int, expected: float) -> None:
+def test_cost_ratios(instances: list[InstanceLife], samples: list[Sample], min_nodes: int, expected: float) -> None:
     sc = score(record(instances=instances, samples=samples, min_nodes=min_nodes))
     assert sc.cost_ratio == pytest.approx(expected)
+    assert sc.node_hour_ratio == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("instances", "invocations", "expected"),
+    [
+        pytest.param([inst(0, 20, 3620)], 0, 3600 * OD_PER_S + 3620 * GP3_PER_S, id="ec2-from-running-ebs-from-launch"),
+        pytest.param([inst(0, 10, 30)], 0, 60 * OD_PER_S + 60 * GP3_PER_S, id="both-bill-at-least-60s"),
+        pytest.param([inst(90, 100)], 0, 3500 * OD_PER_S + 3510 * GP3_PER_S, id="open-ended-runs-to-horizon"),
+        pytest.param([], 60, DEFAULT_PRICES.lambda_dollars(60), id="the-lambda-runs"),
+        pytest.param(
+            [inst(0, 0, lifecycle="spot")], 0, 3600 * OD_PER_S + 3600 * GP3_PER_S, id="spot-priced-at-on-demand"
+        ),
+    ],
+)
+def test_dollars(instances: list[InstanceLife], invocations: int, expected: float) -> None:
+    rec = record(instances=instances)
+    rec.lambda_invocations = invocations
+    sc = score(rec)
+    assert sc.dollars == pytest.approx(expected)
+    assert sc.lambda_dollars == pytest.approx(DEFAULT_PRICES.lambda_dollars(invocations))
+
+
+def test_spot_savings_stand_apart() -> None:
+    sc = score(record(instances=[inst(0, 0, lifecycle="spot"), inst(0, 0)]))
+    assert sc.spot_savings == pytest.approx(3600 * (OD_PER_S - SPOT_PER_S))
+    assert score(record(instances=[inst(0, 0)])).spot_savings == 0.0
+
+
+def test_lower_bound_dollars_price_each_node_hour_at_on_demand_with_its_volume() -> None:
+    sc = score(record(samples=[smp(60.0 * i, cpu=5000) for i in range(60)], min_nodes=1))  # 2 nodes for an hour
+    assert sc.lower_bound_dollars == pytest.approx(2 * 3600 * (OD_PER_S + GP3_PER_S))
 
 
 def test_infinite_cost_ratio_is_json_null() -> None:
@@ -281,13 +327,22 @@ def test_format_table_has_every_policy_and_column() -> None:
     text = format_table(scores, "Replay of w")
     lines = text.splitlines()
     assert lines[0] == "Replay of w"
-    for header in ("policy", "node-h", "NH*", "cost ratio", "pending pod-s", "p95 pending s", "actions"):
+    for header in ("policy", "dollars", "bound $", "cost ratio", "node-h", "pending pod-s", "p95 pending s", "actions"):
         assert header in lines[2]
     assert lines[2].rstrip().endswith("flaps")
     rows = lines[4:]
     assert [r.split()[0] for r in rows] == ["static", "cluster-autoscaler-10s"]
     # numbers are right-aligned under their headers
     assert len({len(line) for line in lines[2:]}) == 1
+
+
+def test_format_table_gives_spot_savings_a_line_of_their_own() -> None:
+    spot = score(record(policy="spotty", instances=[inst(0, 0, lifecycle="spot")], samples=[smp(0)]))
+    lines = format_table([score(r) for r in two_runs()] + [spot], "t").splitlines()
+    assert lines[-1] == (
+        f"spot: spotty billed ${spot.dollars - spot.spot_savings:.2f}, ${spot.spot_savings:.2f} less than on-demand"
+    )
+    assert sum(line.startswith("spot:") for line in lines) == 1
 
 
 def test_format_table_shows_infinite_ratio() -> None:
@@ -303,6 +358,7 @@ def test_to_json_shape() -> None:
     assert set(out["policies"]) == {"static", "cluster-autoscaler-10s"}
     static = out["policies"]["static"]
     assert static["node_hours"] == pytest.approx(2.0)
+    assert static["dollars"] == pytest.approx(2 * 3600 * (OD_PER_S + GP3_PER_S), abs=1e-4)
     assert isinstance(static["flaps"], int)
     json.dumps(out, allow_nan=False)
 

@@ -8,6 +8,7 @@ import pytest
 
 from autoscaler.config import Settings
 from autoscaler.model import InstanceState
+from autoscaler.pricing import DEFAULT_PRICES
 from autoscaler.scheduling import (
     HOSTNAME_LABEL,
     ZONE_LABEL,
@@ -66,6 +67,27 @@ def test_static_peak_boots_the_peak_and_never_acts():
     record = replay(SPIKE, "static-peak", Settings())
     assert record.samples[0].ready_nodes == peak_lower_bound(SPIKE, Settings(), 10) == 6
     assert record.actions == []
+
+
+@pytest.mark.parametrize(
+    ("policy", "tick_s", "invocations"),
+    [
+        ("node-fleet", 60.0, 90),  # 5400 s of minute ticks, each one run of the Lambda
+        ("node-fleet", 30.0, 180),
+        ("ca-10s", 10.0, 0),  # a pod on the server node: no charge of its own
+        ("target-tracking", 60.0, 0),
+    ],
+)
+def test_the_lambda_policies_pay_one_invocation_a_tick(policy, tick_s, invocations):
+    record = replay(SPIKE, policy, Settings(), tick_s=tick_s)
+    assert record.lambda_invocations == invocations
+    assert score(record).lambda_dollars == pytest.approx(DEFAULT_PRICES.lambda_dollars(invocations))
+
+
+def test_workers_are_the_templates_default_type():
+    record = replay(SPIKE, "node-fleet", Settings())
+    assert record.instance_type == "m7g.large"
+    assert all(i.lifecycle == "on-demand" for i in record.instances)
 
 
 def test_ca_policies_keep_their_own_tick():
@@ -275,11 +297,15 @@ def test_simulate_json_names_every_policy(capsys):
     assert main(["simulate", "--scenario", "flash-sale", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert set(out["policies"]) == set(POLICY_NAMES)
+    assert "m7g.large" in out["prices"]
     for fields in out["policies"].values():
         for key in (
+            "dollars",
+            "lower_bound_dollars",
+            "cost_ratio",
+            "spot_savings",
             "node_hours",
             "lower_bound_node_hours",
-            "cost_ratio",
             "pending_pod_seconds",
             "p95_pending_s",
             "scale_actions",

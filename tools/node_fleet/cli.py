@@ -79,6 +79,12 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--scenario", choices=sorted(SCENARIOS), help="a built-in workload")
     source.add_argument("--trace", type=Path, help="a trace file (see --format)")
     sim.add_argument("--format", choices=FORMATS, default="pods", help="format of --trace (default: pods)")
+    sim.add_argument(
+        "--start-s",
+        type=float,
+        help="replay --trace from this second of it (default: the format's window; 0 for the excerpts in samples/traces)",
+    )
+    sim.add_argument("--duration-s", type=float, help="replay this many seconds of --trace (default: the format's)")
     sim.add_argument("--policy", default="all", choices=("all", *POLICY_NAMES))
     sim.add_argument("--tick", type=float, default=60.0, help="seconds between cycles (ca-10s/ca-60s keep theirs)")
     sim.add_argument("--seed", type=int, default=1, help="seed of the scenario generator")
@@ -183,7 +189,10 @@ def _simulate(args: argparse.Namespace) -> int:
         raise ValueError(f"--tick must be > 0 seconds, got {args.tick}")
     if args.max_nodes is not None and args.max_nodes < 1:
         raise ValueError(f"--max-nodes must be >= 1, got {args.max_nodes}")
-    workload = scenario(args.scenario, args.seed) if args.scenario else traces.load(args.trace, args.format)
+    window = {k: v for k, v in (("start_s", args.start_s), ("duration_s", args.duration_s)) if v is not None}
+    if window and (args.scenario or args.format == "pods"):
+        raise ValueError("--start-s and --duration-s cut a trace of the nasa, elb, azure or alibaba format")
+    workload = scenario(args.scenario, args.seed) if args.scenario else traces.load(args.trace, args.format, **window)
     settings = settings_for(workload, Settings.from_env(os.environ), args.max_nodes)
     policies = POLICY_NAMES if args.policy == "all" else (args.policy,)
     result = compare(workload, settings, policies, args.tick, progress=sys.stderr.isatty())
@@ -290,6 +299,7 @@ def _print_table(result) -> None:
     s = result.settings
     print(f"{result.workload.name}: {result.workload.description}")
     print(f"workers {s.node_cpu_m}m/{s.node_mem_mib}Mi, min {s.min_nodes}, max {s.max_nodes}, tick {result.tick_s:g}s")
+    print(f"prices: {result.price_basis}")
     print(format_table(result.scores, result.workload.name))
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from autoscaler.model import Pod
 from autoscaler.placement import Move, Slot
 from autoscaler.ports import EvictionOutcome
+from autoscaler.pricing import DEFAULT_INSTANCE_TYPE
 from autoscaler.room import Room
 from autoscaler.scheduling import HOSTNAME_LABEL, ZONE_LABEL, Taint
 from node_fleet.sim.record import InstanceLife, PodLife, RunRecord, Sample, ScaleEvent
@@ -33,6 +34,7 @@ ZONES = ("sim-a", "sim-b")
 class ClusterModel:
     """How the virtual cluster behaves; the defaults follow reference/benchmark.md."""
 
+    instance_type: str = DEFAULT_INSTANCE_TYPE
     node_cpu_m: int = 2000
     node_mem_mib: int = 7680
     node_max_pods: int = 110

@@ -9,7 +9,7 @@ from autoscaler.binpack import estimate_new_nodes
 from autoscaler.config import Settings
 from autoscaler.ports import Ports
 from node_fleet.sim.cluster import ClusterModel, VirtualCluster
-from node_fleet.sim.policies import FIXED_TICKS, make_policy
+from node_fleet.sim.policies import FIXED_TICKS, LAMBDA_POLICIES, make_policy
 from node_fleet.sim.ports import Clock, MemoryStateStore, SimCluster, SimFleet, SimMetrics
 from node_fleet.sim.record import RunRecord
 from node_fleet.sim.workload import Workload
@@ -45,6 +45,7 @@ def replay(
         node_cpu_m=model.node_cpu_m,
         node_mem_mib=model.node_mem_mib,
         min_nodes=settings.min_nodes,
+        instance_type=model.instance_type,
     )
     vc = VirtualCluster(workload, model, record)
     vc.boot(
@@ -53,6 +54,7 @@ def replay(
     clock = Clock()
     ports = Ports(SimFleet(vc, clock), SimCluster(vc, clock), SimMetrics(vc), MemoryStateStore())
     act = make_policy(policy, settings)
+    on_lambda = policy in LAMBDA_POLICIES
     steps = int(workload.horizon_s // step_s)
     ticks_every = max(1, round(tick_s / step_s))
     for k in range(steps):
@@ -61,6 +63,8 @@ def replay(
         vc.step(now)
         if k % ticks_every == 0:
             act(ports, now)
+            if on_lambda:
+                record.lambda_invocations += 1
         if progress is not None and k % 500 == 0:
             progress(k / steps)
     if progress is not None:

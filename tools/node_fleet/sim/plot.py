@@ -25,8 +25,8 @@ def plot_runs(records: list[RunRecord], scores: list[PolicyScore], path: str | P
     """Write one PNG (about 1400x1000 px) comparing the policies replayed on the same workload.
 
     Left, stacked on a shared time axis in hours: demand in worker-equivalents (d_cpu / a_cpu)
-    with each policy's Ready nodes, then each policy's pending pods. Right: NH / NH* against
-    pending-pod-seconds, one labelled point per policy, with the physical limit y = 1.
+    with each policy's Ready nodes, then each policy's pending pods. Right: the dollar cost ratio
+    against pending-pod-seconds, one labelled point per policy, with the physical limit y = 1.
     Scores are matched to records by policy name; a record without one is scored here.
     """
     from matplotlib import colormaps
@@ -101,13 +101,14 @@ def _headroom(top: float) -> float:
 def _cost_panel(
     ax: Axes, points: list[tuple[str, PolicyScore]], colors: Sequence[Any]
 ) -> list[tuple[str, float, float, Any]]:
-    """NH / NH* against pending-pod-seconds, one point per policy, and the limit y = 1. Returns the points
-    to label (name, x, y, colour): a point drawn on top of another is smaller, so both colours show."""
+    """Dollars over the lower bound against pending-pod-seconds, one point per policy, and the limit
+    y = 1. Returns the points to label (name, x, y, colour): a point drawn on top of another is
+    smaller, so both colours show."""
     finite = [(i, name, sc) for i, (name, sc) in enumerate(points) if math.isfinite(sc.cost_ratio)]
     xs = [sc.pending_pod_seconds for _, _, sc in finite]
     ys = [sc.cost_ratio for _, _, sc in finite]
 
-    ax.axhline(1.0, color="black", linestyle="--", linewidth=1.0, label="physical limit (NH = NH*)")
+    ax.axhline(1.0, color="black", linestyle="--", linewidth=1.0, label="physical limit (dollars = lower bound)")
     positive = [x for x in xs if x > 0]
     x_max = max(xs, default=0.0)
     if positive and max(positive) > _SYMLOG_SPREAD * min(positive):
@@ -129,7 +130,7 @@ def _cost_panel(
         drawn.append(tuple(here))
         size = 28 if covers else 70
         ax.scatter([x], [y], s=size, color=colors[i % len(colors)], edgecolor="black", linewidth=0.6, zorder=3)
-    ax.set_ylabel("cost ratio NH / NH*")
+    ax.set_ylabel("cost ratio: dollars / lower-bound dollars")
     ax.set_title("Cost against service (lower-left dominates)")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper right", fontsize=9)

@@ -30,6 +30,11 @@ Policy = Callable[[Ports, float], None]
 
 POLICY_NAMES = ("node-fleet", "ca-10s", "ca-60s", "target-tracking", "static-peak", "reactive-ideal")
 FIXED_TICKS = {"ca-10s": 10.0, "ca-60s": 60.0}
+LAMBDA_POLICIES = frozenset({"node-fleet"})
+"""Policies that run as the autoscaler's Lambda function and pay for each tick's invocation. The
+others pay nothing beyond their workers: Cluster Autoscaler runs as a pod on the K3s server node,
+which every policy pays alike and the lower bound leaves out; AWS Auto Scaling's target tracking
+costs nothing of its own; static-peak and reactive-ideal are yardsticks."""
 
 
 def cluster_autoscaler_settings(settings: Settings) -> Settings:

@@ -29,7 +29,7 @@ class SimFleet:
             if i.terminated_at is not None:
                 continue
             state = InstanceState.RUNNING if i.running_at <= self._clock.now else InstanceState.PENDING
-            out.append(Instance(i.id, state, i.az, "sim.large", i.launched_at))
+            out.append(Instance(i.id, state, i.az, self._vc.model.instance_type, i.launched_at))
         return out
 
     def launch(self, az: str, count: int, token: str) -> LaunchResult:

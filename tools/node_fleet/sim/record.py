@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from autoscaler.pricing import DEFAULT_INSTANCE_TYPE, ON_DEMAND
+
 
 @dataclass(slots=True)
 class Sample:
@@ -32,6 +34,8 @@ class InstanceLife:
     terminated_at: float | None = None
     ready_at: float | None = None
     """None: never became a Ready node."""
+    lifecycle: str = ON_DEMAND
+    """'on-demand' or 'spot': which price it bills at."""
 
 
 @dataclass(slots=True)
@@ -62,6 +66,10 @@ class RunRecord:
     node_cpu_m: int
     node_mem_mib: int
     min_nodes: int
+    instance_type: str = DEFAULT_INSTANCE_TYPE
+    """The workers' type: what they bill at, and the node of the lower bound."""
+    lambda_invocations: int = 0
+    """Runs of the autoscaler's Lambda function, for a policy that runs on Lambda."""
     samples: list[Sample] = field(default_factory=list)
     instances: list[InstanceLife] = field(default_factory=list)
     pods: list[PodLife] = field(default_factory=list)

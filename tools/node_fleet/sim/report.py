@@ -1,8 +1,10 @@
 """Score a replay (`RunRecord`) against the definitions in the benchmark reference.
 
-Cost: node-hours `NH` (60 s billing minimum, from `running`), the fluid lower bound `NH*` and
-their ratio. Service: pending-pod-seconds, creation-to-binding wait percentiles, and the SPEC
-elasticity metrics on CPU. Stability: scale actions, flaps and short-lived instances.
+Cost: dollars (every worker at on-demand, its root volume, the Lambda's own runs), the fluid lower
+bound priced at on-demand and their ratio; node-hours `NH` (60 s billing minimum, from `running`)
+beside them. Spot's savings stand apart, so that on-demand is compared with on-demand. Service:
+pending-pod-seconds, creation-to-binding wait percentiles, and the SPEC elasticity metrics on CPU.
+Stability: scale actions, flaps and short-lived instances.
 
 Everything here is pure (no I/O) and linear in the size of the record, bar one sort of the pod
 waits.
@@ -14,10 +16,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from autoscaler.pricing import DEFAULT_PRICES, HOUR_S, ON_DEMAND, Prices, billed_s
 from node_fleet.sim.record import InstanceLife, PodLife, RunRecord, Sample, ScaleEvent
-
-MIN_BILLED_S = 60.0
-"""EC2 per-second billing charges at least one minute from `running`."""
 
 FLAP_WINDOW_S = 600.0
 """A launch this close after a termination (or the reverse) is a flap."""
@@ -32,12 +32,22 @@ THETA_EPS_CPU_M = 1000.0
 @dataclass(frozen=True, slots=True)
 class PolicyScore:
     policy: str
+    dollars: float
+    """Workers at on-demand prices (spot ones too), their root volumes and the Lambda's runs."""
+    lower_bound_dollars: float
+    """The fluid lower bound NH*, each node-hour an on-demand worker with its root volume."""
+    cost_ratio: float
+    """dollars / lower_bound_dollars (1.0 is the physical limit; inf when the bound is 0 and dollars are not)."""
+    lambda_dollars: float
+    """The autoscaler's Lambda runs, part of `dollars`."""
+    spot_savings: float
+    """What spot prices take off `dollars` for the instances launched as spot."""
     node_hours: float
     """NH: billed instance-hours."""
     lower_bound_node_hours: float
     """NH*: integral of max(min_nodes, ceil(d_cpu/a_cpu), ceil(d_mem/a_mem))."""
-    cost_ratio: float
-    """NH / NH* (1.0 is the physical limit; inf when NH* is 0 and NH is not)."""
+    node_hour_ratio: float
+    """NH / NH*."""
     pending_pod_seconds: float
     p50_pending_s: float
     p95_pending_s: float
@@ -73,9 +83,14 @@ class PolicyScore:
 
 
 _DIGITS = {
+    "dollars": 4,
+    "lower_bound_dollars": 4,
+    "cost_ratio": 4,
+    "lambda_dollars": 6,
+    "spot_savings": 4,
     "node_hours": 4,
     "lower_bound_node_hours": 4,
-    "cost_ratio": 4,
+    "node_hour_ratio": 4,
     "pending_pod_seconds": 1,
     "p50_pending_s": 2,
     "p95_pending_s": 2,
@@ -98,13 +113,26 @@ def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
+def _end(inst: InstanceLife, horizon_s: float) -> float:
+    return inst.terminated_at if inst.terminated_at is not None else horizon_s
+
+
 def node_hours(instances: list[InstanceLife], horizon_s: float) -> float:
     """NH = sum of max(60 s, end - running_at) / 3600, end = terminated_at or the horizon."""
-    total = 0.0
-    for inst in instances:
-        end = inst.terminated_at if inst.terminated_at is not None else horizon_s
-        total += max(MIN_BILLED_S, end - inst.running_at)
-    return total / 3600.0
+    return sum(billed_s(_end(inst, horizon_s) - inst.running_at) for inst in instances) / HOUR_S
+
+
+def bill(record: RunRecord, prices: Prices) -> tuple[float, float]:
+    """(dollars, spot savings): each instance at on-demand from `running` and its root volume from
+    launch, plus the Lambda's runs; and what the spot instances' own prices take off that."""
+    on_demand = savings = 0.0
+    for inst in record.instances:
+        end = _end(inst, record.horizon_s)
+        ec2 = prices.instance_dollars(record.instance_type, ON_DEMAND, end - inst.running_at)
+        on_demand += ec2 + prices.volume_dollars(end - inst.launched_at)
+        if inst.lifecycle != ON_DEMAND:
+            savings += ec2 - prices.instance_dollars(record.instance_type, inst.lifecycle, end - inst.running_at)
+    return on_demand + prices.lambda_dollars(record.lambda_invocations), savings
 
 
 def lower_bound_nodes(sample: Sample, node_cpu_m: int, node_mem_mib: int, min_nodes: int) -> int:
@@ -167,14 +195,14 @@ def short_lived_share(instances: list[InstanceLife], limit_s: float = SHORT_LIVE
     return short / len(instances)
 
 
-def _cost_ratio(nh: float, nh_star: float) -> float:
-    if nh_star > 0:
-        return nh / nh_star
-    # NH* is 0 only with min_nodes = 0 and no demand at all
-    return math.inf if nh > 0 else 1.0
+def _ratio(cost: float, bound: float) -> float:
+    if bound > 0:
+        return cost / bound
+    # the bound is 0 only with min_nodes = 0 and no demand at all
+    return math.inf if cost > 0 else 1.0
 
 
-def score(record: RunRecord) -> PolicyScore:
+def score(record: RunRecord, prices: Prices = DEFAULT_PRICES) -> PolicyScore:
     """Score one replay; each sample stands for `record.step_s` seconds."""
     step = record.step_s
     a_cpu, a_mem, n_min = record.node_cpu_m, record.node_mem_mib, record.min_nodes
@@ -205,14 +233,21 @@ def score(record: RunRecord) -> PolicyScore:
     pct = 100.0 / n_samples if n_samples else 0.0  # 100/T * integral, with T = n * step
 
     nh = node_hours(record.instances, record.horizon_s)
-    nh_star = nstar_s * step / 3600.0
+    nh_star = nstar_s * step / HOUR_S
+    dollars, spot_savings = bill(record, prices)
+    bound = nh_star * prices.node_hourly(record.instance_type)
 
     waits = pod_waits(record.pods, record.horizon_s)
     return PolicyScore(
         policy=record.policy,
+        dollars=dollars,
+        lower_bound_dollars=bound,
+        cost_ratio=_ratio(dollars, bound),
+        lambda_dollars=prices.lambda_dollars(record.lambda_invocations),
+        spot_savings=spot_savings,
         node_hours=nh,
         lower_bound_node_hours=nh_star,
-        cost_ratio=_cost_ratio(nh, nh_star),
+        node_hour_ratio=_ratio(nh, nh_star),
         pending_pod_seconds=pending_s * step,
         p50_pending_s=percentile(waits, 50),
         p95_pending_s=percentile(waits, 95),
@@ -234,9 +269,10 @@ def score(record: RunRecord) -> PolicyScore:
 
 _COLUMNS: tuple[tuple[str, str], ...] = (
     ("policy", "policy"),
-    ("node-h", "node_hours"),
-    ("NH*", "lower_bound_node_hours"),
+    ("dollars", "dollars"),
+    ("bound $", "lower_bound_dollars"),
     ("cost ratio", "cost_ratio"),
+    ("node-h", "node_hours"),
     ("pending pod-s", "pending_pod_seconds"),
     ("p95 pending s", "p95_pending_s"),
     ("actions", "scale_actions"),
@@ -244,8 +280,9 @@ _COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 _FORMATS = {
-    "node_hours": "{:.2f}",
-    "lower_bound_node_hours": "{:.2f}",
+    "dollars": "{:.2f}",
+    "lower_bound_dollars": "{:.2f}",
+    "node_hours": "{:.1f}",
     "cost_ratio": "{:.3f}",
     "pending_pod_seconds": "{:.0f}",
     "p95_pending_s": "{:.1f}",
@@ -276,7 +313,17 @@ def format_table(scores: list[PolicyScore], title: str) -> str:
     rule = "  ".join("-" * w for w in widths)
     out = [title, "=" * max(len(title), len(rule)), line(header), rule]
     out += [line(r) for r in rows]
+    out += spot_lines(scores)
     return "\n".join(out) + "\n"
+
+
+def spot_lines(scores: list[PolicyScore]) -> list[str]:
+    """One line a policy that launched spot: the table's dollars price every worker at on-demand."""
+    return [
+        f"spot: {s.policy} billed ${s.dollars - s.spot_savings:.2f}, ${s.spot_savings:.2f} less than on-demand"
+        for s in scores
+        if s.spot_savings > 0
+    ]
 
 
 def to_json(workload_name: str, scores: list[PolicyScore], extra: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from autoscaler.config import Settings
+from autoscaler.pricing import DEFAULT_PRICES, Prices
 from node_fleet.sim.engine import STEP_S, peak_lower_bound, replay
 from node_fleet.sim.policies import POLICY_NAMES
 from node_fleet.sim.record import RunRecord
@@ -26,6 +27,12 @@ class Comparison:
     tick_s: float
     records: list[RunRecord]
     scores: list[PolicyScore]
+    prices: Prices = DEFAULT_PRICES
+
+    @property
+    def price_basis(self) -> str:
+        """The prices the dollars come from, in one line."""
+        return self.prices.describe(self.records[0].instance_type)
 
     def to_json(self) -> dict:
         return to_json(
@@ -34,6 +41,7 @@ class Comparison:
             {
                 "description": self.workload.description,
                 "tick_s": self.tick_s,
+                "prices": self.price_basis,
                 "horizon_s": self.workload.horizon_s,
                 "settings": asdict(self.settings),
             },
@@ -54,6 +62,7 @@ def compare(
     policies: Sequence[str] = POLICY_NAMES,
     tick_s: float = 60.0,
     progress: bool = False,
+    prices: Prices = DEFAULT_PRICES,
 ) -> Comparison:
     records = []
     for name in policies:
@@ -61,7 +70,7 @@ def compare(
         records.append(replay(workload, name, settings, tick_s, progress=bar))
         if bar is not None:
             bar.done()
-    return Comparison(workload, settings, tick_s, records, [score(r) for r in records])
+    return Comparison(workload, settings, tick_s, records, [score(r, prices) for r in records], prices)
 
 
 class _ProgressBar:
