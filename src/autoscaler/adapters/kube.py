@@ -22,12 +22,10 @@ import functools
 import hashlib
 import json
 import os
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 from urllib.parse import quote
@@ -46,7 +44,7 @@ from autoscaler.adapters.kube_storage import (
 )
 from autoscaler.config import ConfigError
 from autoscaler.config.kube import DEFAULT_PAGE_SIZE, DEFAULT_TIMEOUT_S, KubeOptions
-from autoscaler.gc_pause import gc_paused
+from autoscaler.gc_pause import gc_paused, quick_switches
 from autoscaler.model import Node, Pod
 from autoscaler.ports import EvictionOutcome, PermanentError
 
@@ -306,7 +304,7 @@ class KubeCluster:
         decoder = _page_decoder(fields)
         restarted = False
         out: list[T] = []
-        with gc_paused(), _quick_switches(), ThreadPoolExecutor(1, thread_name_prefix="kube-page") as fetcher:
+        with gc_paused(), quick_switches(), ThreadPoolExecutor(1, thread_name_prefix="kube-page") as fetcher:
             status, data = self._page(path, query, None)
             while True:
                 if status == 410:
@@ -389,17 +387,3 @@ def _page_decoder(fields: Any) -> msgspec.json.Decoder:
     # annotations) could not resolve.
     page = TypedDict("Page", {"metadata": kube_fields.ListMeta, "items": list[fields]}, total=False)  # type: ignore[misc]  # noqa: UP013
     return msgspec.json.Decoder(page)
-
-
-@contextmanager
-def _quick_switches() -> Iterator[None]:
-    """The thread fetching the next page needs the GIL for a moment each time data arrives, and
-    the parsing thread holds it up to the switch interval each time (5 ms by default): a 2 MB
-    page then took longer to arrive than to parse, and the parser waited for it (0.4 s over
-    30,000 pods, against 0.15 s at 0.5 ms)."""
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(min(interval, 0.0005))
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(interval)
