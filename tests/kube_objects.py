@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-import requests
 import yaml
 
 from autoscaler.adapters.kube import KubeCluster
 from autoscaler.config.kube import KubeOptions
 from node_fleet.stack.controlplane import ControlPlane
 from node_fleet.stack.errors import StackError
+from node_fleet.stack.kube_real import RealApiError, RealKube
 
 T = TypeVar("T")
 
@@ -44,10 +44,7 @@ def kustomize(folder: Path) -> list[dict]:
     return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
 
 
-class ApiError(Exception):
-    def __init__(self, method: str, path: str, status: int, body: str) -> None:
-        self.status = status
-        super().__init__(f"{method} {path}: {status}: {body[:500]}")
+ApiError = RealApiError
 
 
 @dataclass
@@ -58,18 +55,17 @@ class Admin:
     token: str
     ca_file: Path
     kubeconfig: Path
-    session: requests.Session
+    api: RealKube
 
     @classmethod
     def from_dir(cls, work: Path) -> Admin:
         token = (work / "admin.token").read_text().strip()
-        session = requests.Session()
-        session.headers["Authorization"] = f"Bearer {token}"
         url = (work / "ready").read_text().strip()
-        return cls(url, token, work / "certs" / "apiserver.crt", work / "kubeconfig", session)
+        ca_file = work / "certs" / "apiserver.crt"
+        return cls(url, token, ca_file, work / "kubeconfig", RealKube(url, token, ca_file))
 
     def close(self) -> None:
-        self.session.close()
+        self.api.close()
 
     @property
     def ca_pem(self) -> str:
@@ -82,24 +78,8 @@ class Admin:
 
     # -- raw requests ---------------------------------------------------------------------------
 
-    def request(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        *,
-        ok: Iterable[int] = (200, 201),
-        content_type: str = "application/json",
-        params: Mapping[str, Any] | None = None,
-    ) -> Any:
-        headers = {"Content-Type": content_type} if body is not None else {}
-        # verify on each request: requests lets REQUESTS_CA_BUNDLE override the session's own.
-        r = self.session.request(
-            method, self.url + path, json=body, headers=headers, params=params, timeout=30, verify=str(self.ca_file)
-        )
-        if r.status_code not in tuple(ok):
-            raise ApiError(method, path, r.status_code, r.text)
-        return r.json() if r.content else None
+    def request(self, method: str, path: str, body: Any = None, **kw: Any) -> Any:
+        return self.api.request(method, path, body, **kw)
 
     def get(self, path: str, **kw: Any) -> Any:
         return self.request("GET", path, **kw)

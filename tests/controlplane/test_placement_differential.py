@@ -288,7 +288,7 @@ def in_parallel(admin: Admin, objects: Iterable[dict], workers: int = 6) -> None
         session = getattr(local, "session", None)
         if session is None:
             session = local.session = requests.Session()
-            session.headers.update(admin.session.headers)
+            session.headers["Authorization"] = f"Bearer {admin.token}"
         r = session.post(admin.url + collection(obj), json=obj, timeout=60, verify=str(admin.ca_file))
         if r.status_code != 201:
             raise ApiError("POST", collection(obj), r.status_code, r.text)
