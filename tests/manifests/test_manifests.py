@@ -489,8 +489,8 @@ def test_no_secret_values_committed(applied):
 
 
 def test_gate_notifications(applied):
-    (provider,) = find(applied, "Provider")
-    (alert,) = find(applied, "Alert")
+    (provider,) = find(applied, "Provider", "node-fleet-gate")
+    (alert,) = find(applied, "Alert", "node-fleet-gate")
     for doc in (provider, alert):
         assert doc["apiVersion"] == "notification.toolkit.fluxcd.io/v1beta3", name_of(doc)
     assert provider["spec"]["type"] == "generic-hmac"
@@ -500,6 +500,23 @@ def test_gate_notifications(applied):
     assert alert["metadata"]["namespace"] == provider["metadata"]["namespace"]
     assert {s["kind"] for s in alert["spec"]["eventSources"]} == {"Kustomization", "HelmRelease"}
     assert alert["spec"]["eventSeverity"] == "info", "Progressing events are info: the hook needs them"
+
+
+def test_slack_gets_reconcile_failures_with_the_url_kept_out_of_git(applied):
+    (provider,) = find(applied, "Provider", "slack")
+    (alert,) = find(applied, "Alert", "slack-failures")
+    assert provider["spec"]["type"] == "slack"
+    # The webhook URL is the Secret's `address`; a URL in the spec would put it in Git.
+    assert provider["spec"]["secretRef"] == {"name": "slack-webhook"} and "address" not in provider["spec"]
+    assert alert["spec"]["providerRef"]["name"] == "slack"
+    assert alert["metadata"]["namespace"] == provider["metadata"]["namespace"] == "flux-system"
+    assert alert["spec"]["eventSeverity"] == "error", "failures only: info would post every reconcile"
+    sources = {s["kind"] for s in alert["spec"]["eventSources"]}
+    assert sources == {"GitRepository", "Kustomization", "HelmRepository", "HelmRelease"}
+    # Every Flux object that exists is watched: each source's namespace holds such objects.
+    for source in alert["spec"]["eventSources"]:
+        namespace = source.get("namespace", alert["metadata"]["namespace"])
+        assert any(d["metadata"].get("namespace") == namespace for d in find(applied, source["kind"])), source
 
 
 # Exactly what node-fleet's Kubernetes adapter and the gate's reader call, as (group, resource, verb).
