@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import base64
 import socket
-import subprocess
+import subprocess  # nosec B404  # runs the control plane binary built by `make controlplane`, no shell
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -79,7 +79,7 @@ class ControlPlane:
         args = [str(self.binary), f"-dir={self.workdir}", f"-port={free_port()}"]
         args += [f"-kcm-arg={arg}" for arg in self.kcm_args]
         with self.log_path.open("wb") as log:
-            self._proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self._proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # nosec B603  # fixed argv
         deadline = time.monotonic() + timeout_s
         while not (self.workdir / "ready").exists():
             if self._proc.poll() is not None or time.monotonic() > deadline:
