@@ -4,6 +4,7 @@ Running by hand."""
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -106,7 +107,11 @@ class Admin:
         )
 
     def namespace(self, name: str) -> str:
+        """`name`, made if it is not there, once pods can be made in it (the ServiceAccount admission
+        plugin refuses them until the controller has made its `default` ServiceAccount)."""
         self.request("POST", "/api/v1/namespaces", {"metadata": {"name": name}}, ok=(201, 409))
+        account = f"/api/v1/namespaces/{name}/serviceaccounts/default"
+        until(lambda: self.get(account, ok=(200, 404)).get("kind"), what=f"the default ServiceAccount of {name}")
         return name
 
     def run_pod(self, pod: Mapping[str, Any]) -> dict[str, Any]:
@@ -153,6 +158,8 @@ PLURALS = {
     "Role": "roles",
     "RoleBinding": "rolebindings",
     "Secret": "secrets",
+    "StatefulSet": "statefulsets",
+    "Job": "jobs",
     "CustomResourceDefinition": "customresourcedefinitions",
 }
 
@@ -340,3 +347,78 @@ class Kubelet:
                     content_type="application/merge-patch+json",
                     ok=(200, 404),
                 )
+
+
+# -- a fake API server's world, on the real one ---------------------------------------------------
+
+SERVER_SET = ("uid", "resourceVersion", "creationTimestamp", "generation", "managedFields")
+"""Metadata the API server sets itself: dropped from a fake builder's object before it is created."""
+
+SEED_OWNER_LABEL = "seed.node-fleet.io/owner"
+OWNER_API = {"ReplicaSet": "apps/v1", "StatefulSet": "apps/v1", "DaemonSet": "apps/v1", "Job": "batch/v1"}
+
+
+def seed(admin: Admin, objects: Iterable[Mapping[str, Any]]) -> None:
+    """Create what the fake API server's builders (`node_fleet.stack.kube_api`) describe on the real
+    one. Pods get the status their builder gave them, as their kubelet would report it, and real
+    owners: the garbage collector deletes a pod whose owner is not there (by uid)."""
+    objects = [_without_server_fields(o) for o in objects]
+    pods = [o for o in objects if o["kind"] == "Pod"]
+    for name in sorted({o["metadata"]["namespace"] for o in objects if o["metadata"].get("namespace")}):
+        admin.namespace(name)
+    for obj in objects:
+        if obj["kind"] != "Pod":
+            admin.create(obj)
+    uids = {ref["uid"]: _create_owner(admin, ref, owned) for ref, owned in _owners(pods)}
+    for obj in pods:
+        status = obj.pop("status", None)
+        for ref in obj["metadata"].get("ownerReferences", ()):
+            ref["uid"] = uids[ref["uid"]]
+        created = admin.create(obj)
+        if status:
+            path = f"/api/v1/namespaces/{created['metadata']['namespace']}/pods/{created['metadata']['name']}/status"
+            admin.patch(path, {"status": status})
+
+
+def _without_server_fields(obj: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(dict(obj))
+    out["metadata"] = {k: v for k, v in out["metadata"].items() if k not in SERVER_SET}
+    return out
+
+
+def _owners(pods: list[dict[str, Any]]) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """Each owner the pods name, once, with the pods it owns."""
+    found: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+    for p in pods:
+        for ref in p["metadata"].get("ownerReferences", ()):
+            found.setdefault(ref["uid"], (dict(ref, namespace=p["metadata"]["namespace"]), []))[1].append(p)
+    return list(found.values())
+
+
+def _create_owner(admin: Admin, ref: Mapping[str, Any], owned: list[dict[str, Any]]) -> str:
+    """A minimal owner of `ref`'s kind, for its pods alone: its selector is a label only they get,
+    so its controller adopts no other pod; a ReplicaSet asks for as many replicas as it owns, so its
+    controller removes none; and its template names a PriorityClass that does not exist, so the
+    Priority admission plugin refuses every pod the controller tries to add before the world's are
+    there.
+    Returns its uid."""
+    kind, labels = ref["kind"], {SEED_OWNER_LABEL: ref["name"]}
+    for p in owned:
+        p["metadata"]["labels"] = {**p["metadata"].get("labels", {}), **labels}
+    containers = [{"name": "app", "image": "registry.invalid/app:1"}]
+    template = {"metadata": {"labels": labels}, "spec": {"priorityClassName": "absent", "containers": containers}}
+    spec: dict[str, Any] = {"template": template}
+    if kind == "Job":
+        template["spec"]["restartPolicy"] = "Never"
+    else:
+        spec["selector"] = {"matchLabels": labels}
+    if kind in ("ReplicaSet", "StatefulSet"):
+        spec["replicas"] = len(owned)
+    if kind == "StatefulSet":
+        spec["serviceName"] = ref["name"]
+    owner = {
+        "apiVersion": OWNER_API[kind],
+        "kind": kind,
+        "metadata": {"name": ref["name"], "namespace": ref["namespace"]},
+    }
+    return admin.create({**owner, "spec": spec})["metadata"]["uid"]

@@ -1,14 +1,16 @@
 """The Kubernetes adapter, through the real `kubernetes` client, against an API server over HTTP.
 
-The target is a fixture parameter: the fake API server of `node_fleet.stack.kube_api` (always), and a real
-cluster when NODE_FLEET_TEST_KUBECONFIG names a kubeconfig:
+The target is a fixture parameter, each holding the same world (`world()`): the fake API server of
+`node_fleet.stack.kube_api`, and a real control plane of its own (tools/controlplane, marker
+`controlplane`). A third parameter runs the read-only tests against a user's cluster when
+NODE_FLEET_TEST_KUBECONFIG names a kubeconfig (skipped otherwise):
 
     NODE_FLEET_TEST_KUBECONFIG=~/.kube/config NODE_FLEET_TEST_NODE=<a worker node> \\
         .venv/bin/pytest tests/adapters/test_kube.py
 
-Against a real cluster only the read-only tests run (they compare the adapter with the client's
-own models), plus cordon/uncordon of the node NODE_FLEET_TEST_NODE names (skipped when unset);
-every test that seeds or changes objects runs against the fake only.
+There they compare the adapter with the client's own models, and cordon/uncordon the node
+NODE_FLEET_TEST_NODE names (skipped when unset). Paging restarts, faults and malformed answers
+need a server that misbehaves on cue: those tests run against the fake only.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -45,16 +48,19 @@ from autoscaler.config.kube import KubeOptions, secret_parameter_names
 from autoscaler.model import Pod
 from autoscaler.ports import EvictionOutcome, PermanentError
 from autoscaler.scheduling import Requirement
+from kube_objects import Admin, running_controlplane, seed, until
 
 REAL_KUBECONFIG = os.environ.get("NODE_FLEET_TEST_KUBECONFIG", "")
 REAL_NODE = os.environ.get("NODE_FLEET_TEST_NODE", "")
 TOKEN = "fake-token-0123"
 CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
 T_UNSCHEDULABLE = "2025-03-01T09:30:00Z"
+MIRRORED_UNSCHEDULABLE = "node.kubernetes.io/unschedulable"
+PDBS = "/apis/policy/v1/namespaces/default/poddisruptionbudgets"
 
 
 def world() -> list[dict]:
-    """What the fake target holds: every shape the read-only tests should meet."""
+    """What the fake API server and the control plane hold: every shape the read-only tests should meet."""
     return [
         fk.node("server-0", instance_id="i-00000000000000001", control_plane=True, cpu="2", memory="3883Mi"),
         fk.node("old-master", instance_id="i-00000000000000002", control_plane=True,
@@ -73,7 +79,9 @@ def world() -> list[dict]:
         fk.pod("debug", node="worker-b", owner=None),
         fk.pod("report-28990-xyz", node="worker-a", owner=("Job", "report-28990"), phase="Succeeded"),
         fk.pod("crashed-job-pod", node="worker-a", owner=("Job", "crashed"), phase="Failed"),
-        fk.pod("big-7d9f8b6c5-zzzzz", cpu="3", memory="12Gi", unschedulable_since=T_UNSCHEDULABLE),
+        # No scheduler serves its name, so on the control plane its condition stays as written.
+        fk.pod("big-7d9f8b6c5-zzzzz", cpu="3", memory="12Gi", unschedulable_since=T_UNSCHEDULABLE,
+               spec={"schedulerName": "unserved-scheduler"}),
         fk.pdb("web", match_labels={"app": "web"}, min_available=1),
     ]  # fmt: skip
 
@@ -82,17 +90,8 @@ def world() -> list[dict]:
 class Target:
     name: str
     cluster: KubeCluster
-    fake: fk.FakeKube | None
-
-    def seed(self, *objs: dict) -> None:
-        self.require_fake()
-        assert self.fake is not None
-        self.fake.add(*objs)
-
-    def require_fake(self) -> fk.FakeKube:
-        if self.fake is None:
-            pytest.skip("seeds or changes objects: runs against the fake API server only")
-        return self.fake
+    seeded: bool
+    """Holds `world()` (the fake and the control plane), not a user's own cluster."""
 
     def models(self):
         """The client's own typed APIs on the same connection: the oracle for the read-only tests."""
@@ -113,33 +112,47 @@ def kube():
         yield server
 
 
-@pytest.fixture(params=["fake", "real"])
-def target(request):
+@pytest.fixture(scope="module")
+def controlplane_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Admin]:
+    """A control plane of this module's own, holding `world()`; each test leaves it as it found it."""
+    with running_controlplane(tmp_path_factory.mktemp("kube-adapter-controlplane")) as admin:
+        seed(admin, world())
+        until(
+            lambda: admin.get(f"{PDBS}/web")["status"].get("observedGeneration"),
+            what="the disruption controller to judge the web PDB",
+        )
+        yield admin
+
+
+@pytest.fixture(params=["fake", pytest.param("controlplane", marks=pytest.mark.controlplane), "cluster"])
+def target(request) -> Iterator[Target]:
     if request.param == "fake":
         kube = request.getfixturevalue("kube")
         kube.add(*world())
         cluster = fake_cluster(kube)
-        yield Target("fake", cluster, kube)
-        cluster.close()
-        return
-    if not REAL_KUBECONFIG:
-        pytest.skip("NODE_FLEET_TEST_KUBECONFIG is not set: no real cluster to run against")
-    cluster = KubeCluster.from_options(KubeOptions(kubeconfig=os.path.expanduser(REAL_KUBECONFIG)))
-    yield Target("real", cluster, None)
+    elif request.param == "controlplane":
+        cluster = request.getfixturevalue("controlplane_world").cluster()
+    elif REAL_KUBECONFIG:
+        cluster = KubeCluster.from_options(KubeOptions(kubeconfig=os.path.expanduser(REAL_KUBECONFIG)))
+    else:
+        pytest.skip("NODE_FLEET_TEST_KUBECONFIG is not set: no cluster of yours to run against")
+    yield Target(request.param, cluster, seeded=request.param != "cluster")
     cluster.close()
 
 
 @pytest.fixture
-def fake(target) -> fk.FakeKube:
-    """For the tests that seed or change objects: the fake only, skipped on a real cluster."""
-    return target.require_fake()
+def seeded(target) -> Target:
+    """For the tests that assert what `world()` holds: not on a user's cluster."""
+    if not target.seeded:
+        pytest.skip("asserts what world() holds: a cluster of yours holds its own")
+    return target
 
 
 def by_name(items):
     return {getattr(i, "key", None) or i.name: i for i in items}
 
 
-# -- read-only: the same assertions against the fake and a real cluster -------------------------
+# -- read-only: the same assertions against the fake, the control plane and a cluster of yours ---------
 
 
 def test_nodes_agree_with_the_clients_models(target):
@@ -224,30 +237,38 @@ def test_a_refused_token_raises_a_clear_error(target):
 
 
 def test_cordon_and_uncordon(target):
-    if target.fake is None:
+    if not target.seeded:
         if not REAL_NODE:
             pytest.skip("NODE_FLEET_TEST_NODE is not set: no real node to cordon")
         name = REAL_NODE
     else:
         name = "worker-a"
     core, _ = target.models()
+
+    def taints() -> list[tuple]:
+        """The node's taints but the one the node lifecycle controller mirrors spec.unschedulable with
+        (a real cluster adds and removes it a moment after the patch)."""
+        node = core.read_node(name)
+        return [(t.key, t.value, t.effect) for t in node.spec.taints or () if t.key != MIRRORED_UNSCHEDULABLE]
+
     before = core.read_node(name)
     assert not before.spec.unschedulable, f"{name} is already cordoned; pick a schedulable node"
-    other_taints = [(t.key, t.value, t.effect) for t in before.spec.taints or ()]
+    other_taints = taints()
     try:
         target.cluster.cordon(name)
         target.cluster.cordon(name)  # twice: still one taint
-        node = core.read_node(name)
-        assert node.spec.unschedulable is True
-        taints = [(t.key, t.value, t.effect) for t in node.spec.taints]
-        assert taints == [*other_taints, (DRAINING_TAINT["key"], "true", "NoSchedule")]
+        assert core.read_node(name).spec.unschedulable is True
+        assert taints() == [*other_taints, (DRAINING_TAINT["key"], "true", "NoSchedule")]
         assert by_name(target.cluster.list_nodes())[name].cordoned
     finally:
         target.cluster.uncordon(name)
-    node = core.read_node(name)
-    assert not node.spec.unschedulable
-    assert [(t.key, t.value, t.effect) for t in node.spec.taints or ()] == other_taints
+    assert not core.read_node(name).spec.unschedulable
+    assert taints() == other_taints
     assert not by_name(target.cluster.list_nodes())[name].cordoned
+    until(
+        lambda: all(t.key != MIRRORED_UNSCHEDULABLE for t in core.read_node(name).spec.taints or ()),
+        what=f"the node lifecycle controller to lift {MIRRORED_UNSCHEDULABLE} from {name}",
+    )
 
 
 def _client_quantity(text: str) -> Decimal:
@@ -275,11 +296,11 @@ def _model_pdb_selects(budget, pod) -> bool:
     return True
 
 
-# -- the fake's world, in detail ----------------------------------------------------------------
+# -- the world, in detail ----------------------------------------------------------------
 
 
-def test_the_world_parses_as_expected(target, fake):
-    nodes = by_name(target.cluster.list_nodes())
+def test_the_world_parses_as_expected(seeded):
+    nodes = by_name(seeded.cluster.list_nodes())
     assert nodes["server-0"].control_plane and nodes["old-master"].control_plane
     assert not nodes["worker-a"].control_plane
     assert (nodes["worker-a"].instance_id, nodes["worker-a"].az) == ("i-0a1b2c3d4e5f60001", "eu-west-1a")
@@ -287,7 +308,7 @@ def test_the_world_parses_as_expected(target, fake):
     assert (nodes["worker-a"].alloc_cpu_m, nodes["worker-a"].alloc_mem_mib) == (1930, 7933)
     assert nodes["worker-b"].cordoned and not nodes["worker-c"].ready
 
-    pods = by_name(target.cluster.list_pods())
+    pods = by_name(seeded.cluster.list_pods())
     assert "default/report-28990-xyz" not in pods and "default/crashed-job-pod" not in pods
     assert pods["default/web-7d9f8b6c5-abcde"].has_pdb and not pods["default/debug"].has_pdb
     assert pods["default/debug"].owner_kind is None
@@ -297,8 +318,14 @@ def test_the_world_parses_as_expected(target, fake):
     assert (big.node, big.cpu_m, big.mem_mib) == (None, 3000, 12 * 1024)
     assert big.unschedulable_since == 1740821400.0  # 2025-03-01T09:30:00Z
     assert all(p.unschedulable_since is None for p in pods.values() if p is not big)
-    # Finished pods are filtered by the server already.
-    assert fake.requests_to("/api/v1/pods")[-1].query["fieldSelector"] == "status.phase!=Succeeded,status.phase!=Failed"
+
+
+def test_finished_pods_are_filtered_by_the_server(kube):
+    kube.add(*world())
+    cluster = fake_cluster(kube)
+    cluster.list_pods()
+    assert kube.requests_to("/api/v1/pods")[-1].query["fieldSelector"] == "status.phase!=Succeeded,status.phase!=Failed"
+    cluster.close()
 
 
 # -- listing -------------------------------------------------------------------------------------
