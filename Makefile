@@ -82,7 +82,11 @@ $(NODE_FLEET_CONTROLPLANE):
 	@echo "building the Kubernetes $(KUBE_RELEASE) control plane with $(GO_VERSION) (once per machine, several minutes)"
 	cd $(CONTROLPLANE_SRC) && nice $(GO) build -buildvcs=false -o $@.tmp . && mv $@.tmp $@
 
+# Builds no test run has used for 14 days (another Go version, release or source) are removed:
+# each is some 170 MB. The one in use is marked used on every run.
 controlplane: $(NODE_FLEET_CONTROLPLANE)
+	@touch $(<D)
+	@find $(CONTROLPLANE_CACHE) -mindepth 1 -maxdepth 1 -name 'controlplane-*' -mtime +14 -exec rm -rf {} +
 
 # Where the binary is (or will be): the tests ask here when NODE_FLEET_CONTROLPLANE is not set.
 controlplane-path:
