@@ -6,10 +6,13 @@ import json
 from dataclasses import dataclass, field, replace
 
 from autoscaler.gitops.flux import RESOURCES
-from autoscaler.model import Instance, InstanceState, MetricsView, Node, Pod
+from autoscaler.model import DRAINING_TAINT_KEY, Instance, InstanceState, MetricsView, Node, Pod
 from autoscaler.ports import EvictionOutcome, LaunchResult, NotOurInstance, Ports
+from autoscaler.scheduling import Taint
 from builders import NOW
 from node_fleet.sim.ports import MemoryStateStore
+
+DRAINING = Taint(DRAINING_TAINT_KEY, "true", "NoSchedule")
 
 
 @dataclass
@@ -18,6 +21,7 @@ class FakeFleet:
     foreign: list[Instance] = field(default_factory=list)
     """Instances without this cluster's tags: never listed, and terminate refuses them."""
     fail_launches: bool = False
+    no_capacity_to_start: bool = False
     calls: list[tuple] = field(default_factory=list)
     _tokens: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
@@ -41,9 +45,26 @@ class FakeFleet:
         self.calls.append(("terminate", instance_id))
         if any(i.id == instance_id for i in self.foreign):
             raise NotOurInstance(f"refusing to terminate {instance_id}: not a worker of this cluster")
-        self.instances = [
-            replace(i, state=InstanceState.TERMINATED) if i.id == instance_id else i for i in self.instances
-        ]
+        self._set(instance_id, InstanceState.TERMINATED)
+
+    def stop(self, instance_id):
+        self.calls.append(("stop", instance_id))
+        if any(i.id == instance_id for i in self.foreign):
+            raise NotOurInstance(f"refusing to stop {instance_id}: not a worker of this cluster")
+        self._set(instance_id, InstanceState.STOPPED)
+
+    def start(self, instance_ids):
+        self.calls.append(("start", tuple(instance_ids)))
+        if self.no_capacity_to_start:
+            return LaunchResult((), tuple(f"{i}: InsufficientInstanceCapacity" for i in instance_ids))
+        stopped = {i.id for i in self.instances if i.state is InstanceState.STOPPED}
+        started = tuple(i for i in instance_ids if i in stopped)
+        for instance_id in started:
+            self._set(instance_id, InstanceState.PENDING)
+        return LaunchResult(started, tuple(f"{i}: not a stopped worker" for i in instance_ids if i not in stopped))
+
+    def _set(self, instance_id, state):
+        self.instances = [replace(i, state=state) if i.id == instance_id else i for i in self.instances]
 
 
 @dataclass
@@ -70,11 +91,19 @@ class FakeCluster:
 
     def cordon(self, node):
         self.calls.append(("cordon", node))
-        self.nodes = [replace(n, cordoned=True) if n.name == node else n for n in self.nodes]
+        self.nodes = [
+            replace(n, cordoned=True, taints=(*[t for t in n.taints if t != DRAINING], DRAINING))
+            if n.name == node
+            else n
+            for n in self.nodes
+        ]
 
     def uncordon(self, node):
         self.calls.append(("uncordon", node))
-        self.nodes = [replace(n, cordoned=False) if n.name == node else n for n in self.nodes]
+        self.nodes = [
+            replace(n, cordoned=False, taints=tuple(t for t in n.taints if t != DRAINING)) if n.name == node else n
+            for n in self.nodes
+        ]
 
     def evict(self, pod):
         self.calls.append(("evict", pod.name))

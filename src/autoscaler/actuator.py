@@ -4,6 +4,9 @@ A drain spans several cycles and its progress lives in ScalingState.drains:
 
     CORDONED -> EVICTING -> TERMINATING -> DELETING -> (gone)
 
+A drain that keeps its instance for the warm pool stops it at TERMINATING and ends there: its
+Node stays, cordoned, until a start gives it back.
+
 Each step is recorded before the step that depends on it (the drain is saved before the node is
 cordoned; TERMINATING before the instance is terminated), and every step is safe to repeat, so a
 cycle that dies anywhere leaves a state the next cycle resumes from. A drain past its deadline is
@@ -42,11 +45,17 @@ class Outcome:
     """What acting did, for the cycle's log line and metrics."""
 
     launched: list[str] = field(default_factory=list)
+    started: list[str] = field(default_factory=list)
+    """Stopped workers of the warm pool started."""
     launch_failures: list[str] = field(default_factory=list)
     cordoned: list[str] = field(default_factory=list)
     evicted: int = 0
     eviction_blocked: int = 0
     terminated: list[str] = field(default_factory=list)
+    stopped: list[str] = field(default_factory=list)
+    """Workers stopped into the warm pool."""
+    uncordoned: list[str] = field(default_factory=list)
+    """Workers given back to the scheduler (back from the warm pool)."""
     nodes_deleted: list[str] = field(default_factory=list)
     drains_timed_out: list[str] = field(default_factory=list)
     drains_dropped: list[str] = field(default_factory=list)
@@ -125,9 +134,12 @@ def act(
         checkpoint(_released(decision.state, now)),
     )
 
-    for instance_id in decision.terminate_unjoined:
+    for instance_id in (*decision.terminate_unjoined, *decision.retire):
         ports.fleet.terminate(instance_id)
         outcome.terminated.append(instance_id)
+    for name in decision.uncordon:
+        ports.cluster.uncordon(name)
+        outcome.uncordoned.append(name)
     for name in decision.delete_nodes:
         ports.cluster.delete_node(name)
         outcome.nodes_deleted.append(name)
@@ -145,7 +157,8 @@ def act(
 
 def _launch(decision: Decision, token: str, run: _Run) -> None:
     now, settings, outcome = run.now, run.settings, run.outcome
-    for az, count in decision.launches.items():
+    launches = _warm_start(decision, run)
+    for az, count in launches.items():
         result = run.ports.fleet.launch(az, count, token=f"{token}:{az}")
         outcome.launched.extend(result.instance_ids)
         outcome.launch_failures.extend(result.failures)
@@ -155,8 +168,35 @@ def _launch(decision: Decision, token: str, run: _Run) -> None:
             # Saved zone by zone: a later zone's failure must not lose what this one started, nor
             # may a retry of the intent launch into this zone again.
             run.save(_struck(replace(run.state, launches=(*run.state.launches, *new)), token, zone=az))
-    if decision.launches and not outcome.launched:
+    if launches and not outcome.launched:
         run.save(replace(run.state, last_failure=now, backoff_until=now + settings.provision_backoff_s))
+
+
+def _warm_start(decision: Decision, run: _Run) -> dict[str, int]:
+    """Start the decision's stopped workers and give their nodes back to the scheduler (its NotReady
+    taints keep pods off until the kubelet is up). Returns the launches to make: the decision's,
+    plus one in its zone for each worker that would not start."""
+    launches = dict(decision.launches)
+    if not decision.starts:
+        return launches
+    result = run.ports.fleet.start(decision.starts)
+    run.outcome.started.extend(result.instance_ids)
+    run.outcome.launch_failures.extend(result.failures)
+    deadline = run.now + run.settings.max_node_provision_time_s
+    started = []
+    for instance_id in result.instance_ids:
+        az = run.seen.workers[instance_id].az
+        started.append(Launch(instance_id, az, run.now, deadline))
+        node = run.seen.binding.node_of.get(instance_id)
+        if node is not None and node.cordoned:
+            run.ports.cluster.uncordon(node.name)
+            run.outcome.uncordoned.append(node.name)
+    run.save(replace(run.state, launches=(*run.state.launches, *started)))
+    for instance_id in decision.starts:
+        if instance_id not in result.instance_ids:
+            az = run.seen.workers[instance_id].az
+            launches[az] = launches.get(az, 0) + 1
+    return launches
 
 
 def _start(decision: Decision, token: str, run: _Run) -> None:
@@ -164,7 +204,7 @@ def _start(decision: Decision, token: str, run: _Run) -> None:
     draining = {d.node for d in run.state.drains}
     now, timeout = run.now, run.settings.drain_timeout_s
     started = [
-        Drain(name, instance_id, now, now + timeout)
+        Drain(name, instance_id, now, now + timeout, keep=name in decision.warm)
         for name in decision.remove
         if name not in draining and (instance_id := _removable(name, decision, run.seen)) is not None
     ]
@@ -299,13 +339,21 @@ def _evict(drain: Drain, run: _Run) -> Drain | None:
 
 
 def _terminate(drain: Drain, run: _Run) -> Drain | None:
-    """TERMINATING: the instance goes; one that turns out not to be ours is given back."""
+    """TERMINATING: the instance goes (stopped into the warm pool, its Node kept, when the drain
+    keeps it); one that turns out not to be ours is given back."""
+    fleet = run.ports.fleet
     try:
-        run.ports.fleet.terminate(drain.instance_id)
+        if drain.keep:
+            fleet.stop(drain.instance_id)
+        else:
+            fleet.terminate(drain.instance_id)
     except NotOurInstance as exc:
         if drain.node in run.seen.nodes:
             run.ports.cluster.uncordon(drain.node)
         run.outcome.drains_dropped.append(f"{drain.node}: {exc}")
+        return run.record(drain, None)
+    if drain.keep:
+        run.outcome.stopped.append(drain.instance_id)
         return run.record(drain, None)
     run.outcome.terminated.append(drain.instance_id)
     return run.record(drain, replace(drain, phase=DrainPhase.DELETING))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import asdict
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -130,7 +131,7 @@ def _record(report: Report, settings: Settings) -> None:
     alive = [i for i in snapshot.instances if i.alive]
     ready = sum(1 for n in snapshot.nodes if n.ready and not n.control_plane)
     pending = len(snapshot.unschedulable())
-    desired = len(alive) + decision.launch_count - len(decision.remove)
+    desired = len(alive) + len(decision.starts) + decision.launch_count - len(decision.remove)
     for name, value in (
         ("DesiredWorkers", desired),
         ("RunningWorkers", len(alive)),
@@ -139,6 +140,9 @@ def _record(report: Report, settings: Settings) -> None:
         ("Launches", len(outcome.launched)),
         ("LaunchFailures", len(outcome.launch_failures) if decision.launches and not outcome.launched else 0),
         ("Terminations", len(outcome.terminated)),
+        ("WarmStarts", len(outcome.started)),
+        ("WarmStops", len(outcome.stopped)),
+        ("StoppedWorkers", sum(1 for i in snapshot.instances if i.warm)),
         ("EvictionsBlocked", outcome.eviction_blocked),
         ("DrainsTimedOut", len(outcome.drains_timed_out)),
     ):
@@ -153,22 +157,16 @@ def _record(report: Report, settings: Settings) -> None:
             "launches": dict(decision.launches),
             "remove": list(decision.remove),
             "terminate_unjoined": list(decision.terminate_unjoined),
+            "starts": list(decision.starts),
+            "warm": list(decision.warm),
+            "retire": list(decision.retire),
+            "uncordon": list(decision.uncordon),
             "reasons": [{"code": r.code.value, "detail": r.detail} for r in decision.reasons],
             "workers": len(alive),
             "ready": ready,
             "pending_pods": pending,
             "metrics_known": snapshot.metrics.known,
-            "outcome": {
-                "launched": outcome.launched,
-                "launch_failures": outcome.launch_failures,
-                "terminated": outcome.terminated,
-                "cordoned": outcome.cordoned,
-                "evicted": outcome.evicted,
-                "eviction_blocked": outcome.eviction_blocked,
-                "drains_timed_out": outcome.drains_timed_out,
-                "drains_dropped": outcome.drains_dropped,
-                "nodes_deleted": outcome.nodes_deleted,
-            },
+            "outcome": asdict(outcome),
             "gate": None if cycle.gate is None else {"blocked": cycle.gate.blocked, "unknown": cycle.gate.unknown},
         },
     )
@@ -182,6 +180,7 @@ def _answer(report: Report) -> dict[str, Any]:
         "status": report.status,
         "action": decision.action.value,
         "launches": dict(decision.launches),
+        "starts": list(decision.starts),
         "remove": list(decision.remove),
         "reasons": [{"code": r.code.value, "detail": r.detail} for r in decision.reasons],
     }

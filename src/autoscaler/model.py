@@ -21,6 +21,8 @@ SCALE_DOWN_DISABLED_ANNOTATIONS = (
 SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 SAFE_TO_EVICT_LOCAL_VOLUMES = "cluster-autoscaler.kubernetes.io/safe-to-evict-local-volumes"
 DO_NOT_DISRUPT = "karpenter.sh/do-not-disrupt"
+# The taint node-fleet puts on a node it drains, next to spec.unschedulable (kubectl cordon's own mark).
+DRAINING_TAINT_KEY = "node-fleet.io/draining"
 
 
 @dataclass(slots=True)
@@ -91,6 +93,11 @@ class Node:
     """lastTransitionTime of the Ready condition (when it became Ready, or stopped being)."""
 
     @property
+    def drained_by_us(self) -> bool:
+        """Cordoned with node-fleet's draining taint (not by someone else's `kubectl cordon`)."""
+        return self.cordoned and any(t.key == DRAINING_TAINT_KEY for t in self.taints)
+
+    @property
     def scale_down_disabled(self) -> bool:
         return any(self.annotations.get(a) == "true" for a in SCALE_DOWN_DISABLED_ANNOTATIONS)
 
@@ -121,6 +128,11 @@ class Instance:
     def alive(self) -> bool:
         """Pending or running: it bills (or soon will) and counts against max_nodes."""
         return self.state in (InstanceState.PENDING, InstanceState.RUNNING)
+
+    @property
+    def warm(self) -> bool:
+        """Stopping or stopped: in the warm pool, billing only its volumes."""
+        return self.state in (InstanceState.STOPPING, InstanceState.STOPPED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +213,8 @@ class Drain:
     held_since: float | None = None
     """Since when scaling has been paused with this drain under way; its deadline moves on by
     the time held, so a pause never times a drain out."""
+    keep: bool = False
+    """Its instance is stopped into the warm pool rather than terminated, and its Node kept."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,6 +282,12 @@ class ReasonCode(enum.StrEnum):
     """Pending pods no new worker could host (selector, affinity, taint, volume zone)."""
     UNREADY_NODE = "unready_node"
     AMBIGUOUS_INSTANCE = "ambiguous_instance"
+    WARM_START = "warm_start"
+    """Stopped workers of the warm pool started instead of launching new ones."""
+    WARM_POOL = "warm_pool"
+    """Removed workers stopped into the warm pool, or stopped ones past its size terminated."""
+    REJOINED = "rejoined"
+    """A worker back from the warm pool given back to the scheduler."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,6 +353,14 @@ class Decision:
     """Names of the nodes to drain and remove, in order."""
     terminate_unjoined: tuple[str, ...] = ()
     """Instance ids launched too long ago that never became Ready nodes."""
+    starts: tuple[str, ...] = ()
+    """Stopped workers (the warm pool) to start, before `launches` adds new ones."""
+    warm: tuple[str, ...] = ()
+    """The nodes of `remove` whose instance is stopped into the warm pool rather than terminated."""
+    retire: tuple[str, ...] = ()
+    """Stopped workers past warm_pool_size, terminated."""
+    uncordon: tuple[str, ...] = ()
+    """Ready workers still cordoned by a drain that is over (back from the warm pool): given back."""
     delete_nodes: tuple[str, ...] = ()
     """Node objects left behind by a worker instance that is terminated."""
     reasons: tuple[Reason, ...] = ()

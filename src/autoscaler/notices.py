@@ -22,9 +22,11 @@ def notice(cycle: CycleResult, settings: Settings, now: float) -> tuple[str, str
     decision, outcome = cycle.decision, cycle.outcome
     lines = [
         f"launched {', '.join(outcome.launched)}" if outcome.launched else "",
+        f"started from the warm pool {', '.join(outcome.started)}" if outcome.started else "",
         f"launch failures: {'; '.join(outcome.launch_failures)}" if outcome.launch_failures else "",
         f"draining {', '.join(outcome.cordoned)}" if outcome.cordoned else "",
         f"terminated {', '.join(outcome.terminated)}" if outcome.terminated else "",
+        f"stopped into the warm pool {', '.join(outcome.stopped)}" if outcome.stopped else "",
         f"drains undone: {', '.join(outcome.drains_timed_out)}" if outcome.drains_timed_out else "",
         f"drains dropped: {'; '.join(outcome.drains_dropped)}" if outcome.drains_dropped else "",
     ]

@@ -50,6 +50,8 @@ class FleetView:
     """Registered workers that never became Ready in time, or NotReady past scale_down_unready_time."""
     draining: frozenset[str]
     binding: Binding
+    warm: tuple[Instance, ...] = ()
+    """Stopping and stopped workers: the warm pool."""
 
     @property
     def count(self) -> int:
@@ -83,6 +85,9 @@ def fleet_view(snapshot: ClusterSnapshot, state: ScalingState, settings: Setting
         if node is None or node.ready:
             continue
         since = node.ready_since if node.ready_since is not None else node.created_at or inst.launched_at
+        # EC2's LaunchTime is the last start: a worker back from the warm pool has been NotReady
+        # only since then, though its Node went NotReady when it stopped.
+        since = max(since, inst.launched_at)
         # The Ready condition last moved at registration: this node has never been Ready.
         never_ready = node.ready_since is None or node.ready_since <= node.created_at + NEVER_READY_SLACK_S
         if (never_ready and now - inst.launched_at > deadline) or now - since > settings.scale_down_unready_time_s:
@@ -97,6 +102,7 @@ def fleet_view(snapshot: ClusterSnapshot, state: ScalingState, settings: Setting
         dead=tuple(dead),
         draining=frozenset(d.node for d in state.drains),
         binding=binding,
+        warm=tuple(i for i in snapshot.instances if i.warm),
     )
 
 
@@ -132,13 +138,15 @@ def _slot(node: Node) -> Slot:
 
 @dataclass(slots=True)
 class Draft:
-    """One plan in the making: the reasons given so far, the state to hand on, and the unjoined
-    instances to terminate."""
+    """One plan in the making: the reasons given so far, the state to hand on, the unjoined
+    instances to terminate, and the warm pool's own chores."""
 
     base: Base
     state: ScalingState
     reasons: list[Reason] = field(default_factory=list)
     terminate: tuple[str, ...] = ()
+    retire: tuple[str, ...] = ()
+    uncordon: tuple[str, ...] = ()
 
     def say(self, code: ReasonCode, detail: str) -> None:
         self.reasons.append(Reason(code, detail))
@@ -151,7 +159,9 @@ class Draft:
         action: Action,
         *,
         launches: Mapping[str, int] | None = None,
+        starts: Sequence[str] = (),
         remove: Sequence[str] = (),
+        warm: Sequence[str] = (),
         verdicts: Mapping[str, NodeVerdict] | None = None,
         unhelpable: Sequence[Unhelpable] = (),
     ) -> Decision:
@@ -168,6 +178,10 @@ class Draft:
             launches=dict(launches or {}),
             remove=tuple(remove),
             terminate_unjoined=self.terminate,
+            starts=tuple(starts),
+            warm=tuple(warm),
+            retire=self.retire,
+            uncordon=self.uncordon,
             delete_nodes=orphans,
             reasons=tuple(reasons),
             state=self.state,

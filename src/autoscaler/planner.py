@@ -31,6 +31,7 @@ from autoscaler.plan_base import LAUNCH_VISIBILITY_GRACE_S, Base, Draft, FleetVi
 from autoscaler.removal import Removal
 from autoscaler.scale_down import room_above_min, scale_down
 from autoscaler.scale_up import estimate, pressure_since, scale_up, spread
+from autoscaler.warm_pool import kept_warm, tend, warm_starts
 
 
 def plan(
@@ -61,6 +62,7 @@ def _plan(
 
     if fleet.unjoined:
         _terminate_unjoined(draft)
+    tend(draft)
     unschedulable = [p for p in snapshot.unschedulable() if not p.stays]
     if kind in (IntentKind.SCALE_UP, IntentKind.SCALE_DOWN, IntentKind.SET):
         return _requested(intent, draft, unschedulable)
@@ -69,8 +71,9 @@ def _plan(
     found = estimate(draft, unschedulable)
     launches = scale_up(draft, found)
     if launches:
+        starts, launches = warm_starts(draft, launches)
         draft.update(last_scale_up=now, pressure_since=None, unneeded_since={})
-        return draft.decide(Action.SCALE_UP, launches=launches, unhelpable=found.unhelpable)
+        return draft.decide(Action.SCALE_UP, launches=launches, starts=starts, unhelpable=found.unhelpable)
 
     removal = scale_down(draft, found.helpable)
     draft.update(unneeded_since=removal.unneeded)
@@ -133,9 +136,9 @@ def _requested(intent: Intent, draft: Draft, unschedulable: Sequence[Pod]) -> De
         if count < delta:
             draft.say(ReasonCode.AT_MAX, f"{delta} asked, room for {max(count, 0)} under max_nodes")
         if count > 0:
-            launches = spread(count, fleet.alive, base.snapshot.zones)
+            starts, launches = warm_starts(draft, spread(count, fleet.alive, base.snapshot.zones))
             draft.update(last_scale_up=now, unneeded_since={})
-            return draft.decide(Action.SCALE_UP, launches=launches)
+            return draft.decide(Action.SCALE_UP, launches=launches, starts=starts)
     elif delta < 0:
         found = estimate(draft, unschedulable)
         removal = Removal(draft)
@@ -162,4 +165,5 @@ def _removing(draft: Draft, removal: Removal, unhelpable: Sequence[Unhelpable]) 
     action = Action.SCALE_DOWN if removal.remove else Action.NONE
     if removal.remove:
         draft.update(last_scale_down=draft.base.now)
-    return draft.decide(action, remove=removal.remove, verdicts=removal.verdicts, unhelpable=unhelpable)
+    warm = kept_warm(draft, removal.remove)
+    return draft.decide(action, remove=removal.remove, warm=warm, verdicts=removal.verdicts, unhelpable=unhelpable)

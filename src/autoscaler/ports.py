@@ -36,14 +36,22 @@ class Fleet(Protocol):
 
     def list_workers(self) -> Sequence[Instance]:
         """Every worker instance of this cluster, and no other instance: pending and running ones,
-        and those shutting down or terminated that EC2 still lists (their Node objects get cleaned
-        up)."""
+        stopping and stopped ones (the warm pool), and those shutting down or terminated that EC2
+        still lists (their Node objects get cleaned up)."""
 
     def launch(self, az: str, count: int, token: str) -> LaunchResult:
         """Start up to `count` workers in `az`. Calling again with the same token starts nothing new."""
 
     def terminate(self, instance_id: str) -> None:
         """Terminate one worker; raises NotOurInstance for an instance that is not this cluster's worker."""
+
+    def stop(self, instance_id: str) -> None:
+        """Stop one running worker, keeping its volumes (the warm pool); raises NotOurInstance as
+        terminate does. A worker already stopping or stopped is left as it is."""
+
+    def start(self, instance_ids: Sequence[str]) -> LaunchResult:
+        """Start stopped workers of this cluster: those that started, and a line for each that could
+        not (no capacity, or not a stopped worker of ours), which is never started."""
 
 
 class Cluster(Protocol):

@@ -95,14 +95,15 @@ def test_the_template_allows_no_not_action_or_not_resource(template):
             assert key not in statement, f"{logical_id}: {statement.get('Sid')} uses {key}"
 
 
-def test_no_unconditioned_terminate(template):
-    terminating = [(i, s) for i, s in iam_statements(template) if grants(s, "ec2:TerminateInstances")]
-    assert terminating, "the autoscaler must be able to terminate its workers"
-    for logical_id, statement in terminating:
+@pytest.mark.parametrize("action", ["ec2:TerminateInstances", "ec2:StopInstances", "ec2:StartInstances"])
+def test_no_unconditioned_terminate_stop_or_start(template, action):
+    granting = [(i, s) for i, s in iam_statements(template) if grants(s, action)]
+    assert granting, f"the autoscaler must be allowed {action} on its workers"
+    for logical_id, statement in granting:
         conditions = statement.get("Condition") or {}
         tags = {k: v for k, v in (conditions.get("StringEquals") or {}).items() if k.startswith("aws:ResourceTag/")}
         assert {"aws:ResourceTag/node-fleet.io/cluster", "aws:ResourceTag/node-fleet.io/role"} <= set(tags), (
-            f"{logical_id}: {statement.get('Sid')} may terminate instances without this cluster's worker tags"
+            f"{logical_id}: {statement.get('Sid')} allows {action} without this cluster's worker tags"
         )
         assert tags["aws:ResourceTag/node-fleet.io/cluster"] == {"Ref": "ClusterName"}
         assert tags["aws:ResourceTag/node-fleet.io/role"] == "worker"

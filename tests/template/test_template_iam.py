@@ -35,6 +35,8 @@ EXPECTED_ACTIONS = {
         "ec2:RunInstances",
         "ec2:CreateTags",
         "ec2:TerminateInstances",
+        "ec2:StopInstances",
+        "ec2:StartInstances",
         "iam:CreateServiceLinkedRole",
         "iam:PassRole",
         "dynamodb:GetItem",
@@ -54,6 +56,8 @@ EXPECTED_ACTIONS = {
         "kms:Decrypt",
     },
 }
+# What changes a worker's life: the same scope for each (tags and VPC).
+LIFECYCLE_ACTIONS = {"ec2:TerminateInstances", "ec2:StopInstances", "ec2:StartInstances"}
 # The SSM parameters (by template parameter) each function may read.
 EXPECTED_SECRETS = {
     AUTOSCALER: {"K8sTokenParam", "K8sCaParam", "PrometheusAuthParam", "PrometheusCaParam", "SlackWebhookParam"},
@@ -143,9 +147,11 @@ def test_mutating_ec2_calls_are_scoped_and_conditioned(template):
             assert statement.get("Condition"), f"{statement.get('Sid')}: mutating EC2 call without a condition"
 
 
-def test_terminate_only_this_clusters_workers_in_its_vpc(template):
-    for statement in with_action(template, AUTOSCALER, "ec2:TerminateInstances"):
-        assert actions(statement) == ["ec2:TerminateInstances"]
+def test_terminate_stop_and_start_only_this_clusters_workers_in_its_vpc(template):
+    found = [s for a in LIFECYCLE_ACTIONS for s in with_action(template, AUTOSCALER, a)]
+    assert found
+    for statement in found:
+        assert set(actions(statement)) <= LIFECYCLE_ACTIONS
         assert condition(statement, "StringEquals", "aws:ResourceTag/node-fleet.io/cluster") == CLUSTER_REF
         assert condition(statement, "StringEquals", "aws:ResourceTag/node-fleet.io/role") == "worker"
         assert condition(statement, "ArnEquals", "ec2:Vpc") == VPC_ARN

@@ -1,4 +1,4 @@
-"""The Fleet port over EC2: list, launch and terminate this cluster's worker instances.
+"""The Fleet port over EC2: list, launch, stop, start and terminate this cluster's worker instances.
 
 Workers are the instances tagged `node-fleet.io/cluster=<cluster>` and `node-fleet.io/role=worker` in
 the cluster's VPC (VPC_ID); nothing else is ever listed, launched or terminated. Tags alone are not
@@ -128,31 +128,70 @@ class Ec2Fleet:
         return LaunchResult(tuple(attempt.instance_ids), tuple(attempt.failures))
 
     def terminate(self, instance_id: str) -> None:
+        raw = self._ours(instance_id, "terminate")
+        if raw is None or raw["State"]["Name"] in (InstanceState.SHUTTING_DOWN.value, InstanceState.TERMINATED.value):
+            return
+        self.client.terminate_instances(InstanceIds=[instance_id])
+        logger.info("terminated worker", extra={"instance_id": instance_id})
+
+    def stop(self, instance_id: str) -> None:
+        raw = self._ours(instance_id, "stop")
+        # Stopping, stopped or gone need nothing. A pending one cannot be stopped: it is left to
+        # run, and the planner gives its node back once Ready (warm_pool.tend).
+        if raw is None or raw["State"]["Name"] != InstanceState.RUNNING.value:
+            return
+        self.client.stop_instances(InstanceIds=[instance_id])
+        logger.info("stopped worker into the warm pool", extra={"instance_id": instance_id})
+
+    def start(self, instance_ids: Sequence[str]) -> LaunchResult:
+        started, failures = [], []
+        for instance_id in instance_ids:
+            try:
+                raw = self._ours(instance_id, "start")
+            except NotOurInstance as err:
+                failures.append(f"{instance_id}: {err}")
+                continue
+            state = raw["State"]["Name"] if raw is not None else "gone"
+            if state != InstanceState.STOPPED.value:
+                failures.append(f"{instance_id}: {state}, not stopped")
+                continue
+            try:
+                self.client.start_instances(InstanceIds=[instance_id])
+            except ClientError as err:
+                if _code(err) not in CAPACITY_ERRORS | {"IncorrectInstanceState"}:
+                    raise
+                failures.append(f"{instance_id}: {_code(err)}")
+                continue
+            started.append(instance_id)
+            logger.info("started worker from the warm pool", extra={"instance_id": instance_id})
+        return LaunchResult(tuple(started), tuple(failures))
+
+    def _ours(self, instance_id: str, verb: str) -> dict[str, Any] | None:
+        """The instance as EC2 describes it, None when it is gone; NotOurInstance unless it carries
+        this cluster's worker tags and, while it exists, sits in the cluster's VPC."""
         try:
             found = list(self._describe([], InstanceIds=[instance_id]))
         except ClientError as err:
             if _code(err) == "InvalidInstanceID.NotFound":
-                logger.info("instance to terminate is already gone", extra={"instance_id": instance_id})
-                return
+                logger.info(f"instance to {verb} is already gone", extra={"instance_id": instance_id})
+                return None
             raise
         if not found:
-            return
+            return None
         raw = found[0]
         tags = _tags(raw)
         if tags.get(CLUSTER_TAG) != self.cluster_name or tags.get(ROLE_TAG) != WORKER_ROLE:
             raise NotOurInstance(
-                f"refusing to terminate {instance_id}: its tags {CLUSTER_TAG}={tags.get(CLUSTER_TAG)!r}, "
+                f"refusing to {verb} {instance_id}: its tags {CLUSTER_TAG}={tags.get(CLUSTER_TAG)!r}, "
                 f"{ROLE_TAG}={tags.get(ROLE_TAG)!r} do not mark it a worker of cluster {self.cluster_name!r}"
             )
-        if raw["State"]["Name"] in (InstanceState.SHUTTING_DOWN.value, InstanceState.TERMINATED.value):
-            return
-        if raw.get("VpcId") != self.options.vpc_id:
+        # EC2 drops a terminated instance's VpcId: nothing is done to it, so it need not prove its VPC.
+        if raw["State"]["Name"] != InstanceState.TERMINATED.value and raw.get("VpcId") != self.options.vpc_id:
             raise NotOurInstance(
-                f"refusing to terminate {instance_id}: it is in VPC {raw.get('VpcId')!r}, "
+                f"refusing to {verb} {instance_id}: it is in VPC {raw.get('VpcId')!r}, "
                 f"not the cluster's {self.options.vpc_id!r}"
             )
-        self.client.terminate_instances(InstanceIds=[instance_id])
-        logger.info("terminated worker", extra={"instance_id": instance_id})
+        return raw
 
     # -- helpers -------------------------------------------------------------------------------
 

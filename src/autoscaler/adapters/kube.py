@@ -45,7 +45,7 @@ from autoscaler.adapters.kube_storage import (
 from autoscaler.config import ConfigError
 from autoscaler.config.kube import DEFAULT_PAGE_SIZE, DEFAULT_TIMEOUT_S, KubeOptions
 from autoscaler.gc_pause import gc_paused, quick_switches
-from autoscaler.model import Node, Pod
+from autoscaler.model import DRAINING_TAINT_KEY, Node, Pod
 from autoscaler.ports import EvictionOutcome, PermanentError
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-DRAINING_TAINT = {"key": "node-fleet.io/draining", "value": "true", "effect": "NoSchedule"}
+DRAINING_TAINT = {"key": DRAINING_TAINT_KEY, "value": "true", "effect": "NoSchedule"}
 CONNECT_TIMEOUT_S = 5.0
 BUDGETS_KEPT_S = 10.0
 """How long disruption_budgets may answer with the PDBs list_pods read (a cycle asks right after)."""

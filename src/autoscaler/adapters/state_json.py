@@ -38,6 +38,7 @@ def state_to_json(state: ScalingState) -> str:
                 "deadline": d.deadline,
                 "phase": DrainPhase(d.phase).value,
                 "held_since": d.held_since,
+                "keep": d.keep,
             }
             for d in state.drains
         ],
@@ -108,6 +109,9 @@ def _drain(value: Any, where: str) -> Drain:
     except ValueError:
         allowed = ", ".join(p.value for p in DrainPhase)
         raise ValueError(f"{where}.phase must be one of {allowed}, got {phase!r}") from None
+    keep = obj.get("keep", False)
+    if not isinstance(keep, bool):
+        raise ValueError(f"{where}.keep must be true or false, got {keep!r}")
     return Drain(
         node=_text(obj, "node", where),
         instance_id=_text(obj, "instance_id", where, optional=True),
@@ -115,6 +119,7 @@ def _drain(value: Any, where: str) -> Drain:
         deadline=_time(obj, "deadline", where),
         phase=drain_phase,
         held_since=_time(obj, "held_since", where, optional=True),
+        keep=keep,
     )
 
 

@@ -68,6 +68,10 @@ class Settings:
     """Scale-down waits this long after a GitOps reconcile or rollout finished."""
     gate_max_hold_s: int = 1800
     """One continuous GitOps hold (including an unreadable gate) lasts at most this long."""
+    warm_pool_size: int = 0
+    """Removed on-demand workers are stopped rather than terminated, up to this many, and started
+    again before any new worker is launched: a stopped worker bills only its volumes, and starts
+    sooner than a new one joins. 0: every removed worker is terminated."""
     dry_run: bool = False
 
     def __post_init__(self) -> None:
@@ -188,4 +192,5 @@ _RANGES: dict[str, tuple[float, float]] = {
     "lease_duration_s": (30, 3600),
     "gate_settle_s": (0, 3600),
     "gate_max_hold_s": (60, DAY),
+    "warm_pool_size": (0, 1000),
 }

@@ -7,6 +7,13 @@ predicate (`room.Room`: resources, pods per node, selectors, affinity, taints, p
 spread), evictions that free the node only after the pod's grace period while the controller
 recreates the pod at once, and a Prometheus view that lags by the scrape interval plus the rate
 window.
+
+The warm pool: a stopped worker keeps its Node (NotReady, out of the scheduler's reach) and bills
+only its volume; started again, it runs after 5 to 15 s and is Ready after a lognormal median 20 s,
+p95 40 s. That is an assumption, not a measurement: a start skips what takes most of a launch
+(creating the network interface and the root volume from the AMI, the first boot's cloud-init and
+the K3s install; where a launch's time goes: martysweet.co.uk/ec2-launch-times, October 2023), and
+the K3s agent rejoins under its existing Node. Stopping takes 30 s (EC2 `stopping`, not billed).
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from autoscaler.model import Pod
+from autoscaler.model import DRAINING_TAINT_KEY, Pod
 from autoscaler.placement import Move, Slot
 from autoscaler.ports import EvictionOutcome
 from autoscaler.pricing import DEFAULT_INSTANCE_TYPE
@@ -28,6 +35,7 @@ from node_fleet.sim.record import InstanceLife, PodLife, RunRecord, Sample, Scal
 from node_fleet.sim.workload import PodSpec, Workload
 
 ZONES = ("sim-a", "sim-b")
+DRAINING = Taint(DRAINING_TAINT_KEY, "true", "NoSchedule")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +55,12 @@ class ClusterModel:
     ready_p95_s: float = 90.0
     """Launch -> node Ready, lognormal."""
     never_join_share: float = 0.01
+    start_running_after_s: tuple[float, float] = (5.0, 15.0)
+    """A stopped worker's start -> running, uniform in this range."""
+    start_ready_median_s: float = 20.0
+    start_ready_p95_s: float = 40.0
+    """Start -> node Ready again, lognormal."""
+    stopping_s: float = 30.0
     metrics_lag_s: float = 75.0
     """Scrape interval (15 s) plus the rate window (60 s)."""
     grace_period_s: int = 30
@@ -62,6 +76,8 @@ class _VInstance:
     ready_at: float | None
     terminated_at: float | None = None
     life: InstanceLife | None = None
+    stopped_at: float | None = None
+    """Set while it is stopping or stopped (the warm pool)."""
 
 
 @dataclass(slots=True)
@@ -98,11 +114,14 @@ class VirtualCluster:
         self.record = record
         self._rng = random.Random(model.seed)  # nosec B311  # seeded, reproducible simulation; not security
         self._sigma = math.log(model.ready_p95_s / model.ready_median_s) / 1.645
+        self._start_sigma = math.log(model.start_ready_p95_s / model.start_ready_median_s) / 1.645
         self._arrivals = sorted(workload.pods, key=lambda p: p.start_s)
         self._next_arrival = 0
         self._ends: list[tuple[float, str]] = []
         self.instances: dict[str, _VInstance] = {}
         self.nodes: dict[str, _VNode] = {}
+        self.stopped_nodes: dict[str, bool] = {}
+        """The Nodes of stopped workers (NotReady, no destination), and whether each is cordoned."""
         self.pods: dict[str, _VPod] = {}
         self.room = Room()
         self._terminating: list[tuple[float, Move]] = []  # (free at, the evicted pod's room)
@@ -122,7 +141,7 @@ class VirtualCluster:
         while self._joining and self._joining[0][0] <= now:
             _, iid = self._joining.pop(0)
             inst = self.instances[iid]
-            if inst.terminated_at is None:
+            if inst.terminated_at is None and inst.stopped_at is None:
                 self._register(inst, now)
         while self._terminating and self._terminating[0][0] <= now:
             self.room.undo((self._terminating.pop(0)[1],))
@@ -227,11 +246,14 @@ class VirtualCluster:
         return inst
 
     def _register(self, inst: _VInstance, now: float) -> None:
+        """The node joins Ready (a started worker's Node comes back as it was left, cordon included)."""
         m = self.model
         name = f"node-{inst.id}"
         labels = {**m.node_labels, HOSTNAME_LABEL: name, ZONE_LABEL: inst.az}
+        cordoned = self.stopped_nodes.pop(name, False)
+        taints = (*m.node_taints, DRAINING) if cordoned else m.node_taints
         slot = self.room.add(
-            Slot(name, labels, m.node_taints, m.node_cpu_m, m.node_mem_mib, m.node_max_pods, zone=inst.az)
+            Slot(name, labels, taints, m.node_cpu_m, m.node_mem_mib, m.node_max_pods, cordoned, zone=inst.az)
         )
         self.nodes[name] = _VNode(name, inst.id, inst.az, now, slot)
 
@@ -253,7 +275,48 @@ class VirtualCluster:
             if inst.life.ready_at is not None and inst.life.ready_at > now:
                 inst.life.ready_at = None
         self.record.actions.append(ScaleEvent(now, "terminate", 1))
+        self.stopped_nodes.pop(f"node-{instance_id}", None)
         self.drop_node(f"node-{instance_id}")
+
+    def stop(self, instance_id: str, now: float) -> None:
+        """Into the warm pool: billing stops, the Node stays, NotReady; pods left on it are recreated."""
+        inst = self.instances.get(instance_id)
+        if inst is None or inst.terminated_at is not None or inst.stopped_at is not None:
+            return
+        inst.stopped_at = now
+        if inst.life is not None:
+            inst.life.stops.append((now, None))
+        self.record.actions.append(ScaleEvent(now, "stop", 1))
+        name = f"node-{instance_id}"
+        node = self.nodes.get(name)
+        self.stopped_nodes[name] = node is not None and node.slot.unschedulable
+        self.drop_node(name)
+
+    def start(self, instance_id: str, now: float) -> bool:
+        """Out of the warm pool: False unless it is stopped (stopping takes `stopping_s`)."""
+        inst = self.instances.get(instance_id)
+        if inst is None or inst.terminated_at is not None or inst.stopped_at is None:
+            return False
+        if now < inst.stopped_at + self.model.stopping_s:
+            return False
+        m = self.model
+        inst.stopped_at = None
+        inst.launched_at = now  # EC2's LaunchTime is the last start
+        inst.running_at = now + self._rng.uniform(*m.start_running_after_s)
+        ready = now + max(
+            inst.running_at - now, self._rng.lognormvariate(math.log(m.start_ready_median_s), self._start_sigma)
+        )
+        inst.ready_at = ready
+        bisect.insort(self._joining, (ready, instance_id))
+        if inst.life is not None:
+            inst.life.stops[-1] = (inst.life.stops[-1][0], inst.running_at)
+        self.record.actions.append(ScaleEvent(now, "start", 1))
+        return True
+
+    def stopping(self, instance_id: str, now: float) -> bool | None:
+        """None if not in the warm pool, else whether it is still stopping."""
+        inst = self.instances[instance_id]
+        return None if inst.stopped_at is None else now < inst.stopped_at + self.model.stopping_s
 
     def drop_node(self, name: str) -> None:
         """The Node object goes; its pods are recreated by their controllers, unbound."""

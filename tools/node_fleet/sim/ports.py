@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from autoscaler.model import Instance, InstanceState, MetricsView, Node, Pod, ScalingState
 from autoscaler.ports import EvictionOutcome, LaunchResult, StaleStateError
-from node_fleet.sim.cluster import ZONES, VirtualCluster
+from node_fleet.sim.cluster import DRAINING, ZONES, VirtualCluster
 
 
 class Clock:
@@ -25,10 +25,15 @@ class SimFleet:
 
     def list_workers(self) -> Sequence[Instance]:
         out = []
+        now = self._clock.now
         for i in self._vc.instances.values():
             if i.terminated_at is not None:
                 continue
-            state = InstanceState.RUNNING if i.running_at <= self._clock.now else InstanceState.PENDING
+            stopping = self._vc.stopping(i.id, now)
+            if stopping is not None:
+                state = InstanceState.STOPPING if stopping else InstanceState.STOPPED
+            else:
+                state = InstanceState.RUNNING if i.running_at <= now else InstanceState.PENDING
             out.append(Instance(i.id, state, i.az, self._vc.model.instance_type, i.launched_at))
         return out
 
@@ -38,6 +43,13 @@ class SimFleet:
     def terminate(self, instance_id: str) -> None:
         self._vc.terminate(instance_id, self._clock.now)
 
+    def stop(self, instance_id: str) -> None:
+        self._vc.stop(instance_id, self._clock.now)
+
+    def start(self, instance_ids: Sequence[str]) -> LaunchResult:
+        started = tuple(i for i in instance_ids if self._vc.start(i, self._clock.now))
+        return LaunchResult(started, tuple(f"{i}: not a stopped worker" for i in instance_ids if i not in started))
+
 
 class SimCluster:
     def __init__(self, vc: VirtualCluster, clock: Clock) -> None:
@@ -45,7 +57,7 @@ class SimCluster:
 
     def list_nodes(self) -> Sequence[Node]:
         m = self._vc.model
-        return [
+        ready = [
             Node(
                 n.name,
                 m.node_cpu_m,
@@ -60,6 +72,23 @@ class SimCluster:
             )
             for n in self._vc.nodes.values()
         ]
+        # A stopped worker's Node: NotReady since it stopped, as its kubelet left it.
+        stopped = [
+            Node(
+                name,
+                m.node_cpu_m,
+                m.node_mem_mib,
+                name.removeprefix("node-"),
+                self._vc.instances[name.removeprefix("node-")].az,
+                ready=False,
+                cordoned=cordoned,
+                taints=(*m.node_taints, DRAINING) if cordoned else m.node_taints,
+                alloc_pods=m.node_max_pods,
+                ready_since=self._vc.instances[name.removeprefix("node-")].stopped_at,
+            )
+            for name, cordoned in self._vc.stopped_nodes.items()
+        ]
+        return ready + stopped
 
     def list_pods(self) -> Sequence[Pod]:
         return [
@@ -90,8 +119,14 @@ class SimCluster:
         self._set_cordon(node, False)
 
     def _set_cordon(self, node: str, value: bool) -> None:
+        """spec.unschedulable and node-fleet's draining taint, as the Kubernetes adapter sets them."""
+        if node in self._vc.stopped_nodes:
+            self._vc.stopped_nodes[node] = value
         if node in self._vc.nodes:
-            self._vc.nodes[node].slot.unschedulable = value
+            slot = self._vc.nodes[node].slot
+            slot.unschedulable = value
+            others = tuple(t for t in slot.taints if t != DRAINING)
+            slot.taints = (*others, DRAINING) if value else others
 
     def evict(self, pod: Pod) -> EvictionOutcome:
         return self._vc.evict(pod.name, self._clock.now)

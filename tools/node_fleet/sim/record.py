@@ -36,6 +36,8 @@ class InstanceLife:
     """None: never became a Ready node."""
     lifecycle: str = ON_DEMAND
     """'on-demand' or 'spot': which price it bills at."""
+    stops: list[tuple[float, float | None]] = field(default_factory=list)
+    """Each time it was stopped into the warm pool: (stopped at, running again at, or None)."""
 
 
 @dataclass(slots=True)
@@ -52,7 +54,7 @@ class ScaleEvent:
 
     t: float
     kind: str
-    """'launch' or 'terminate'."""
+    """'launch', 'terminate', or 'start' and 'stop' for the warm pool."""
     count: int
 
 

@@ -117,9 +117,22 @@ def _end(inst: InstanceLife, horizon_s: float) -> float:
     return inst.terminated_at if inst.terminated_at is not None else horizon_s
 
 
+def running_periods(inst: InstanceLife, horizon_s: float) -> list[float]:
+    """How long each of its runs lasted: from `running` to its first stop, from each start to the
+    next stop, the last to its termination or the horizon. EC2 bills each run on its own."""
+    periods, since = [], inst.running_at
+    for stopped_at, running_again in inst.stops:
+        periods.append(min(stopped_at, horizon_s) - since)
+        if running_again is None or running_again >= horizon_s:
+            return periods
+        since = running_again
+    return [*periods, _end(inst, horizon_s) - since]
+
+
 def node_hours(instances: list[InstanceLife], horizon_s: float) -> float:
-    """NH = sum of max(60 s, end - running_at) / 3600, end = terminated_at or the horizon."""
-    return sum(billed_s(_end(inst, horizon_s) - inst.running_at) for inst in instances) / HOUR_S
+    """NH = the sum over runs of max(60 s, run) / 3600 (one run from `running` to the termination
+    or the horizon, unless the warm pool stopped it)."""
+    return sum(billed_s(run) for inst in instances for run in running_periods(inst, horizon_s)) / HOUR_S
 
 
 def bill(record: RunRecord, prices: Prices) -> tuple[float, float]:
@@ -128,10 +141,12 @@ def bill(record: RunRecord, prices: Prices) -> tuple[float, float]:
     on_demand = savings = 0.0
     for inst in record.instances:
         end = _end(inst, record.horizon_s)
-        ec2 = prices.instance_dollars(record.instance_type, ON_DEMAND, end - inst.running_at)
+        runs = running_periods(inst, record.horizon_s)
+        ec2 = sum(prices.instance_dollars(record.instance_type, ON_DEMAND, run) for run in runs)
+        # The volume bills from launch to termination, stopped or not.
         on_demand += ec2 + prices.volume_dollars(end - inst.launched_at)
         if inst.lifecycle != ON_DEMAND:
-            savings += ec2 - prices.instance_dollars(record.instance_type, inst.lifecycle, end - inst.running_at)
+            savings += ec2 - sum(prices.instance_dollars(record.instance_type, inst.lifecycle, run) for run in runs)
     return on_demand + prices.lambda_dollars(record.lambda_invocations), savings
 
 
@@ -167,19 +182,21 @@ def count_flaps(actions: list[ScaleEvent], window_s: float = FLAP_WINDOW_S) -> i
 
     A launch within the window after a termination, or a termination within the window after a
     launch, counts once (the later action of the pair). Actions are taken in time order, ties in
-    recording order; kinds other than 'launch' and 'terminate' are ignored.
+    recording order. A warm pool's start counts as a launch and its stop as a termination; other
+    kinds are ignored.
     """
     last: dict[str, float] = {}
     opposite = {"launch": "terminate", "terminate": "launch"}
     flaps = 0
     for action in sorted(actions, key=lambda a: a.t):  # stable: ties keep recording order
-        other = opposite.get(action.kind)
+        kind = {"start": "launch", "stop": "terminate"}.get(action.kind, action.kind)
+        other = opposite.get(kind)
         if other is None:
             continue
         prev = last.get(other)
         if prev is not None and action.t - prev <= window_s:
             flaps += 1
-        last[action.kind] = action.t
+        last[kind] = action.t
     return flaps
 
 

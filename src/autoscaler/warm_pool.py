@@ -1,0 +1,78 @@
+"""The warm pool: removed workers stopped rather than terminated, up to warm_pool_size, and
+started again before any new worker is launched.
+
+A stopped worker bills only its volumes, and it starts sooner than a new one joins: its network
+interface and volume exist, its first boot is done, its K3s agent already registered. Its Node
+stays, cordoned by the drain that stopped it and NotReady while it is stopped (no pod lands on
+it, and a stopped worker is not a dead one: it is not alive). The actuator uncordons it as it
+starts, and the NotReady taints of the node lifecycle controller keep pods off it until its
+kubelet reports Ready. A Ready worker still cordoned by node-fleet with no drain under way (a
+start whose uncordon was lost) is given back here.
+
+Only on-demand workers are kept: a one-time spot instance cannot be stopped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from autoscaler.model import InstanceState, ReasonCode
+from autoscaler.plan_base import Draft
+
+
+def warm_starts(draft: Draft, launches: Mapping[str, int]) -> tuple[tuple[str, ...], dict[str, int]]:
+    """(stopped workers to start, the launches left): each zone's launches are served first by its
+    stopped workers, the most recently run first."""
+    stopped = sorted(
+        (i for i in draft.base.fleet.warm if i.state is InstanceState.STOPPED), key=lambda i: (-i.launched_at, i.id)
+    )
+    starts: list[str] = []
+    left: dict[str, int] = {}
+    for az, count in launches.items():
+        found = [i.id for i in stopped if i.az == az][:count]
+        starts += found
+        if count > len(found):
+            left[az] = count - len(found)
+    if starts:
+        draft.say(ReasonCode.WARM_START, f"{', '.join(starts)} started from the warm pool")
+    return tuple(starts), left
+
+
+def kept_warm(draft: Draft, remove: Sequence[str]) -> tuple[str, ...]:
+    """The nodes of `remove` whose instance is stopped into the pool: Ready on-demand workers, as
+    many as the pool has room for (its stopped workers and the drains already keeping theirs)."""
+    base = draft.base
+    fleet, size = base.fleet, base.settings.warm_pool_size
+    room = size - len(fleet.warm) - sum(1 for d in draft.state.drains if d.keep)
+    alive = {i.id: i for i in fleet.alive}
+    ready = {n.name for n in fleet.ready_by_instance.values()}
+    stoppable = [
+        name for name in remove if name in ready and alive[fleet.binding.instance_of[name]].lifecycle == "on-demand"
+    ]
+    kept = stoppable[: max(room, 0)]
+    if kept:
+        draft.say(ReasonCode.WARM_POOL, f"{', '.join(kept)} to be stopped into the warm pool (size {size})")
+    return tuple(kept)
+
+
+def tend(draft: Draft) -> None:
+    """The pool's chores each cycle: stopped workers past its size are terminated (those run
+    longest ago first), and Ready workers left cordoned by a drain that is over are given back."""
+    base = draft.base
+    fleet, size = base.fleet, base.settings.warm_pool_size
+    extra = len(fleet.warm) - size
+    if extra > 0:
+        oldest = sorted(fleet.warm, key=lambda i: (i.launched_at, i.id))[:extra]
+        draft.retire = tuple(i.id for i in oldest)
+        draft.say(
+            ReasonCode.WARM_POOL,
+            f"{', '.join(draft.retire)} terminated: {len(fleet.warm)} stopped workers > warm_pool_size {size}",
+        )
+    back = sorted(
+        node.name
+        for node in fleet.binding.node_of.values()
+        if node.ready and node.drained_by_us and node.name not in fleet.draining and not node.control_plane
+    )
+    if back:
+        draft.uncordon = tuple(back)
+        draft.say(ReasonCode.REJOINED, f"{', '.join(back)} Ready and cordoned by no drain under way: uncordoned")
