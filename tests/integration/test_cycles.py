@@ -150,6 +150,40 @@ def test_scale_down_after_the_unneeded_time_drains_terminates_and_deletes_the_no
     assert [status for _, _, status in evictions] == [201]
 
 
+def test_the_warm_pool_stops_a_removed_worker_then_starts_it_for_pending_pods(cluster):
+    light_web_load(cluster, unneeded_s=2)
+    cluster.set(WARM_POOL_SIZE="1")
+    cluster.tick()
+    time.sleep(2.2)
+    cluster.stack.wait_for_metrics()
+    answer = cluster.tick()
+    assert answer["action"] == "scale_down" and "warm_pool" in codes(answer), answer
+    (gone,) = answer["remove"]
+    gone_id = cluster.instance_of(gone)
+    cluster.wait(lambda: not cluster.pods_on(gone), what="the drained node is empty")
+    settle(cluster)
+
+    cluster.tick()
+    assert cluster.instance_state(gone_id) in ("stopping", "stopped")
+    assert cluster.node(gone) is not None and cluster.cordoned(gone), "the Node stays, cordoned, while stopped"
+    cluster.wait(lambda: gone not in cluster.ready_workers(), what="the stopped worker's Node NotReady")
+    assert cluster.state().drains == ()
+
+    # 3 x 600m next to the web pods' 600m on the worker left: one is left waiting.
+    cluster.kubelets.add_workload("sale", replicas=3, cpu_m=600)
+    cluster.wait(lambda: len(cluster.unschedulable()) == 1, what="one pod unschedulable")
+    before = set(cluster.alive())
+    answer = cluster.tick()
+    assert answer["action"] == "scale_up" and answer["starts"] == [gone_id], answer
+    assert not answer["launches"] and "warm_start" in codes(answer)
+    assert cluster.instance_state(gone_id) in ("pending", "running")
+    assert set(cluster.alive()) == before | {gone_id}, "started, not launched anew"
+    assert not cluster.cordoned(gone), "given back to the scheduler as it starts"
+    cluster.wait(lambda: gone in cluster.ready_workers(), what="the started worker Ready again")
+    settle(cluster)
+    assert len(cluster.pods_on(gone)) == 1
+
+
 def test_a_pdb_with_no_disruption_left_keeps_its_node_and_another_goes(cluster):
     """Once a node whose PDB allowed no disruption was cordoned and its other pods evicted, over and
     over (7 drains, 14 evictions in 2 h). The budget now rules the node out before any cordon."""

@@ -8,8 +8,10 @@ What a K3s cluster on EC2 does around the autoscaler, simply and in the open:
   registers a Node: `spec.providerID` `aws:///<az>/<instance-id>`, Ready, allocatable of the
   worker shape, the pool, zone and instance-type labels, named by its private DNS name as K3s
   names it. Instances chosen with `never_join()` boot but never register (a broken AMI, a wrong
-  join token). An instance that is shutting down or terminated stops its kubelet: its Node, if
-  still there, turns Ready=Unknown and its metrics are no longer served.
+  join token). An instance that is shutting down, terminated, stopping or stopped stops its
+  kubelet: its Node, if still there, turns Ready=Unknown and its metrics are no longer served. A
+  stopped instance started again (the warm pool) is back `boot_delay_s` after it runs: Ready on
+  the Node it left, cordon and taints as they were.
 - Scheduler: pending pods, oldest first, go first-fit (by CPU and memory requests) onto Ready,
   schedulable nodes whose NoSchedule/NoExecute taints they tolerate; a pod that fits nowhere gets
   `PodScheduled=False`, reason `Unschedulable`, with the time it first did (lastTransitionTime).

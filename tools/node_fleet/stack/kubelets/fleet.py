@@ -16,7 +16,7 @@ from node_fleet.stack.prometheus import duration
 
 from .controllers import ReplicaSet, ReplicaSetController, collect_pods
 from .exporter import Load, NodeExporter
-from .kubelet import GONE_STATES, Kubelet, WorkerShape, describe_workers, node_lost, register
+from .kubelet import GONE_STATES, Kubelet, WorkerShape, describe_workers, node_back, node_lost, register
 from .real import NodeLeases, run_pods, start_workload
 from .real import scale as scale_replicaset
 from .scheduler import schedule
@@ -282,14 +282,22 @@ class KubeletFleet:
             if state in GONE_STATES:
                 if not kubelet.stopped:
                     kubelet.stopped = True
+                    kubelet.running_since = None
                     node_lost(self.kube, kubelet, now)
                 continue
-            if state != "running" or kubelet.stopped:
+            if state != "running":
                 continue
             if kubelet.running_since is None:
                 kubelet.running_since = now
-            if not kubelet.joined and not kubelet.never_joins and now - kubelet.running_since >= self.boot_delay_s:
-                register(self.kube, kubelet, self.shape, self.pool, now)
+            if now - kubelet.running_since < self.boot_delay_s:
+                continue
+            if not kubelet.joined:
+                if not kubelet.never_joins:
+                    register(self.kube, kubelet, self.shape, self.pool, now)
+                    kubelet.stopped = False
+            elif kubelet.stopped:  # started again from the warm pool (a terminated one never runs again)
+                kubelet.stopped = False
+                node_back(self.kube, kubelet, self.shape, self.pool, now)
 
     def _refresh_usage(self, pods: Sequence[Mapping[str, Any]] | None = None) -> None:
         """Recompute each node's CPU and memory use from its pods (`pods`: the pods just listed),

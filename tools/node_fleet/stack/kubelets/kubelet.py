@@ -70,6 +70,22 @@ def describe_workers(ec2: Any, cluster_name: str, states: Sequence[str] = ()) ->
 
 
 def register(kube: FakeKube | RealKube, kubelet: Kubelet, shape: WorkerShape, pool: str, now: float) -> None:
+    kube.add(_node(kubelet, shape, pool, now))
+    kubelet.joined = True
+
+
+def node_back(kube: FakeKube | RealKube, kubelet: Kubelet, shape: WorkerShape, pool: str, now: float) -> None:
+    """A worker started again (the warm pool): its kubelet posts Ready on the Node it left, whose
+    spec (a cordon, taints) stays as it is."""
+    node = kube.get("nodes", kubelet.node)
+    if node is None:
+        register(kube, kubelet, shape, pool, now)
+        return
+    node["status"]["conditions"] = _node(kubelet, shape, pool, now)["status"]["conditions"]
+    _put_status(kube, node)
+
+
+def _node(kubelet: Kubelet, shape: WorkerShape, pool: str, now: float) -> dict[str, Any]:
     node = objects.node(
         kubelet.node,
         instance_id=kubelet.instance_id,
@@ -86,8 +102,7 @@ def register(kube: FakeKube | RealKube, kubelet: Kubelet, shape: WorkerShape, po
     ]
     for condition in node["status"]["conditions"]:
         condition["lastHeartbeatTime"] = iso(now)
-    kube.add(node)
-    kubelet.joined = True
+    return node
 
 
 def node_lost(kube: FakeKube | RealKube, kubelet: Kubelet, now: float) -> None:
@@ -101,6 +116,10 @@ def node_lost(kube: FakeKube | RealKube, kubelet: Kubelet, now: float) -> None:
             message="Kubelet stopped posting node status.",
             lastTransitionTime=iso(now),
         )
+    _put_status(kube, node)
+
+
+def _put_status(kube: FakeKube | RealKube, node: dict[str, Any]) -> None:
     if isinstance(kube, RealKube):
         kube.apply_status(node)  # the status alone: the rest of the Node is not the kubelet's to write
     else:
