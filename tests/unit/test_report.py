@@ -169,6 +169,27 @@ def test_dollars(instances: list[InstanceLife], invocations: int, expected: floa
     assert sc.lambda_dollars == pytest.approx(DEFAULT_PRICES.lambda_dollars(invocations))
 
 
+def stopped(launched: float, running: float, stops: list, terminated: float | None = None) -> InstanceLife:
+    return dataclasses.replace(inst(launched, running, terminated), stops=stops)
+
+
+@pytest.mark.parametrize(
+    ("life", "runs_s"),
+    [
+        pytest.param(stopped(0, 10, [(1000, 2010)], 3000), [990, 990], id="stopped-then-started"),
+        pytest.param(stopped(0, 10, [(1000, None)]), [990], id="still-stopped-at-the-horizon"),
+        pytest.param(stopped(0, 10, [(1000, 1020), (1030, None)]), [990, 10], id="each-run-billed-60s-at-least"),
+        pytest.param(stopped(0, 10, [(1000, 3700)]), [990], id="running-again-after-the-horizon"),
+    ],
+)
+def test_a_warm_pool_worker_bills_its_runs_and_its_volume_throughout(life: InstanceLife, runs_s: list) -> None:
+    sc = score(record(instances=[life]))
+    billed = sum(max(60.0, r) for r in runs_s)
+    end = life.terminated_at if life.terminated_at is not None else 3600.0
+    assert sc.node_hours == pytest.approx(billed / 3600.0)
+    assert sc.dollars == pytest.approx(billed * OD_PER_S + (end - life.launched_at) * GP3_PER_S)
+
+
 def test_spot_savings_stand_apart() -> None:
     sc = score(record(instances=[inst(0, 0, lifecycle="spot"), inst(0, 0)]))
     assert sc.spot_savings == pytest.approx(3600 * (OD_PER_S - SPOT_PER_S))
@@ -281,6 +302,8 @@ def act(t: float, kind: str, count: int = 1) -> ScaleEvent:
             id="two-terminations-after-one-launch",
         ),
         pytest.param([act(300, "terminate"), act(0, "launch")], 1, id="unsorted-input"),
+        pytest.param([act(0, "stop"), act(300, "start")], 1, id="a-warm-start-after-a-stop"),
+        pytest.param([act(0, "start"), act(300, "terminate")], 1, id="a-termination-after-a-start"),
         pytest.param([], 0, id="no-actions"),
     ],
 )

@@ -55,6 +55,30 @@ def test_node_fleet_scales_up_for_the_spike_and_back_down_after_it():
     assert all(p.bound_at is not None for p in record.pods)
 
 
+TWO_SALES = Workload(
+    "two-sales",
+    tuple(PodSpec(f"base{i}", 0, None, 500, 512) for i in range(4))
+    + tuple(PodSpec(f"sale{i}", 600, 1800, 1000, 1024) for i in range(10))
+    + tuple(PodSpec(f"again{i}", 4800, 6000, 1000, 1024) for i in range(10)),
+    horizon_s=7200,
+)
+
+
+def test_the_warm_pool_stops_after_the_first_sale_and_starts_for_the_second():
+    pool = Settings(warm_pool_size=10)
+    warm, cold = replay(TWO_SALES, "node-fleet", pool), replay(TWO_SALES, "node-fleet", Settings())
+    kinds = [a.kind for a in warm.actions]
+    assert "stop" in kinds and "start" in kinds
+    assert [a.kind for a in cold.actions if a.kind in ("stop", "start")] == []
+    second = [p for p in warm.pods if p.name.startswith("again")]
+    second_cold = [p for p in cold.pods if p.name.startswith("again")]
+    wait = sum(p.bound_at - p.created_at for p in second)
+    wait_cold = sum(p.bound_at - p.created_at for p in second_cold)
+    assert wait < wait_cold, "a stopped worker is Ready sooner than a new one"
+    assert len(warm.instances) < len(cold.instances), "the second sale started the first one's workers"
+    assert any(i.stops for i in warm.instances)
+
+
 @pytest.mark.parametrize("policy", POLICY_NAMES)
 def test_every_policy_runs_and_serves_the_workload(policy):
     s = score(replay(SPIKE, policy, Settings()))
