@@ -61,7 +61,8 @@ def wk(i: int, labels: dict | None = None, **kw):
 
 
 def decide(snap, state: ScalingState | None = None, **settings):
-    return plan(snap, state or ScalingState(), Settings().replace(**settings), NOW)
+    """Cluster Autoscaler's own cases: it terminates what it removes, so no warm pool here."""
+    return plan(snap, state or ScalingState(), Settings().replace(**{"warm_pool_size": 0, **settings}), NOW)
 
 
 def fill(node: str, *, prefix: str = "f", cpu: int = 1000) -> list:
