@@ -201,17 +201,21 @@ def test_the_planner_keeps_its_bounds_and_never_removes_what_it_must_not(case):
     draining = {d.node for d in state.drains}
     nodes = {n.name: n for n in snapshot.nodes}
     assert decision.state.version == state.version
-    assert (decision.action is Action.SCALE_UP) == bool(decision.launches)
+    added = decision.launch_count + len(decision.starts)
+    assert (decision.action is Action.SCALE_UP) == bool(added)
     assert (decision.action is Action.SCALE_DOWN) == bool(decision.remove)
     assert decision.reasons
 
-    # Launches: within max_nodes, per cycle within max_nodes_per_scale_up, into the fleet's zones.
+    # Launches and warm starts: within max_nodes, per cycle within max_nodes_per_scale_up, into the
+    # fleet's zones; a start only of a stopped worker of this fleet.
     assert all(count > 0 for count in decision.launches.values())
-    if decision.launches:
-        assert fleet + decision.launch_count <= s.max_nodes, (fleet, dict(decision.launches))
+    stopped = {i.id for i in snapshot.instances if i.state is InstanceState.STOPPED}
+    assert len(set(decision.starts)) == len(decision.starts) and set(decision.starts) <= stopped
+    if added:
+        assert fleet + added <= s.max_nodes, (fleet, dict(decision.launches), decision.starts)
         assert set(decision.launches) <= (set(snapshot.zones) or {""})
         if intent is None:
-            assert decision.launch_count <= s.max_nodes_per_scale_up
+            assert added <= s.max_nodes_per_scale_up
         assert not state.paused or (intent is not None and intent.kind is IntentKind.RESUME)
 
     # Removals: only Ready workers of this fleet that nothing pins, never below min_nodes Ready
@@ -237,7 +241,8 @@ def test_the_planner_keeps_its_bounds_and_never_removes_what_it_must_not(case):
     if decision.remove:
         assert not state.paused or (intent is not None and intent.kind is IntentKind.RESUME)
         unhelpable = {u.pod for u in decision.unhelpable}
-        waiting = [p.key for p in snapshot.pods if p.node is None and p.unschedulable_since is not None]
+        # A pending DaemonSet or mirror pod waits for its own node, not for capacity (as in Cluster Autoscaler).
+        waiting = [p.key for p in snapshot.pods if p.node is None and p.unschedulable_since is not None and not p.stays]
         assert removed_ready == [] or set(waiting) <= unhelpable, "scale-down while pods a worker could host wait"
         if intent is None and removed_ready and set(decision.remove) == set(removed_ready):
             assert snapshot.metrics.known or fleet > s.max_nodes, "scale-down on unknown metrics"

@@ -77,12 +77,10 @@ def test_a_tick_removes_the_unneeded_node_logs_the_decision_and_emits_metrics(wi
     blob = emf(out)
     assert blob["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "NodeFleet"
     assert blob["ClusterName"] == "prod"
-    # The default warm pool keeps the removed worker: stopped, not terminated.
-    assert blob["WarmStops"] == 1 and blob["Terminations"] == 0
-    assert blob["RunningWorkers"] == 4 and blob["DesiredWorkers"] == 3
+    assert blob["Terminations"] == 1 and blob["RunningWorkers"] == 4 and blob["DesiredWorkers"] == 3
     decision = next(json.loads(line) for line in out.splitlines() if '"message":"decision"' in line.replace(" ", ""))
     assert decision["action"] == "scale_down" and decision["correlation_id"] == event("schedule_tick.json")["id"]
-    assert wired.notes and "stopped into the warm pool i-0003" in wired.notes[0][1]
+    assert wired.notes and "terminated i-0003" in wired.notes[0][1]
 
 
 def test_an_invalid_manual_event_is_rejected_and_nothing_happens(wired, capsys):

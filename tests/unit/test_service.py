@@ -242,10 +242,9 @@ def test_a_scale_down_delivered_again_drains_the_nodes_it_chose_and_no_others():
     scale_down = Manual("e1", Intent(IntentKind.SCALE_DOWN, 1, "manual"))
     with pytest.raises(Crash):
         handle(scale_down, wiring(p)[0], S, "e1")
-    chosen = [d.instance_id for d in p.state.load().drains]
+    chosen = [d.node for d in p.state.load().drains]
     handle(scale_down, wiring(p, clock=NOW + 60)[0], S, "e1")
-    acted = [c for c in p.fleet.calls if c[0] in ("stop", "terminate")]
-    assert len(chosen) == 1 and acted == [("stop", chosen[0])], "the default warm pool keeps the drained worker"
+    assert len(chosen) == 1 and [c for c in p.cluster.calls if c[0] == "delete_node"] == [("delete_node", chosen[0])]
     assert len([i for i in p.fleet.instances if i.alive]) == 3
 
 

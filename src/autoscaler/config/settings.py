@@ -68,12 +68,11 @@ class Settings:
     """Scale-down waits this long after a GitOps reconcile or rollout finished."""
     gate_max_hold_s: int = 1800
     """One continuous GitOps hold (including an unreadable gate) lasts at most this long."""
-    warm_pool_size: int = 2
+    warm_pool_size: int = 0
     """Removed on-demand workers are stopped rather than terminated, up to this many, and started
     again before any new worker is launched: a stopped worker bills only its volumes, and starts
-    sooner than a new one joins. 0: every removed worker is terminated. Two by default: about half
-    the pending pod-seconds of Cluster Autoscaler at 10 s on the traces, for 0.1 to 2 % more
-    dollars (bench/README.md, the lever rows)."""
+    sooner than a new one joins. 0 (the default): every removed worker is terminated. Opt-in: it
+    changes what a deployed stack does with the workers it removes (bench/README.md measures it)."""
     dry_run: bool = False
 
     def __post_init__(self) -> None:
