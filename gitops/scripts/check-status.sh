@@ -77,7 +77,8 @@ if $drift; then
   while IFS='=' read -r name path; do
     [[ -n "$name" && "$name" != flux-system && "$name" != secrets ]] || continue
     status=0
-    "${fluxcli[@]}" diff kustomization "$name" --path "$root/${path#./}" --progress-bar=false || status=$?
+    # stdin from /dev/null: the loop reads its list from stdin, which nothing in it may drain.
+    "${fluxcli[@]}" diff kustomization "$name" --path "$root/${path#./}" --progress-bar=false </dev/null || status=$?
     case "$status" in
       0) echo "in sync: $name" ;;
       1) echo "DRIFT: $name differs from Git (above); Flux reverts it within its interval, or now: reconcile.sh $name" ;;
@@ -93,7 +94,7 @@ if $drift; then
   while read -r namespace target phase; do
     [[ -n "$namespace" ]] || continue
     case "$phase" in Initialized | Succeeded | Failed) ;; *) continue ;; esac
-    replicas="$("${kube[@]}" -n "$namespace" get deployment "$target" -o jsonpath='{.spec.replicas}' 2>/dev/null || true)"
+    replicas="$("${kube[@]}" -n "$namespace" get deployment "$target" -o jsonpath='{.spec.replicas}' </dev/null 2>/dev/null || true)"
     if [[ -n "$replicas" && "$replicas" != 0 ]]; then
       echo "DRIFT: deployment $namespace/$target has $replicas replicas while its canary is $phase (Flagger keeps it at 0);" \
         "undo with: kubectl -n $namespace scale deployment $target --replicas=0"

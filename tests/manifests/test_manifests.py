@@ -916,3 +916,43 @@ def test_build_helper_reports_kustomize_errors(kubectl, tmp_path):
     (tmp_path / "kustomization.yaml").write_text("resources:\n  - missing.yaml\n")
     with pytest.raises(AssertionError, match="kubectl kustomize"):
         build(kubectl, tmp_path)
+
+
+def test_check_status_reports_drift(tmp_path):
+    """A cluster where apps drifted from Git (flux diff exits 1) and the canary's Deployment was scaled by
+    hand (3 replicas while the Canary is at rest, where Flagger keeps it at 0)."""
+    env, log = stub_env(tmp_path)
+    (tmp_path / "bin" / "kubectl").write_text(
+        "#!/bin/sh\n"
+        f'{DRAIN}; printf \'%s\\n\' "kubectl $*" >> "$LOG"\n'
+        'case "$*" in\n'
+        '  *"get kustomizations"*) printf "apps=./gitops/apps\\nflux-system=./gitops/clusters/production\\n'
+        'monitoring=./gitops/monitoring\\nsecrets=./gitops/secrets/production\\n" ;;\n'
+        '  *"get canaries"*) printf "apps demo-app Succeeded\\n" ;;\n'
+        '  *"get deployment demo-app"*) printf 3 ;;\n'
+        "  *) exit 1 ;;\n"
+        "esac\n"
+    )
+    (tmp_path / "bin" / "flux").write_text(
+        "#!/bin/sh\n"
+        f'{DRAIN}; printf \'%s\\n\' "flux $*" >> "$LOG"\n'
+        'case "$*" in\n'
+        '  "diff kustomization apps "*) echo "► Deployment/apps/demo-app drifted"; exit 1 ;;\n'
+        "esac\n"
+    )
+    out = run_script("check-status.sh", env=env)
+    assert out.returncode == 0, out.stderr
+    calls = log.read_text().splitlines()
+    diffs = [c for c in calls if " diff " in c]
+    # Each Kustomization against its folder in this checkout; not flux-system, not the encrypted secrets.
+    assert diffs == [
+        f"flux diff kustomization {name} --path {ROOT}/gitops/{name} --progress-bar=false"
+        for name in ("apps", "monitoring")
+    ]
+    assert "DRIFT: apps differs from Git" in out.stdout and "in sync: monitoring" in out.stdout
+    assert (
+        "DRIFT: deployment apps/demo-app has 3 replicas while its canary is Succeeded" in out.stdout
+        and "kubectl -n apps scale deployment demo-app --replicas=0" in out.stdout
+    )
+    out = run_script("check-status.sh", "--no-drift", env=env)
+    assert out.returncode == 0 and "DRIFT" not in out.stdout
