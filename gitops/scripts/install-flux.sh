@@ -14,7 +14,7 @@ gitops/clusters/NAME. Safe to run again (that is also how Flux is upgraded: run 
 
   --cluster NAME   production (default) or staging: the folder under gitops/clusters/
   --context NAME   kube context to use (default: the current one)
-  --secrets-only   only create or update the Secrets below (e.g. once `sam deploy` gave the hook URL)
+  --secrets-only   only create or update the Secrets below (e.g. a new Prometheus password)
   --dry-run        run the checks and print what would be done; change nothing
   -h, --help       this message
 
