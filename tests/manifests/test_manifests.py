@@ -744,7 +744,7 @@ SECRET_VARS = (
 )
 
 
-SYSTEM_TOOLS = ("bash", "cat", "cp", "dirname", "grep", "mkdir", "mktemp", "mv", "rm", "sed", "tail")
+SYSTEM_TOOLS = ("bash", "cat", "cp", "date", "dirname", "grep", "mkdir", "mktemp", "mv", "rm", "sed", "tail")
 
 
 def stub_env(tmp_path: Path, tools: tuple[str, ...] = tuple(STUBS)) -> tuple[dict[str, str], Path]:
@@ -886,13 +886,23 @@ def test_uninstall_with_yes(tmp_path):
     assert "flux --context k3s uninstall --silent" in log.read_text().splitlines()
 
 
-def test_reconcile_goes_in_dependency_order_with_source(tmp_path):
+def test_reconcile_fetches_the_source_then_goes_in_dependency_order(tmp_path):
     env, log = stub_env(tmp_path)
     out = run_script("reconcile.sh", env=env)
     assert out.returncode == 0, out.stderr
-    assert log.read_text().splitlines() == [
-        f"flux reconcile kustomization {name} --namespace flux-system --with-source"
-        for name in ("flux-system", "infrastructure", "monitoring", "apps")
+    calls = log.read_text().splitlines()
+    assert calls[0] == "flux reconcile source git flux-system --namespace flux-system"
+    # Then the ArtifactGenerator is asked to regenerate, and waited for until it handled that very request.
+    annotate, wait = calls[1:3]
+    stamp = re.fullmatch(
+        r"kubectl -n flux-system annotate --overwrite artifactgenerators\.source\.extensions\.fluxcd\.io/gitops"
+        r" reconcile\.fluxcd\.io/requestedAt=(\w+)",
+        annotate,
+    ).group(1)
+    assert wait.endswith(f"--for=jsonpath={{.status.lastHandledReconcileAt}}={stamp}") and " wait " in wait
+    assert calls[3:] == [
+        f"flux reconcile kustomization {name} --namespace flux-system"
+        for name in ("flux-system", "secrets", "infrastructure", "monitoring", "apps")
     ]
 
 
