@@ -33,6 +33,8 @@ OPERATOR_GROUP = "monitoring.coreos.com"
 # source-watcher's ArtifactGenerator: its CRD is not among ../shared/flux-crds (source-watcher ships it, and
 # no copy is at hand), so neither the schema check nor the API server judges it; test_clusters checks it.
 ARTIFACT_GENERATOR = ("source.extensions.fluxcd.io/v1beta1", "ArtifactGenerator")
+# A value SOPS encrypted: AES-256-GCM ciphertext, IV, tag and the value's type.
+ENCRYPTED = re.compile(r"^ENC\[AES256_GCM,data:[^,]*,iv:[^,]+,tag:[^,]+,type:\w+\]$")
 
 
 def tool(name: str) -> str | None:
@@ -156,3 +158,18 @@ def sops_dir() -> Path:
     missing = [n for n in ("sops", "age", "age-keygen") if not (folder / n).exists()]
     assert not missing, f"{missing} not in {folder}: run `make sops` (make test does)"
     return folder
+
+
+PROMQL_KEYWORDS = {"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring"}
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression reads (not functions, labels, keywords or numbers)."""
+    expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    expr = re.sub(r"\{[^}]*\}|\[[^\]]*\]", " ", expr)
+    expr = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", expr)
+    return {
+        m.group()
+        for m in re.finditer(r"(?<![\w.])[a-zA-Z_:][\w:]*", expr)
+        if m.group() not in PROMQL_KEYWORDS and not expr[m.end() :].lstrip().startswith("(")
+    }

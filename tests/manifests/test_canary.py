@@ -11,11 +11,10 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 from jsonschema import Draft4Validator
-from test_manifests import metric_names
 
 from autoscaler.gitops.flux import CANARY_ACTIVE, CANARY_AT_REST, CANARY_FAILED, CANARY_PAUSED, State, verdict
 from autoscaler.gitops.gate import evaluate
-from gitops_tree import closed, find, version_schema
+from gitops_tree import closed, find, metric_names, version_schema
 from node_fleet.demo.flux import PROMOTION, ROLLBACK, FakeFlux
 from node_fleet.stack.kube_api import FLUX_KINDS, FakeKube
 

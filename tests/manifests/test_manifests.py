@@ -4,7 +4,6 @@ of the API version it names, the conventions hold, alert rules pass promtool, sc
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import shutil
@@ -21,6 +20,7 @@ from gitops_tree import (
     BIN,
     CLUSTERS,
     CRDS,
+    ENCRYPTED,
     FLUX_GROUPS,
     GITOPS,
     OPERATOR_GROUP,
@@ -31,10 +31,12 @@ from gitops_tree import (
     find,
     flux_paths,
     group_of,
+    metric_names,
     name_of,
     require,
     seconds,
 )
+from script_stubs import DRAIN, STUBS, stub_env
 
 CLUSTER = CLUSTERS["production"]
 
@@ -403,9 +405,6 @@ def test_demo_app(builds):
     assert pdb["spec"]["selector"]["matchLabels"] == primary
 
 
-ENCRYPTED = re.compile(r"^ENC\[AES256_GCM,data:[^,]*,iv:[^,]+,tag:[^,]+,type:\w+\]$")
-
-
 def test_no_secret_values_committed(builds):
     # A Secret in Git is the ServiceAccount token, which Kubernetes fills in, or SOPS-encrypted for age.
     secrets = [(folder, d) for folder, docs in builds.items() for d in find(docs, "Secret")]
@@ -588,19 +587,6 @@ KNOWN_METRICS = {
     "gotk_reconcile_duration_seconds_count",
     "gotk_reconcile_duration_seconds_sum",
 }
-PROMQL_KEYWORDS = {"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring"}
-
-
-def metric_names(expr: str) -> set[str]:
-    """The metric names a PromQL expression reads (not functions, labels, keywords or numbers)."""
-    expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
-    expr = re.sub(r"\{[^}]*\}|\[[^\]]*\]", " ", expr)
-    expr = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", expr)
-    return {
-        m.group()
-        for m in re.finditer(r"(?<![\w.])[a-zA-Z_:][\w:]*", expr)
-        if m.group() not in PROMQL_KEYWORDS and not expr[m.end() :].lstrip().startswith("(")
-    }
 
 
 @pytest.mark.parametrize(
@@ -719,54 +705,6 @@ def test_script_basics(script):
     assert out.returncode == 0 and out.stdout.startswith(f"Usage: gitops/scripts/{script.name}")
     out = subprocess.run(["bash", str(script), "--no-such-option"], capture_output=True, text=True, timeout=30)
     assert out.returncode == 2 and "Usage:" in out.stderr
-
-
-# Each drains a piped stdin as the real tool would (else the writer gets SIGPIPE, and pipefail fails).
-DRAIN = "[ -p /dev/stdin ] && cat >/dev/null"
-STUBS = {
-    "flux": f'{DRAIN}; printf "%s\\n" "flux $*" >> "$LOG"',
-    # `get` answers "not found", so the scripts take their create paths.
-    "kubectl": f'{DRAIN}; printf "%s\\n" "kubectl $*" >> "$LOG"; case " $* " in *" get "*) exit 1;; esac',
-    "openssl": f'{DRAIN}; printf "%s\\n" "openssl $*" >> "$LOG"; echo stub',
-}
-SECRET_VARS = (
-    "GITHUB_TOKEN",
-    "GITHUB_OWNER",
-    "GITHUB_REPOSITORY",
-    "GITHUB_BRANCH",
-    "GITHUB_PERSONAL",
-    "NODE_FLEET_HOOK_URL",
-    "NODE_FLEET_HOOK_HMAC_KEY",
-    "SLACK_WEBHOOK_URL",
-    "PROMETHEUS_LAMBDA_USER",
-    "PROMETHEUS_LAMBDA_PASSWORD",
-    "GRAFANA_ADMIN_PASSWORD",
-)
-
-
-SYSTEM_TOOLS = ("bash", "cat", "cp", "date", "dirname", "grep", "mkdir", "mktemp", "mv", "rm", "sed", "tail")
-
-
-def stub_env(tmp_path: Path, tools: tuple[str, ...] = tuple(STUBS)) -> tuple[dict[str, str], Path]:
-    """flux, kubectl and openssl stand-ins that log their arguments: no cluster is touched."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    log = tmp_path / "calls.log"
-    log.touch()
-    for name in tools:
-        path = bin_dir / name
-        path.write_text(f"#!/bin/sh\n{STUBS[name]}\n")
-        path.chmod(0o755)
-    # Only the stubs and the few system tools the scripts use: whatever else this machine has is hidden.
-    sys_dir = tmp_path / "sysbin"
-    sys_dir.mkdir()
-    for name in SYSTEM_TOOLS:
-        found = shutil.which(name, path="/usr/bin:/bin")
-        assert found, f"{name} not found in /usr/bin or /bin"
-        (sys_dir / name).symlink_to(found)
-    env = {k: v for k, v in os.environ.items() if k not in SECRET_VARS}
-    env |= {"PATH": f"{bin_dir}:{sys_dir}", "LOG": str(log)}
-    return env, log
 
 
 def run_script(name: str, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

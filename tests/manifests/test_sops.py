@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_manifests import ENCRYPTED, stub_env
 
-from gitops_tree import CLUSTERS, GITOPS, ROOT, build, sops_dir
+from gitops_tree import CLUSTERS, ENCRYPTED, GITOPS, ROOT, build, sops_dir
+from script_stubs import stub_env
 
 VALUES = {
     "NODE_FLEET_HOOK_URL": "https://test-hook-4f1c.lambda-url.eu-west-1.on.aws/",
