@@ -106,7 +106,7 @@ $(NODE_FLEET_SOPS_DIR)/sops:
 	@command -v $(GO) >/dev/null 2>&1 || { echo "Go is needed to build sops and age ($(SOPS_SRC))"; exit 1; }
 	@echo "building sops $(SOPS_VERSION) and age $(AGE_VERSION) with $(GO_VERSION) (once per machine, a few minutes)"
 	@rm -rf $(@D).tmp && mkdir -p $(@D).tmp
-	cd $(SOPS_SRC) && nice $(GO) build -buildvcs=false -trimpath -ldflags=-s -o $(@D).tmp/ tool && mv $(@D).tmp $(@D)
+	cd $(SOPS_SRC) && nice $(GO) build -buildvcs=false -trimpath -ldflags=-s -o $(@D).tmp/ tool && rm -rf $(@D) && mv $(@D).tmp $(@D)
 
 sops: $(NODE_FLEET_SOPS_DIR)/sops
 	@touch $(NODE_FLEET_SOPS_DIR)
