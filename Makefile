@@ -28,7 +28,16 @@ CONTROLPLANE_HASH := $(shell cat $(CONTROLPLANE_SRC)/go.mod $(CONTROLPLANE_SRC)/
 CONTROLPLANE_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/node-fleet
 export NODE_FLEET_CONTROLPLANE := $(CONTROLPLANE_CACHE)/controlplane-$(GO_VERSION)-k8s$(KUBE_RELEASE)-$(CONTROLPLANE_HASH)/controlplane
 
-.PHONY: demo test fuzz lint bench clean sam prometheus controlplane controlplane-path
+# sops and age (tools/sops): the encrypted Secrets of gitops/ and their test. Built the same way, once per
+# machine, keyed by the Go version and the pinned modules (go.mod and go.sum); the tests find the folder
+# through NODE_FLEET_SOPS_DIR.
+SOPS_SRC := tools/sops
+SOPS_VERSION := $(shell sed -n 's|^[[:space:]]*github.com/getsops/sops/v3 v\([^ ]*\).*|\1|p' $(SOPS_SRC)/go.mod)
+AGE_VERSION := $(shell sed -n 's|^[[:space:]]*filippo.io/age v\([^ ]*\).*|\1|p' $(SOPS_SRC)/go.mod)
+SOPS_HASH := $(shell cat $(SOPS_SRC)/go.mod $(SOPS_SRC)/go.sum | sha256sum | cut -c1-12)
+export NODE_FLEET_SOPS_DIR := $(CONTROLPLANE_CACHE)/sops-$(GO_VERSION)-sops$(SOPS_VERSION)-age$(AGE_VERSION)-$(SOPS_HASH)
+
+.PHONY: demo test fuzz lint bench clean sam prometheus controlplane controlplane-path sops sops-path
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -92,7 +101,21 @@ controlplane: $(NODE_FLEET_CONTROLPLANE)
 controlplane-path:
 	@echo $(NODE_FLEET_CONTROLPLANE)
 
-test: lint sam prometheus controlplane
+# nice, as above (some three minutes of both cores); the folder appears only when all three are built.
+$(NODE_FLEET_SOPS_DIR)/sops:
+	@command -v $(GO) >/dev/null 2>&1 || { echo "Go is needed to build sops and age ($(SOPS_SRC))"; exit 1; }
+	@echo "building sops $(SOPS_VERSION) and age $(AGE_VERSION) with $(GO_VERSION) (once per machine, a few minutes)"
+	@rm -rf $(@D).tmp && mkdir -p $(@D).tmp
+	cd $(SOPS_SRC) && nice $(GO) build -buildvcs=false -trimpath -ldflags=-s -o $(@D).tmp/ tool && rm -rf $(@D) && mv $(@D).tmp $(@D)
+
+sops: $(NODE_FLEET_SOPS_DIR)/sops
+	@touch $(NODE_FLEET_SOPS_DIR)
+	@find $(CONTROLPLANE_CACHE) -mindepth 1 -maxdepth 1 -name 'sops-*' -mtime +14 -exec rm -rf {} +
+
+sops-path:
+	@echo $(NODE_FLEET_SOPS_DIR)
+
+test: lint sam prometheus controlplane sops
 	$(BIN)/pytest
 
 # The fuzzing and the invariant suite with hypothesis' long profile: ten times the examples.

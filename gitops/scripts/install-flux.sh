@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
-# Bootstrap Flux on the K3s cluster from this repository on GitHub, syncing gitops/clusters/production.
+# Bootstrap Flux on a K3s cluster from this repository on GitHub, syncing gitops/clusters/<cluster>.
 set -euo pipefail
 
 usage() {
   cat <<'USAGE'
-Usage: gitops/scripts/install-flux.sh [--context NAME] [--secrets-only] [--dry-run]
+Usage: gitops/scripts/install-flux.sh [--cluster NAME] [--context NAME] [--secrets-only] [--dry-run]
 
-Pre-flight checks (tools, variables, the cluster), then the Secrets that are never committed, then
-`flux bootstrap github`: installs the Flux controllers with the image automation controllers, adds a
-read-write deploy key to the repository (image automation pushes its commits through it), commits
-gitops/clusters/production/flux-system/ and syncs gitops/clusters/production. Safe to run again
-(that is also how Flux is upgraded: run it with a newer flux CLI).
+Pre-flight checks (tools, variables, the cluster and its SOPS key), then the Secrets that are never
+committed, then `flux bootstrap github`: installs the Flux controllers with source-watcher (and, for
+production, the image automation controllers), adds a read-write deploy key to the repository (image
+automation pushes its commits through it), commits gitops/clusters/NAME/flux-system/ and syncs
+gitops/clusters/NAME. Safe to run again (that is also how Flux is upgraded: run it with a newer flux CLI).
 
+  --cluster NAME   production (default) or staging: the folder under gitops/clusters/
   --context NAME   kube context to use (default: the current one)
-  --secrets-only   only create or update the Secrets below (e.g. once `sam deploy` gave the hook URL)
+  --secrets-only   only create or update the Secrets below (e.g. a new Prometheus password)
   --dry-run        run the checks and print what would be done; change nothing
   -h, --help       this message
 
@@ -24,12 +25,12 @@ Optional environment:
   GITHUB_REPOSITORY repository name (default: node-fleet)
   GITHUB_BRANCH     branch Flux syncs and image automation pushes to (default: main)
   GITHUB_PERSONAL   true when GITHUB_OWNER is a user rather than an organisation (default: false)
-  NODE_FLEET_HOOK_URL, NODE_FLEET_HOOK_HMAC_KEY
-                    the gitops hook's Function URL and HMAC key -> Secret flux-system/node-fleet-gate-hook
   PROMETHEUS_LAMBDA_USER (default: node-fleet), PROMETHEUS_LAMBDA_PASSWORD
                     basic-auth login the Lambda uses on NodePort 30090 -> Secret monitoring/prometheus-lambda-htpasswd
   GRAFANA_ADMIN_PASSWORD
                     Grafana's admin password -> Secret monitoring/grafana-admin (random if unset and absent)
+The gate hook's URL and HMAC key and the Slack URL are in Git, encrypted: gitops/scripts/sops-age-key.sh
+writes them and loads the cluster's age key (Secret flux-system/sops-age), which must be there first.
 USAGE
 }
 
@@ -46,14 +47,15 @@ need_var() {
   [[ -n "${!1:-}" ]] || die "$1 is not set: $2 (see --help)"
 }
 
+cluster=production
 context=""
 dry_run=false
 secrets_only=false
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --context)
-      [[ $# -ge 2 ]] || die "--context needs a value"
-      context="$2"
+    --cluster | --context)
+      [[ $# -ge 2 ]] || die "$1 needs a value"
+      if [[ "$1" == --cluster ]]; then cluster="$2"; else context="$2"; fi
       shift 2
       ;;
     --secrets-only)
@@ -83,14 +85,14 @@ if ! $secrets_only; then
   need_var GITHUB_TOKEN "a GitHub token that can add deploy keys to the repository"
   need_var GITHUB_OWNER "the GitHub user or organisation that owns the repository"
 fi
-if [[ -n "${NODE_FLEET_HOOK_URL:-}" || -n "${NODE_FLEET_HOOK_HMAC_KEY:-}" ]]; then
-  need_var NODE_FLEET_HOOK_URL "set it together with NODE_FLEET_HOOK_HMAC_KEY"
-  need_var NODE_FLEET_HOOK_HMAC_KEY "set it together with NODE_FLEET_HOOK_URL"
-  [[ "$NODE_FLEET_HOOK_URL" == https://* ]] || die "NODE_FLEET_HOOK_URL must be the https:// Function URL"
-fi
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-[[ -f "$root/clusters/production/kustomization.yaml" ]] || die "$root/clusters/production/kustomization.yaml not found"
+[[ -f "$root/clusters/$cluster/kustomization.yaml" ]] || die "$root/clusters/$cluster/kustomization.yaml not found"
+# The ArtifactGenerator needs source-watcher; only production runs image automation.
+extras=source-watcher
+if [[ -f "$root/clusters/$cluster/image-automation.yaml" ]]; then
+  extras="image-reflector-controller,image-automation-controller,$extras"
+fi
 
 kube=(kubectl)
 fluxcli=(flux)
@@ -103,6 +105,11 @@ echo "==> checking the cluster"
 "${kube[@]}" cluster-info >/dev/null || die "cannot reach the cluster with kubectl${context:+ (context $context)}"
 if ! $secrets_only; then
   "${fluxcli[@]}" check --pre
+  if ! "${kube[@]}" -n flux-system get secret sops-age >/dev/null 2>&1; then
+    message="no Secret flux-system/sops-age: Flux could not decrypt gitops/secrets/$cluster, and infrastructure waits for it; run gitops/scripts/sops-age-key.sh --cluster $cluster first"
+    $dry_run || die "$message"
+    echo "note: $message"
+  fi
 fi
 
 run() {
@@ -140,12 +147,6 @@ apply_secret() {
 
 # --- Secrets, before Flux needs them ------------------------------------------------------------------
 echo "==> Secrets (never committed)"
-if [[ -n "${NODE_FLEET_HOOK_URL:-}" ]]; then
-  apply_secret flux-system node-fleet-gate-hook "address=$NODE_FLEET_HOOK_URL" "token=$NODE_FLEET_HOOK_HMAC_KEY"
-else
-  echo "note: NODE_FLEET_HOOK_URL and NODE_FLEET_HOOK_HMAC_KEY are not set: Flux events will not reach the" \
-    "gate hook (its scheduled poll still runs). Set them after 'sam deploy' and run again with --secrets-only."
-fi
 if [[ -n "${PROMETHEUS_LAMBDA_PASSWORD:-}" ]]; then
   hash="$(printf '%s\n' "$PROMETHEUS_LAMBDA_PASSWORD" | openssl passwd -apr1 -stdin)"
   apply_secret monitoring prometheus-lambda-htpasswd "htpasswd=${PROMETHEUS_LAMBDA_USER:-node-fleet}:$hash"
@@ -168,9 +169,9 @@ bootstrap=(
   "--owner=$GITHUB_OWNER"
   "--repository=${GITHUB_REPOSITORY:-node-fleet}"
   "--branch=${GITHUB_BRANCH:-main}"
-  --path=gitops/clusters/production
+  "--path=gitops/clusters/$cluster"
   --interval=1m
-  "--components-extra=image-reflector-controller,image-automation-controller"
+  "--components-extra=$extras"
   --read-write-key
 )
 if [[ "${GITHUB_PERSONAL:-false}" == "true" ]]; then
@@ -182,10 +183,12 @@ if $dry_run; then
   exit 0
 fi
 
+ssm_prefix=/node-fleet
+[[ "$cluster" == production ]] || ssm_prefix="/node-fleet-$cluster"
 cat <<NEXT
 ==> done; infrastructure, monitoring and apps follow (gitops/scripts/check-status.sh)
 Next, once the infrastructure Kustomization is Ready, give the Lambdas their cluster token (never printed here):
   ${kube[*]} -n node-fleet get secret node-fleet-token -o jsonpath='{.data.token}' | base64 -d |
     aws ssm put-parameter --type SecureString --overwrite --value file:///dev/stdin \\
-      --name /node-fleet/k8s-token     # template.yaml's K8sTokenParam
+      --name $ssm_prefix/k8s-token     # template.yaml's K8sTokenParam (samconfig.toml for staging)
 NEXT

@@ -2,9 +2,15 @@
 `kubectl apply --server-side --dry-run=server`, so the server's own schemas, the Flux and Flagger
 CRDs' schemas (from ../shared/flux-crds) and its defaulting decide, not a copy of them.
 
+Every cluster of the repository (clusters/production, clusters/staging) and every folder their
+Kustomizations apply, overlays included. SOPS-encrypted Secrets are judged as kustomize-controller
+applies them, without their `sops` stanza (the ciphertext standing in for the values).
+
 Not judged here: the PrometheusRule of gitops/monitoring. Its CRD comes with the
 kube-prometheus-stack chart that gitops/infrastructure installs, and no copy of it is at hand; its
-rules go through `promtool check rules` and `promtool test rules` in tests/manifests instead.
+rules go through `promtool check rules` and `promtool test rules` in tests/manifests instead. Nor
+source-watcher's ArtifactGenerator (clusters/base/sources.yaml), whose CRD is not among
+../shared/flux-crds: tests/manifests/test_clusters.py checks it.
 """
 
 from __future__ import annotations
@@ -16,24 +22,31 @@ from pathlib import Path
 import pytest
 import yaml
 
+from gitops_tree import ARTIFACT_GENERATOR, CLUSTERS, as_decrypted
 from kube_objects import REPO, Admin, kubectl, kustomize
 
 pytestmark = pytest.mark.controlplane
 
 GITOPS = REPO / "gitops"
-CLUSTER = GITOPS / "clusters" / "production"
-NOT_JUDGED = {("monitoring.coreos.com/v1", "PrometheusRule")}
+CLUSTER = CLUSTERS["production"]
+NOT_JUDGED = {("monitoring.coreos.com/v1", "PrometheusRule"), ARTIFACT_GENERATOR}
 
 
 def flux_folders() -> list[Path]:
-    """The cluster's own folder, then each folder its Flux Kustomizations apply."""
-    docs = kustomize(CLUSTER)
-    paths = [
-        (REPO / doc["spec"]["path"]).resolve()
-        for doc in docs
-        if doc["kind"] == "Kustomization" and doc["apiVersion"].startswith("kustomize.toolkit.fluxcd.io/")
-    ]
-    return [CLUSTER, *sorted(set(paths) - {CLUSTER})]
+    """Each cluster's own folder, then each folder its Flux Kustomizations apply (once, if shared)."""
+    folders = []
+    for cluster in CLUSTERS.values():
+        paths = [
+            (REPO / doc["spec"]["path"]).resolve()
+            for doc in kustomize(cluster)
+            if doc["kind"] == "Kustomization" and doc["apiVersion"].startswith("kustomize.toolkit.fluxcd.io/")
+        ]
+        folders += [p for p in [cluster, *sorted(set(paths) - {cluster})] if p not in folders]
+    return folders
+
+
+def judged(folder: Path) -> list[dict]:
+    return [as_decrypted(d) for d in kustomize(folder) if (d["apiVersion"], d["kind"]) not in NOT_JUDGED]
 
 
 FOLDERS = flux_folders()
@@ -64,7 +77,7 @@ def namespaces(controlplane: Admin, flux_crds: list[str]) -> set[str]:
 
 @pytest.mark.parametrize("folder", FOLDERS, ids=[str(f.relative_to(GITOPS)) for f in FOLDERS])
 def test_every_object_is_accepted_by_the_api_server(controlplane: Admin, namespaces: set[str], folder: Path):
-    docs = [d for d in kustomize(folder) if (d["apiVersion"], d["kind"]) not in NOT_JUDGED]
+    docs = judged(folder)
     if not docs:
         assert folder == GITOPS / "monitoring", f"{folder} renders nothing the server judges"
         return
@@ -82,9 +95,14 @@ def test_every_object_is_accepted_by_the_api_server(controlplane: Admin, namespa
             assert item["spec"]["strategy"]["type"] == "RollingUpdate"
 
 
-def test_only_the_prometheus_rule_is_left_to_promtool():
+def test_only_the_prometheus_rule_and_the_artifact_generator_are_left_out():
     kinds = {(d["apiVersion"], d["kind"]) for folder in FOLDERS for d in kustomize(folder)}
     assert kinds & NOT_JUDGED == NOT_JUDGED
+
+
+def test_every_cluster_and_overlay_is_judged():
+    shown = {f.relative_to(GITOPS).as_posix() for f in FOLDERS}
+    assert {"clusters/production", "clusters/staging", "overlays/staging/apps", "secrets/staging"} <= shown
 
 
 BROKEN = [

@@ -131,12 +131,23 @@ def _story(**changes) -> Record:
     r.cycles = [
         Cycle(4, 2, 2, 6, "acted", "scale_up", 2, reasons=[("unschedulable_pods", "6 pods")], launched=["i-1", "i-2"]),
         Cycle(46, 6, 6, 0, "acted", "none", reasons=[("gitops_hold", "apps in progress")], gate_blocked=True),
+        Cycle(
+            54,
+            6,
+            6,
+            0,
+            "acted",
+            "none",
+            reasons=[("gitops_hold", "Canary apps/demo-app in_progress")],
+            gate_blocked=True,
+        ),
         Cycle(60, 6, 6, 0, "acted", "scale_down", remove=["n1"], reasons=[("empty_node", "n1")], terminated=["i-1"]),
         Cycle(70, 1, 1, 2, "acted", "scale_up", 1, reasons=[("unschedulable_pods", "2 pods")], launched=["i-9"]),
         Cycle(132, 2, 1, 2, "acted", "none", reasons=[("unjoined_instance", "i-9")], terminated=["i-9"]),
     ]
     r.sale_at, r.sale_bound_at, r.quiet_at = 4, 18, 34
     r.reconcile_started, r.reconcile_ended = 37, 52
+    r.canary_started, r.canary_ended = 52, 58
     r.batch_at, r.broken, r.broken_launched_at, r.broken_gone_at = 68, "i-9", 70, 132
     for name, value in changes.items():
         setattr(r, name, value)
@@ -149,6 +160,8 @@ def _story(**changes) -> Record:
         ("every expectation met", {}, []),
         ("the sale was never served", {"sale_bound_at": None}, ["flash sale was not served"]),
         ("a removal before the reconcile ended", {"reconcile_ended": 61}, ["before the Flux reconcile ended"]),
+        ("a removal before the canary was promoted", {"canary_ended": 61}, ["before the canary was promoted"]),
+        ("the canary never held", {"canary_started": 55}, ["held by the GitOps gate during the canary analysis"]),
         ("the unjoined instance stayed", {"broken_gone_at": None}, ["(i-9) was not terminated"]),
         ("no launch that never joins", {"broken": None}, ["no instance that never joins"]),
         ("a deadline missed", {"failures": ["the scenario did not finish"]}, ["did not finish"]),
@@ -316,8 +329,10 @@ def test_the_summary_names_every_figure():
         "max workers                     6",
         "pending-pod-seconds           164  (sale 24, batch 140)",
         "sale -> all pods bound     14.0 s",
-        "GitOps holds observed      1 cycles held by the gate",
+        "GitOps holds observed      2 cycles held by the gate",
         "scale-down after the reconcile: yes",
+        "canary analysis            1 cycles held while Flagger analysed the new revision",
+        "scale-down after its promotion: yes",
         "unjoined instance cleaned  yes: i-9 terminated 62 s after its launch",
     ):
         assert figure in text, text
@@ -334,7 +349,7 @@ def test_the_json_of_a_run_carries_the_verdict_the_summary_figures_and_every_cyc
         "i-9",
     )
     assert (answer["max_workers"], answer["pending_pod_seconds"], answer["sale_served_s"]) == (6, 164, 14.0)
-    assert answer["gate_held_cycles"] == 1 and len(answer["cycles"]) == 5
+    assert answer["gate_held_cycles"] == 2 and answer["canary_held_cycles"] == 1 and len(answer["cycles"]) == 6
     assert answer["cycles"][0]["reasons"] == [{"code": "unschedulable_pods", "detail": "6 pods"}]
 
     spoiled = _story(sale_bound_at=None).to_json()

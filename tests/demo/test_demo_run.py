@@ -46,7 +46,8 @@ def test_the_demo_runs_the_scenario_and_meets_its_expectations(tmp_path):
     for shown in ("scale_down", "empty_node", "unjoined_instance", "backing_off", "open"):
         assert shown in timeline, f"{shown!r} not in the timeline:\n{timeline}"
     events = [line for line in demo.lines if ">>>" in line]
-    for event in ("flash sale", "sale served", "the quiet", "Flux reconcile starts", "Flux reconcile done"):
+    story = ("flash sale", "sale served", "the quiet", "Flux reconcile starts", "Flux reconcile done")
+    for event in (*story, "canary analysis starts", "canary promoted"):
         assert any(event in line for line in events), f"no {event!r} event: {events}"
     assert any("unjoined instance terminated" in line for line in events), events
 
@@ -55,6 +56,10 @@ def test_the_demo_runs_the_scenario_and_meets_its_expectations(tmp_path):
     removed_at = [_seconds(line) for line in cycles if re.search(r"\bscale_down \d", line)]
     done_at = next(_seconds(line) for line in events if "Flux reconcile done" in line)
     assert held_at and removed_at and min(held_at) < done_at <= min(removed_at)
+    # And while Flagger analysed the revision the reconcile applied, until its promotion.
+    canary_at = [_seconds(line) for line in cycles if "held (Canary demo-app in progress)" in line]
+    promoted_at = next(_seconds(line) for line in events if "canary promoted" in line)
+    assert canary_at and done_at <= min(canary_at) and max(canary_at) < promoted_at <= min(removed_at)
 
     # The summary.
     summary = out[out.index("summary:") :]
@@ -69,6 +74,7 @@ def test_the_demo_runs_the_scenario_and_meets_its_expectations(tmp_path):
         assert figure in summary, summary
     assert re.search(r"max workers\s+6\b", summary), summary
     assert re.search(r"scale-down after the reconcile: yes", summary), summary
+    assert re.search(r"canary analysis\s+[1-9]\d* cycles held .* scale-down after its promotion: yes", summary), summary
     assert re.search(r"unjoined instance cleaned\s+yes: i-[0-9a-f]+ terminated", summary), summary
     assert "all expectations met" in out
 

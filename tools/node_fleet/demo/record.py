@@ -112,6 +112,8 @@ class Record:
     quiet_at: float | None = None
     reconcile_started: float | None = None
     reconcile_ended: float | None = None
+    canary_started: float | None = None
+    canary_ended: float | None = None
     batch_at: float | None = None
     broken: str | None = None
     broken_launched_at: float | None = None
@@ -147,6 +149,20 @@ class Record:
         return [c for c in self.cycles if "gitops_hold" in c.codes]
 
     @property
+    def canary_held_cycles(self) -> list[Cycle]:
+        """Held by the canary itself (not only the reconcile's settle window) while its analysis ran."""
+        start, end = self.canary_started, self.canary_ended
+        if start is None:
+            return []
+        return [
+            c
+            for c in self.held_cycles
+            if c.t >= start
+            and (end is None or c.t < end)
+            and any("Canary" in d for k, d in c.reasons if k == "gitops_hold")
+        ]
+
+    @property
     def removal_cycles(self) -> list[Cycle]:
         return [c for c in self.cycles if c.remove]
 
@@ -168,6 +184,7 @@ class Record:
             if self.sale_at is None or self.sale_bound_at is None
             else round(self.sale_bound_at - self.sale_at, 1),
             "gate_held_cycles": len(self.held_cycles),
+            "canary_held_cycles": len(self.canary_held_cycles),
             "cycles": [
                 {
                     "t": round(c.t, 1),
@@ -195,6 +212,10 @@ class Record:
             failed.append("no scale-down happened in the quiet")
         elif self.reconcile_ended is None or removals[0].t < self.reconcile_ended:
             failed.append(f"a node was removed at {removals[0].t:.1f}s, before the Flux reconcile ended")
+        elif self.canary_ended is None or removals[0].t < self.canary_ended:
+            failed.append(f"a node was removed at {removals[0].t:.1f}s, before the canary was promoted")
+        if not self.canary_held_cycles:
+            failed.append("no scale-down was held by the GitOps gate during the canary analysis")
         scale_down_terminations = [i for i in self.terminated if i != self.broken]
         if removals and not scale_down_terminations:
             failed.append("scale-down chose nodes but terminated none")

@@ -68,6 +68,7 @@ def summary(r: Record) -> list[str]:
         if held and r.removal_cycles and r.reconcile_ended is not None and (r.removal_cycles[0].t >= r.reconcile_ended)
         else "no"
     )
+    promoted = r.canary_ended is not None and bool(r.removal_cycles) and r.removal_cycles[0].t >= r.canary_ended
     gate_held_s = sum(b.t - a.t for a, b in zip(r.cycles, r.cycles[1:], strict=False) if a.gate_blocked)
     unjoined = "no launch that never joins"
     if r.broken is not None:
@@ -89,5 +90,7 @@ def summary(r: Record) -> list[str]:
         f"  sale -> all pods bound     {served}",
         f"  GitOps holds observed      {len(held)} cycles held by the gate ({gate_held_s:.0f} s gate held); "
         f"scale-down after the reconcile: {after_hold}",
+        f"  canary analysis            {len(r.canary_held_cycles)} cycles held while Flagger analysed the new revision; "
+        f"scale-down after its promotion: {'yes' if promoted else 'no'}",
         f"  unjoined instance cleaned  {unjoined}",
     ]

@@ -297,5 +297,7 @@ def run_demo(
         for why in failed:
             say(f"NOT MET: {why}")
         return 1
-    say("all expectations met: the sale was served, scale-down waited for Flux, the unjoined instance is gone")
+    say(
+        "all expectations met: the sale was served, scale-down waited for Flux and the canary, the unjoined instance is gone"
+    )
     return 0

@@ -12,6 +12,9 @@ Kustomizations flux-system -> infrastructure -> apps, all Ready. Then, on ticks 
 3. A Flux reconcile of `apps` starts in the quiet (Ready=Unknown, Reconciling=True/Progressing):
    the GitOps gate holds scale-down while it runs and for GATE_SETTLE_S after it ends. It ends once
    the autoscaler has been held for `hold_cycles` cycles (and no earlier than `reconcile_min_s`).
+   The revision it applied starts Flagger's analysis of the demo app's Canary: the gate holds while
+   the canary goes through Flagger's phases (`flux.PROMOTION`), one iteration a look until the gate
+   has held `hold_cycles` more cycles, then Promoting, Finalising and Succeeded, which releases it.
 4. Scale-down, one node a cycle (MAX_EMPTY_BULK_DELETE=1, MAX_DRAINS_IN_PARALLEL=1): the empty
    workers go, then a seeded worker is drained (cordon, evictions, its pod moves) and terminated,
    down to MIN_NODES=1.
@@ -58,6 +61,7 @@ class Phase(enum.Enum):
     SALE = "flash sale"
     QUIET = "quiet"
     RECONCILING = "Flux reconcile"
+    CANARY = "canary analysis"
     SCALING_DOWN = "scale-down"
     BATCH = "batch (never joins)"
     DONE = "done"
@@ -129,17 +133,35 @@ def _reconciling(s: Story, view: View) -> None:
     long_enough = t >= r.reconcile_started + timing.reconcile_min_s
     if (len(held) >= timing.hold_cycles and long_enough) or t >= r.reconcile_started + timing.reconcile_max_s:
         s.flux.finish_reconcile(RECONCILED)
-        r.reconcile_ended, s.phase = t, Phase.SCALING_DOWN
+        r.reconcile_ended, s.phase = t, Phase.CANARY
+        s.mark(t, "Flux reconcile done", f"{RECONCILED} Ready; scale-down held {len(held)} cycles")
+        phase = s.flux.advance_canary()
+        r.canary_started = t
+        s.mark(t, "canary analysis starts", f"Canary apps/demo-app {phase}: Flagger checks the new revision")
+
+
+def _canary(s: Story, view: View) -> None:
+    """One look, one step of Flagger's: iterations while the gate holds, then promotion, phase by phase."""
+    t, r, timing = view.t, s.record, s.timing
+    assert r.canary_started is not None  # nosec B101  # set with the phase
+    phase = s.flux.canary_phase
+    held = r.canary_held_cycles
+    if phase == "Progressing" and len(held) < timing.hold_cycles and t < r.canary_started + timing.reconcile_max_s:
+        s.flux.canary_step(phase)
+        return
+    following = s.flux.advance_canary()
+    if following == "Succeeded":
+        r.canary_ended, s.phase = t, Phase.SCALING_DOWN
         s.mark(
             t,
-            "Flux reconcile done",
-            f"{RECONCILED} Ready; scale-down held {len(held)} cycles, settles {timing.settle_s}s",
+            "canary promoted",
+            f"demo-app {following}; scale-down held {len(held)} cycles in the analysis, settles {timing.settle_s}s",
         )
 
 
 def _scaling_down(s: Story, view: View) -> None:
     t, r = view.t, s.record
-    assert r.reconcile_ended is not None  # nosec B101  # set with the phase
+    assert r.canary_ended is not None  # nosec B101  # set with the phase
     settled = (
         view.workers == MIN_NODES
         and len(view.ready) == MIN_NODES
@@ -147,10 +169,10 @@ def _scaling_down(s: Story, view: View) -> None:
         and view.pending == 0
         and all(state in GONE for i, state in view.instances.items() if i in r.terminated)
     )
-    late = t >= r.reconcile_ended + 120
+    late = t >= r.canary_ended + 120
     if settled or late:
         if late:
-            r.failures.append(f"scale-down did not reach {MIN_NODES} worker(s) within 120s of the reconcile")
+            r.failures.append(f"scale-down did not reach {MIN_NODES} worker(s) within 120s of the promotion")
         s.kubelets.never_join(1)
         s.kubelets.add_workload(BATCH, BATCH_REPLICAS, BATCH_CPU_M, BATCH_MEM_MIB)
         r.batch_at, s.phase = t, Phase.BATCH
@@ -180,6 +202,7 @@ STORY: tuple[tuple[Phase, Callable[[Story, View], None]], ...] = (
     (Phase.SALE, _sale),
     (Phase.QUIET, _quiet),
     (Phase.RECONCILING, _reconciling),
+    (Phase.CANARY, _canary),
     (Phase.SCALING_DOWN, _scaling_down),
     (Phase.BATCH, _batch),
 )
