@@ -1,6 +1,7 @@
 """What can invoke the autoscaler, parsed and validated into typed requests.
 
-1. The schedule tick (an EventBridge rule or EventBridge Scheduler "Scheduled Event").
+1. The schedule tick (an EventBridge rule or EventBridge Scheduler "Scheduled Event"), and the
+   later ticks of its minute that it queued (TICK_S below 60): SQS records from the tick queue.
 2. A CloudWatch alarm state change, delivered by an EventBridge rule. Only the ALARM state acts,
    with the action ALARM_ACTIONS maps the alarm's name to; an unmapped alarm runs a cycle now.
 3. A manual action: an EventBridge event with source `node-fleet.manual`, or a direct invoke,
@@ -37,6 +38,8 @@ class InvalidEvent(ValueError):
 @dataclass(frozen=True, slots=True)
 class Tick:
     event_id: str
+    queued: bool = False
+    """One of the minute's later ticks, off the tick queue: it queues none of its own."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +64,8 @@ def parse(event: Any, alarm_actions: Mapping[str, Intent], fallback_id: str) -> 
     """`fallback_id` (the Lambda request id) names a direct invoke that carries no `id`."""
     if not isinstance(event, Mapping):
         raise InvalidEvent(f"event: expected a JSON object, got {type(event).__name__}")
+    if "Records" in event:
+        return _queued_tick(event)
     if "source" not in event:
         if "action" in event:
             event_id = _text(event, "id", "id", required=False) or fallback_id
@@ -89,6 +94,25 @@ def parse(event: Any, alarm_actions: Mapping[str, Intent], fallback_id: str) -> 
         f"source/detail-type: expected a schedule tick, a CloudWatch alarm state change or source "
         f"{MANUAL_SOURCE!r}, got {source!r}/{detail_type!r}"
     )
+
+
+def _queued_tick(event: Mapping[str, Any]) -> Tick:
+    """SQS records of the tick queue; a batch is one cycle, named by its first message."""
+    from aws_lambda_powertools.utilities.data_classes import SQSEvent
+
+    records = event["Records"]
+    if not isinstance(records, list) or not records or not all(isinstance(r, Mapping) for r in records):
+        raise InvalidEvent("Records: expected a non-empty list of SQS records")
+    for i, record in enumerate(SQSEvent(dict(event)).records):
+        if record.get("eventSource") != "aws:sqs":
+            raise InvalidEvent(f"Records[{i}].eventSource: expected 'aws:sqs', got {record.get('eventSource')!r}")
+        try:
+            body = json.loads(record.body or "")
+        except (TypeError, ValueError):
+            body = None
+        if not isinstance(body, Mapping) or not isinstance(body.get("tick"), str):
+            raise InvalidEvent(f'Records[{i}].body: expected a tick, {{"tick": "<schedule event id>"}}')
+    return Tick(_text(records[0], "messageId", "Records[0].messageId"), queued=True)
 
 
 _FIELDS = {

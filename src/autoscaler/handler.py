@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from autoscaler.config import ConfigError, Settings
 from autoscaler.config.settings import metrics_cluster_name
-from autoscaler.events import AlarmChange, InvalidEvent, Manual, Request, parse, parse_alarm_actions
+from autoscaler.events import AlarmChange, InvalidEvent, Manual, Request, Tick, parse, parse_alarm_actions
 from autoscaler.logs import quiet_wire_loggers
 from autoscaler.notices import notice
 from autoscaler.ports import PermanentError
@@ -83,10 +83,26 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
 def _serve(request: Request, settings: Settings) -> dict[str, Any]:
     w = wiring(settings)
+    _queue_ticks(request, settings, w)
     report = handle(request, w, settings, token=request.event_id)
     _record(report, settings)
     _notify(report, settings, w)
     return _answer(report)
+
+
+def _queue_ticks(request: Request, settings: Settings, w: Wiring) -> None:
+    """A scheduled tick queues its minute's later ticks (TICK_S below 60) before its own cycle, so
+    a cycle that fails does not cost the minute's others."""
+    if not isinstance(request, Tick) or request.queued or settings.tick_s >= 60:
+        return
+    if w.queue_ticks is None:
+        logger.warning("TICK_S is below 60 but TICK_QUEUE_URL is not set: one cycle a minute")
+        return
+    try:
+        w.queue_ticks(request.event_id, settings.tick_s)
+    except Exception:  # a lost tick costs only itself; the cycle goes on
+        logger.exception("queueing the minute's later ticks failed")
+        metrics.add_metric(name="TickQueueErrors", unit=MetricUnit.Count, value=1)
 
 
 def _notify(report: Report, settings: Settings, w: Wiring) -> None:

@@ -166,6 +166,8 @@ class Wiring:
     """Powertools' persistence layer for manual events (on the state table)."""
     notify: Callable[[str, str], None] | None = None
     """Publishes (subject, message) to the operators' topic: scale actions, drains, failures."""
+    queue_ticks: Callable[[str, int], None] | None = None
+    """Queues the later ticks of a scheduled tick's minute (event id, TICK_S), when TICK_S < 60."""
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.time
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from autoscaler.adapters.from_env import kube_cluster, notifier, prometheus
+from autoscaler.adapters.from_env import kube_cluster, notifier, prometheus, tick_queue
 from autoscaler.config import Settings
 from autoscaler.config.ec2 import Ec2Options
 from autoscaler.config.environ import required
@@ -40,4 +40,5 @@ def build(settings: Settings, environ: Mapping[str, str]) -> Wiring:
             static_pk_value=f"idempotency#{cluster}",
         ),
         notify=notifier(environ),
+        queue_ticks=tick_queue(environ),
     )

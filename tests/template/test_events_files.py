@@ -21,7 +21,8 @@ MANUAL_ACTIONS = {"scale_up", "scale_down", "set", "pause", "resume"}
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 ISO_SECONDS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 
-# file -> (source, detail-type) for EventBridge events; None for the Function URL request.
+# file -> (source, detail-type) for EventBridge events; None for the Function URL request and "sqs"
+# for the tick queue's records.
 EXPECTED = {
     "schedule_tick.json": ("aws.events", "Scheduled Event"),
     "alarm_state_alarm.json": ("aws.cloudwatch", "CloudWatch Alarm State Change"),
@@ -34,6 +35,7 @@ EXPECTED = {
     "manual_invalid_count.json": ("node-fleet.manual", "node-fleet manual action"),
     "gitops_schedule_tick.json": ("aws.events", "Scheduled Event"),
     "gitops_webhook_progressing.json": None,
+    "queued_tick.json": "sqs",
 }
 
 
@@ -74,6 +76,11 @@ def test_each_event_is_what_aws_sends(path: Path):
     if expected is None:
         assert event["version"] == "2.0" and event["routeKey"] == "$default"
         return
+    if expected == "sqs":
+        (record,) = event["Records"]
+        assert record["eventSource"] == "aws:sqs" and UUID.match(record["messageId"])
+        assert ":sqs:" in record["eventSourceARN"] and "TickQueue" in record["eventSourceARN"]
+        return
     assert set(event) == EVENTBRIDGE_KEYS, f"{path.name}: EventBridge events have exactly {sorted(EVENTBRIDGE_KEYS)}"
     assert (event["source"], event["detail-type"]) == expected
     assert event["version"] == "0"
@@ -89,7 +96,9 @@ def test_event_ids_are_unique():
     assert len(ids) == len(set(ids))
 
 
-@pytest.mark.parametrize("name", [n for n, e in EXPECTED.items() if e and not n.startswith("gitops_")])
+@pytest.mark.parametrize(
+    "name", [n for n, e in EXPECTED.items() if isinstance(e, tuple) and not n.startswith("gitops_")]
+)
 def test_autoscaler_events_match_its_rules(template, name):
     events = template["Resources"]["AutoscalerFunction"]["Properties"]["Events"]
     event = load(name)

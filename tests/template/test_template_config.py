@@ -144,6 +144,7 @@ def test_only_the_cloud_and_required_values_stay_unresolved_locally():
     assert set(autoscaler.unresolved) == {
         "STATE_TABLE",
         "NOTIFY_TOPIC_ARN",
+        "TICK_QUEUE_URL",
         "CLUSTER_NAME",
         "SUBNET_IDS",
         "VPC_ID",

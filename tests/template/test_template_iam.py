@@ -48,6 +48,7 @@ EXPECTED_ACTIONS = {
         "ssm:GetParameter",
         "kms:Decrypt",
         "sns:Publish",
+        "sqs:SendMessage",
     },
     HOOK: {
         "dynamodb:GetItem",

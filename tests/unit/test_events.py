@@ -37,6 +37,16 @@ def manual(detail):
     return eventbridge("node-fleet.manual", "node-fleet manual action", detail)
 
 
+def sqs(*bodies: str) -> dict:
+    """What the tick queue's event source mapping delivers: SQS records."""
+    return {
+        "Records": [
+            {"messageId": f"m-{i}", "body": body, "eventSource": "aws:sqs", "receiptHandle": "r"}
+            for i, body in enumerate(bodies)
+        ]
+    }
+
+
 @pytest.mark.parametrize(
     ("event", "expected"),
     [
@@ -90,6 +100,11 @@ def manual(detail):
             {"id": "op-42", "action": "scale_down", "count": 1},
             Manual("op-42", Intent(IntentKind.SCALE_DOWN, 1, "direct invoke op-42")),
             id="direct invoke with its own id",
+        ),
+        pytest.param(
+            sqs('{"tick": "t-1"}', '{"tick": "t-1"}'),
+            Tick("m-0", queued=True),
+            id="queued ticks: one cycle for the batch, named by its first message",
         ),
     ],
 )
@@ -147,6 +162,13 @@ def test_valid_events(event, expected):
             "count: expected an integer from 1 to 1000, got 0",
             id="direct invoke, zero count",
         ),
+        pytest.param({"Records": []}, "Records: expected a non-empty list of SQS records", id="no records"),
+        pytest.param(
+            {"Records": [{**sqs("{}")["Records"][0], "eventSource": "aws:sns"}]},
+            "eventSource: expected 'aws:sqs', got 'aws:sns'",
+            id="not from SQS",
+        ),
+        pytest.param(sqs('{"tick": "t-1"}', "hello"), "1..body: expected a tick", id="a body not a tick"),
     ],
 )
 def test_invalid_events_name_the_field(event, message):

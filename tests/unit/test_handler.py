@@ -148,3 +148,48 @@ def test_an_intent_whose_cycle_failed_after_launching_launches_nothing_more_when
     assert answer == again, "delivered after a success, the first answer comes back"
     assert len([i for i in fleet.instances if i.alive]) == 4 + 2
     assert len({c[3] for c in fleet.calls if c[0] == "launch"}) == 2, "one token a zone, the same on every delivery"
+
+
+# -- TICK_S: a minute's later ticks ------------------------------------------------------------------
+
+
+def queued(wired, fail=False):
+    calls = []
+
+    def queue_ticks(event_id, tick_s):
+        calls.append((event_id, tick_s))
+        if fail:
+            raise RuntimeError("SQS is down")
+
+    wired.queue_ticks = queue_ticks
+    return calls
+
+
+def test_a_scheduled_tick_queues_its_minutes_later_ticks_before_its_cycle(wired, monkeypatch):
+    monkeypatch.setenv("TICK_S", "15")
+    calls = queued(wired)
+    answer = handler.lambda_handler(event("schedule_tick.json"), LambdaContext())
+    assert calls == [(event("schedule_tick.json")["id"], 15)]
+    assert answer["status"] == "acted"
+
+
+def test_a_queued_tick_runs_a_cycle_and_queues_none(wired, monkeypatch):
+    monkeypatch.setenv("TICK_S", "15")
+    calls = queued(wired)
+    answer = handler.lambda_handler(event("queued_tick.json"), LambdaContext())
+    assert calls == [] and answer["status"] == "acted" and answer["remove"] == ["n3"]
+
+
+def test_one_cycle_a_minute_queues_nothing(wired):
+    calls = queued(wired)
+    handler.lambda_handler(event("schedule_tick.json"), LambdaContext())
+    assert calls == []
+
+
+def test_ticks_that_cannot_be_queued_cost_only_themselves(wired, monkeypatch, capsys):
+    monkeypatch.setattr(handler.logger.registered_handler, "stream", sys.stdout)
+    monkeypatch.setenv("TICK_S", "20")
+    queued(wired, fail=True)
+    answer = handler.lambda_handler(event("schedule_tick.json"), LambdaContext())
+    assert answer["status"] == "acted" and answer["remove"] == ["n3"]
+    assert emf(capsys.readouterr().out)["TickQueueErrors"] == 1

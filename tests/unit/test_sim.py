@@ -393,3 +393,11 @@ def test_gate_command_fails_on_unreadable_input(tmp_path, capsys, content):
     bad.write_text(content)
     assert main(["gate", "--objects", str(bad)]) == 1
     assert "node-fleet:" in capsys.readouterr().err
+
+
+def test_tick_s_runs_node_fleet_every_tick_each_its_own_invocation():
+    every_minute = replay(SPIKE, "node-fleet", Settings())
+    quarter = replay(SPIKE, "node-fleet", Settings(tick_s=15))
+    assert quarter.tick_s == 15 and quarter.lambda_invocations == 4 * every_minute.lambda_invocations
+    assert score(quarter).pending_pod_seconds < score(every_minute).pending_pod_seconds
+    assert replay(SPIKE, "ca-60s", Settings(tick_s=15)).tick_s == 60, "a baseline keeps its own tick"

@@ -45,6 +45,16 @@ def prometheus(environ: Mapping[str, str]):
     return PrometheusMetrics(options, auth=auth, ca_pem=optional_secret(environ, "PROMETHEUS_CA_PARAM"))
 
 
+def tick_queue(environ: Mapping[str, str]):
+    """The tick queue (TICK_QUEUE_URL) for TICK_S below 60; None without one."""
+    url = text(environ, "TICK_QUEUE_URL")
+    if not url:
+        return None
+    from autoscaler.adapters.ticks import TickQueue
+
+    return TickQueue(url)
+
+
 def notifier(environ: Mapping[str, str]):
     """Publishes to every destination configured: the SNS topic (NOTIFY_TOPIC_ARN) and the Slack
     webhook (SLACK_WEBHOOK_PARAM); None when there is none. Each is tried even if another failed,

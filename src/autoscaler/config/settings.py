@@ -73,6 +73,10 @@ class Settings:
     again before any new worker is launched: a stopped worker bills only its volumes, and starts
     sooner than a new one joins. 0 (the default): every removed worker is terminated. Opt-in: it
     changes what a deployed stack does with the workers it removes (bench/README.md measures it)."""
+    tick_s: int = 60
+    """Seconds between cycles. Below 60, each scheduled cycle queues the minute's later ones (at
+    tick_s, 2 x tick_s, ... seconds) as delayed messages on the tick queue (TICK_QUEUE_URL), each
+    its own short invocation: EventBridge schedules no more often than once a minute."""
     dry_run: bool = False
 
     def __post_init__(self) -> None:
@@ -194,4 +198,5 @@ _RANGES: dict[str, tuple[float, float]] = {
     "gate_settle_s": (0, 3600),
     "gate_max_hold_s": (60, DAY),
     "warm_pool_size": (0, 1000),
+    "tick_s": (10, 60),
 }

@@ -35,7 +35,9 @@ def replay(
         node_taints=settings.taints,
     )
     tick_s = FIXED_TICKS.get(policy, tick_s)
-    step_s = min(STEP_S, tick_s)
+    if policy in LAMBDA_POLICIES:
+        tick_s = min(tick_s, settings.tick_s)  # TICK_S: each of a minute's ticks its own invocation
+    step_s = tick_s / math.ceil(tick_s / STEP_S)  # at most STEP_S, and a whole number of steps a tick
     record = RunRecord(
         policy=policy,
         workload=workload.name,

@@ -106,7 +106,9 @@ def client_environ(endpoint: str, region: str, workdir: Path) -> dict[str, str]:
     }
 
 
-def clients(endpoint: str, region: str, services: Sequence[str] = ("ec2", "dynamodb", "ssm", "sns")) -> dict[str, Any]:
+def clients(
+    endpoint: str, region: str, services: Sequence[str] = ("ec2", "dynamodb", "ssm", "sns", "sqs")
+) -> dict[str, Any]:
     """boto3 clients of `services` bound to moto at `endpoint` with fake credentials (the process's
     environment is not read)."""
     import boto3
@@ -132,6 +134,7 @@ class Account:
     launch_template_id: str
     table_name: str
     topic_arn: str
+    tick_queue_url: str
     parameters: dict[str, str] = field(repr=False)
     """SSM parameter name -> value (SecureString)."""
 
@@ -142,6 +145,15 @@ class Account:
     @property
     def zones(self) -> tuple[str, ...]:
         return tuple(self.subnets)
+
+    @property
+    def refs(self) -> dict[str, str]:
+        """What CloudFormation would fill in: the variables that Ref the stack's own resources."""
+        return {
+            "STATE_TABLE": self.table_name,
+            "NOTIFY_TOPIC_ARN": self.topic_arn,
+            "TICK_QUEUE_URL": self.tick_queue_url,
+        }
 
 
 def seed_account(
@@ -157,7 +169,7 @@ def seed_account(
     table_name: str = DEFAULT_TABLE_NAME,
     subnet_offset: int = 0,
 ) -> Account:
-    """Create the account's resources with `clients` ({"ec2", "dynamodb", "ssm", "sns"} boto3 clients).
+    """Create the account's resources with `clients` ({"ec2", "dynamodb", "ssm", "sns", "sqs"} boto3 clients).
 
     Subnet i is 10.42.<subnet_offset + i>.0/24: a new offset gives instances new private IPs, and so
     their nodes new names (a reseeded cluster never reuses a name Prometheus still remembers)."""
@@ -177,6 +189,7 @@ def seed_account(
     for name, value in parameters.items():
         clients["ssm"].put_parameter(Name=name, Value=value, Type="SecureString", Overwrite=True)
     topic = clients["sns"].create_topic(Name=f"{cluster_name}-scaling")["TopicArn"]
+    ticks = clients["sqs"].create_queue(QueueName=f"{cluster_name}-ticks")["QueueUrl"]
     return Account(
         endpoint=endpoint,
         region=region,
@@ -185,6 +198,7 @@ def seed_account(
         launch_template_id=template["LaunchTemplate"]["LaunchTemplateId"],
         table_name=table,
         topic_arn=topic,
+        tick_queue_url=ticks,
         parameters=dict(parameters),
     )
 

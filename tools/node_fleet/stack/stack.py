@@ -387,9 +387,7 @@ class EmbeddedStack:
             "NodeCpuM": str(self.shape.cpu_m),
             "NodeMemMib": str(self.shape.mem_mib),
         }
-        # What CloudFormation would fill in: the Refs to resources of the stack.
-        resources = {"STATE_TABLE": self.account.table_name, "NOTIFY_TOPIC_ARN": self.account.topic_arn}
-        self.function_environ = function_environs(self.template, parameters, resources, self.settings)
+        self.function_environ = function_environs(self.template, parameters, self.account.refs, self.settings)
         self.environ = {
             **aws.client_environ(self.moto.endpoint, self.region, self.workdir),
             **merged(self.function_environ),
