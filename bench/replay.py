@@ -82,7 +82,7 @@ def main() -> None:
     args = parser.parse_args()
 
     header = (
-        f"{'workload':<11} {'policy':<16} {'dollars':>8} {'bound $':>8} {'ratio':>6} {'pending pod-s':>14} "
+        f"{'workload':<11} {'policy':<18} {'dollars':>8} {'bound $':>8} {'ratio':>6} {'pending pod-s':>14} "
         f"{'p95 s':>8} {'actions':>7} {'flaps':>5} {'node-h':>7}"
     )
     print(f"prices: {DEFAULT_PRICES.describe(DEFAULT_INSTANCE_TYPE)}")
@@ -98,7 +98,7 @@ def main() -> None:
         scores = [*result.scores, *(score(r) for r in levers)]
         for s in scores:
             print(
-                f"{workload.name:<11} {s.policy:<16} {s.dollars:>8.2f} {s.lower_bound_dollars:>8.2f} "
+                f"{workload.name:<11} {s.policy:<18} {s.dollars:>8.2f} {s.lower_bound_dollars:>8.2f} "
                 f"{s.cost_ratio:>6.3f} {s.pending_pod_seconds:>14.0f} {s.p95_pending_s:>8.1f} "
                 f"{s.scale_actions:>7} {s.flaps:>5} {s.node_hours:>7.1f}"
             )
@@ -113,7 +113,7 @@ def main() -> None:
         results.append({**result.to_json(), "levers": [x.to_dict() for x in scores[len(result.scores) :]]})
     print()
     for name, text in goals.items():
-        print(f"goal on {name:<26} {text}")
+        print(f"goal on {name:<29} {text}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, allow_nan=False))
 
