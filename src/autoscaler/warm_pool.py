@@ -9,7 +9,8 @@ starts, and the NotReady taints of the node lifecycle controller keep pods off i
 kubelet reports Ready. A Ready worker still cordoned by node-fleet with no drain under way (a
 start whose uncordon was lost) is given back here.
 
-Only on-demand workers are kept: a one-time spot instance cannot be stopped.
+Only on-demand workers are kept (a one-time spot instance cannot be stopped), and only within
+warm_pool_max_age_s of their last start: an older one may run an older AMI than a launch would.
 """
 
 from __future__ import annotations
@@ -39,15 +40,21 @@ def warm_starts(draft: Draft, launches: Mapping[str, int]) -> tuple[tuple[str, .
 
 
 def kept_warm(draft: Draft, remove: Sequence[str]) -> tuple[str, ...]:
-    """The nodes of `remove` whose instance is stopped into the pool: Ready on-demand workers, as
-    many as the pool has room for (its stopped workers and the drains already keeping theirs)."""
+    """The nodes of `remove` whose instance is stopped into the pool: Ready on-demand workers started
+    within warm_pool_max_age_s, as many as the pool has room for (its stopped workers and the
+    drains already keeping theirs)."""
     base = draft.base
     fleet, size = base.fleet, base.settings.warm_pool_size
     room = size - len(fleet.warm) - sum(1 for d in draft.state.drains if d.keep)
     alive = {i.id: i for i in fleet.alive}
     ready = {n.name for n in fleet.ready_by_instance.values()}
+    fresh_since = base.now - base.settings.warm_pool_max_age_s
     stoppable = [
-        name for name in remove if name in ready and alive[fleet.binding.instance_of[name]].lifecycle == "on-demand"
+        name
+        for name in remove
+        if name in ready
+        and (instance := alive[fleet.binding.instance_of[name]]).lifecycle == "on-demand"
+        and instance.launched_at >= fresh_since
     ]
     kept = stoppable[: max(room, 0)]
     if kept:
@@ -56,18 +63,23 @@ def kept_warm(draft: Draft, remove: Sequence[str]) -> tuple[str, ...]:
 
 
 def tend(draft: Draft) -> None:
-    """The pool's chores each cycle: stopped workers past its size are terminated (those run
-    longest ago first), and Ready workers left cordoned by a drain that is over are given back."""
+    """The pool's chores each cycle: stopped workers last started over warm_pool_max_age_s ago,
+    and those past its size (run longest ago first), are terminated; Ready workers left cordoned
+    by a drain that is over are given back."""
     base = draft.base
-    fleet, size = base.fleet, base.settings.warm_pool_size
-    extra = len(fleet.warm) - size
-    if extra > 0:
-        oldest = sorted(fleet.warm, key=lambda i: (i.launched_at, i.id))[:extra]
-        draft.retire = tuple(i.id for i in oldest)
+    fleet, settings = base.fleet, base.settings
+    by_age = sorted(fleet.warm, key=lambda i: (i.launched_at, i.id))
+    stale = [i.id for i in by_age if base.now - i.launched_at > settings.warm_pool_max_age_s]
+    extra = [i.id for i in by_age if i.id not in stale][: max(len(by_age) - len(stale) - settings.warm_pool_size, 0)]
+    if stale:
+        max_age = settings.warm_pool_max_age_s
+        draft.say(ReasonCode.WARM_POOL, f"{', '.join(stale)} terminated: last started over {max_age}s ago")
+    if extra:
         draft.say(
             ReasonCode.WARM_POOL,
-            f"{', '.join(draft.retire)} terminated: {len(fleet.warm)} stopped workers > warm_pool_size {size}",
+            f"{', '.join(extra)} terminated: {len(fleet.warm)} stopped workers > warm_pool_size {settings.warm_pool_size}",
         )
+    draft.retire = (*stale, *extra)
     back = sorted(
         node.name
         for node in fleet.binding.node_of.values()

@@ -103,6 +103,19 @@ def test_stopped_workers_past_the_pool_size_are_terminated_those_run_longest_ago
     assert d.retire == ("i-0006",)
 
 
+def test_a_stopped_worker_last_started_too_long_ago_is_terminated_though_the_pool_has_room():
+    week = POOL.warm_pool_max_age_s
+    workers = [worker(0), stopped(5, started_ago=week + 60), stopped(6, started_ago=week - 60)]
+    d = plan(snapshot(workers, busy("n0", 2)), CALM, POOL, NOW)
+    assert d.retire == ("i-0005",)
+
+
+def test_a_removed_worker_started_too_long_ago_is_terminated_not_kept():
+    workers = [worker(0), worker(1, launched_ago=POOL.warm_pool_max_age_s + 60)]
+    d = plan(snapshot(workers, busy("n0", 2)), CALM, POOL, NOW)
+    assert d.remove == ("n1",) and d.warm == ()
+
+
 def test_a_ready_worker_cordoned_by_no_drain_under_way_is_given_back():
     inst, node = worker(1, cordoned=True, taints=(DRAINING,))
     d = plan(snapshot([worker(0), (inst, node)], busy("n0", 2)), CALM, POOL, NOW)

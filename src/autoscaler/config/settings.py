@@ -73,6 +73,9 @@ class Settings:
     again before any new worker is launched: a stopped worker bills only its volumes, and starts
     sooner than a new one joins. 0 (the default): every removed worker is terminated. Opt-in: it
     changes what a deployed stack does with the workers it removes (bench/README.md measures it)."""
+    warm_pool_max_age_s: int = 7 * 86_400
+    """A worker is kept in the warm pool only this long after its last start (EC2's LaunchTime):
+    an older one may run an older AMI or launch template than new workers would, and goes."""
     tick_s: int = 60
     """Seconds between cycles. Below 60, each scheduled cycle queues the minute's later ones (at
     tick_s, 2 x tick_s, ... seconds) as delayed messages on the tick queue (TICK_QUEUE_URL), each
@@ -199,4 +202,5 @@ _RANGES: dict[str, tuple[float, float]] = {
     "gate_max_hold_s": (60, DAY),
     "warm_pool_size": (0, 1000),
     "tick_s": (10, 60),
+    "warm_pool_max_age_s": (3600, 90 * DAY),
 }
