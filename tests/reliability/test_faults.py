@@ -455,6 +455,9 @@ def test_no_capacity_falls_back_to_the_next_instance_type_then_backs_off(cluster
 def test_a_quota_lets_part_of_a_launch_through_then_backs_off(cluster):
     cluster.set(PROVISION_BACKOFF_S="120")
     pending_for(cluster, 2)
+    # The worker that starts keeps booting: however slowly the ticks below run, no pod lands on it
+    # between them, so each sees the same two pods waiting.
+    cluster.kubelets.never_join(1)
     fleet = cluster.wiring().ports.fleet
     quota = len(cluster.every_worker()) + 1 + 1  # the server, the workers, and room for one more
 
