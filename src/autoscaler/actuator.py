@@ -191,7 +191,8 @@ def _warm_start(decision: Decision, run: _Run) -> dict[str, int]:
         if node is not None and node.cordoned:
             run.ports.cluster.uncordon(node.name)
             run.outcome.uncordoned.append(node.name)
-    run.save(replace(run.state, launches=(*run.state.launches, *started)))
+    if started:  # a save is a conditional write: none when nothing started
+        run.save(replace(run.state, launches=(*run.state.launches, *started)))
     for instance_id in decision.starts:
         if instance_id not in result.instance_ids:
             az = run.seen.workers[instance_id].az
