@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 
+from autoscaler.forecast import DemandHistory
 from autoscaler.gitops.flux import RESOURCES
 from autoscaler.model import DRAINING_TAINT_KEY, Instance, InstanceState, MetricsView, Node, Pod
 from autoscaler.ports import EvictionOutcome, LaunchResult, NotOurInstance, Ports
@@ -122,9 +123,15 @@ class FakeCluster:
 @dataclass
 class FakeMetrics:
     view: MetricsView = field(default_factory=lambda: MetricsView(cluster_cpu=0.4))
+    history: DemandHistory | None = None
+    reads: list = field(default_factory=list)
 
     def sample(self, now):
         return self.view
+
+    def demand(self, now, read):
+        self.reads.append(read)
+        return self.history
 
 
 def ports(fleet=None, cluster=None, metrics=None, state=None) -> Ports:

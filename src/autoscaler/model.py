@@ -11,6 +11,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from autoscaler.forecast import DemandHistory
 from autoscaler.scheduling import NO_CONSTRAINTS, Placement, Taint
 
 # Annotations that take a node out of scale-down (ours and Cluster Autoscaler's).
@@ -170,6 +171,8 @@ class ClusterSnapshot:
     """`namespace/name` of each PodDisruptionBudget -> its status.disruptionsAllowed."""
     daemonsets: tuple[Pod, ...] = ()
     """One pod per DaemonSet, built from its template: what would land on a new worker."""
+    demand: DemandHistory | None = None
+    """The pods' requests over time, for the forecast; None when not read or unknown."""
 
     # Views derived from `pods`, defined here once for every reader; computed on each call (the
     # snapshot is frozen and slotted), so a reader that needs one often keeps what it got.
@@ -288,6 +291,10 @@ class ReasonCode(enum.StrEnum):
     """Removed workers stopped into the warm pool, or stopped ones past its size terminated."""
     REJOINED = "rejoined"
     """A worker back from the warm pool given back to the scheduler."""
+    FORECAST_RAMP = "forecast_ramp"
+    """Workers launched ahead of a rise in demand the forecast predicts."""
+    FORECAST_CALM = "forecast_calm"
+    """The scale-down wait shortened: the forecast predicts no rise the free room could not take."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from autoscaler.forecast import DemandHistory, HistoryRead
 from autoscaler.model import Instance, MetricsView, Node, Pod, ScalingState
 
 
@@ -84,6 +85,10 @@ class Cluster(Protocol):
 class Metrics(Protocol):
     def sample(self, now: float) -> MetricsView:
         """Current usage; a value that cannot be trusted comes back unknown (None), never zero."""
+
+    def demand(self, now: float, read: HistoryRead) -> DemandHistory | None:
+        """What running and pending pods (not DaemonSet ones) requested, in the windows `read` names
+        and never after `now`; None when it cannot be read (the forecast then stays off)."""
 
 
 class PermanentError(Exception):

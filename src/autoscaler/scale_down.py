@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from autoscaler.ahead import calm_reason, unneeded_time_s
 from autoscaler.model import Node, NodeVerdict, Pod, Reason, ReasonCode
 from autoscaler.plan_base import Draft
 from autoscaler.removal import Removal
@@ -36,6 +37,7 @@ def scale_down(draft: Draft, pending: int) -> Removal:
         removal.mark("metrics_unknown", why)
         return removal
 
+    wait_s = unneeded_time_s(draft)
     ripe = []
     for node in removal.movable():
         pods = removal.pods_by_node.get(node.name, ())
@@ -53,7 +55,7 @@ def scale_down(draft: Draft, pending: int) -> Removal:
             removal.unneeded[node.name] = state.unneeded_since.get(node.name, now)
             if not _usage_low(draft, node, removal.movers(node.name)):
                 verdict = NodeVerdict(False, "usage_high", "CPU usage unknown or above what its pods request")
-            elif now - removal.unneeded[node.name] >= settings.scale_down_unneeded_time_s:
+            elif now - removal.unneeded[node.name] >= wait_s:
                 ripe.append(node)
         removal.verdicts[node.name] = verdict
 
@@ -64,12 +66,13 @@ def scale_down(draft: Draft, pending: int) -> Removal:
     if not ripe:
         waiting = [n for n in removal.unneeded if removal.verdicts[n].candidate]
         detail = (
-            f"{len(waiting)} nodes unneeded, none for {settings.scale_down_unneeded_time_s}s yet"
+            f"{len(waiting)} nodes unneeded, none for {wait_s}s yet"
             if waiting or not removal.unneeded
             else f"{', '.join(sorted(removal.unneeded))} unneeded, but CPU usage is unknown or above what its pods request"
         )
         draft.say(ReasonCode.NO_CANDIDATE, detail)
         return removal
+    calm_reason(draft, wait_s)
     limit = room_above_min(draft) - len(removal.remove)
     if limit > 0:
         removal.select(ripe, limit + len(removal.remove))

@@ -8,6 +8,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from autoscaler.ahead import ahead
 from autoscaler.model import Instance, Pod, ReasonCode, Unhelpable
 from autoscaler.placement import EXPLAIN, Slot, landing_daemonsets
 from autoscaler.plan_base import LAUNCH_VISIBILITY_GRACE_S, Base, Draft
@@ -157,6 +158,9 @@ def scale_up(draft: Draft, found: Estimate) -> dict[str, int]:
                 draft.say(code, f"{name} {value:.3g} >= {threshold:.3g} for {now - since:.0f}s: {more} more")
                 extra = max(extra, more)
 
+    prewarm = ahead(draft, max(needed, extra))
+    if prewarm:
+        extra = max(extra, needed) + prewarm
     launches = Counter(found.launches)
     if extra > needed:
         launches.update(spread(extra - needed, fleet.alive, snapshot.zones, planned=launches))

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from autoscaler.actuator import Outcome, act
+from autoscaler.ahead import forecast_read
 from autoscaler.config import Settings
 from autoscaler.events import AlarmChange, Manual, Request, Tick
 from autoscaler.gitops.gate import hold_capped
@@ -53,11 +54,13 @@ class Report:
     cycle: CycleResult | None = None
 
 
-def observe(ports: Ports, now: float) -> ClusterSnapshot:
+def observe(ports: Ports, now: float, settings: Settings | None = None) -> ClusterSnapshot:
+    """Everything a plan reads; the demand history only when `settings` use the forecast."""
     # Kubernetes and EC2 first: scale-up for pending pods never waits on Prometheus.
     nodes, pods = tuple(ports.cluster.list_nodes()), tuple(ports.cluster.list_pods())
     budgets, daemonsets = dict(ports.cluster.disruption_budgets()), tuple(ports.cluster.daemonset_pods())
     instances, zones = tuple(ports.fleet.list_workers()), tuple(ports.fleet.zones())
+    read = forecast_read(settings) if settings is not None else None
     return ClusterSnapshot(
         nodes=nodes,
         pods=pods,
@@ -66,6 +69,7 @@ def observe(ports: Ports, now: float) -> ClusterSnapshot:
         zones=zones,
         pdbs=budgets,
         daemonsets=daemonsets,
+        demand=ports.metrics.demand(now, read) if read is not None else None,
     )
 
 
@@ -77,7 +81,7 @@ def run_cycle(
     acting, and a retry carries on what is left of that plan (within what a plan made now allows)
     rather than starting it afresh."""
     state = _forget_old_intents(ports.state.load(), now)
-    snapshot = observe(ports, now)
+    snapshot = observe(ports, now, settings)
     record = state.intents.get(token) if intent is not None else None
     if record is not None and intent.kind in (IntentKind.PAUSE, IntentKind.RESUME):
         intent = None  # applied already, and maybe undone since by another event

@@ -276,6 +276,9 @@ class WorldMetrics:
     def sample(self, now):
         return MetricsView(cluster_cpu=0.2, node_cpu={n.name: 0.05 for n in self.world.cluster.nodes})
 
+    def demand(self, now, read):
+        return None
+
 
 CRASH_POINTS = (
     ("fleet", "launch", True),

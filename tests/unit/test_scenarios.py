@@ -11,7 +11,7 @@ from node_fleet.sim.traces import load_pods_csv, write_pods_csv
 from node_fleet.sim.workload import Workload
 
 NODE_CPU_M, NODE_MEM_MIB, MAX_NODES = 2000, 7680, 10
-NAMES = ["diurnal", "flash-sale", "batch"]
+NAMES = ["diurnal", "diurnal-3d", "flash-sale", "batch"]
 SEEDS = [1, 2, 3, 17, 123]
 
 
@@ -39,7 +39,9 @@ def first_fit_decreasing(sizes: list[tuple[int, int]], bins: int) -> bool:
 
 def test_names_and_unknown_scenario():
     assert list(SCENARIOS) == NAMES
-    with pytest.raises(ValueError, match="unknown scenario 'black-friday': expected one of diurnal, flash-sale, batch"):
+    with pytest.raises(
+        ValueError, match="unknown scenario 'black-friday': expected one of diurnal, diurnal-3d, flash-sale, batch"
+    ):
         scenario("black-friday")
 
 
@@ -54,6 +56,7 @@ def test_deterministic_for_a_seed(name):
     ("name", "horizon_s"),
     [
         pytest.param("diurnal", 86400.0, id="diurnal: one day"),
+        pytest.param("diurnal-3d", 3 * 86400.0, id="diurnal-3d: three days"),
         pytest.param("flash-sale", 9000.0, id="flash-sale: 2.5 h"),
         pytest.param("batch", 21600.0, id="batch: 6 h"),
     ],
@@ -144,3 +147,12 @@ def test_round_trips_through_the_pod_csv(tmp_path, name):
     path = tmp_path / f"{name}.csv"
     write_pods_csv(w, path)
     assert load_pods_csv(path).pods == w.pods
+
+
+def test_diurnal_days_repeat_the_shape_with_their_own_noise():
+    """What a seasonal forecast learns: each day rises 07-09 and falls 21-23 like the one before."""
+    w = scenario("diurnal-3d")
+    for day in range(3):
+        night, noon = demand(w, day * 86400 + 4 * 3600)[0], demand(w, day * 86400 + 12 * 3600)[0]
+        assert 5000 <= night <= 7500 and 15500 <= noon <= 18500, (day, night, noon)
+    assert demand(w, 12 * 3600) != demand(w, 86400 + 12 * 3600)

@@ -80,6 +80,18 @@ class Settings:
     """Seconds between cycles. Below 60, each scheduled cycle queues the minute's later ones (at
     tick_s, 2 x tick_s, ... seconds) as delayed messages on the tick queue (TICK_QUEUE_URL), each
     its own short invocation: EventBridge schedules no more often than once a minute."""
+    forecast_max_prewarm: int = 0
+    """Workers' worth of room the demand forecast may keep ready ahead of a predicted rise
+    (autoscaler/forecast.py); 0 (the default) turns pre-scaling off. It acts only once the cluster's
+    own history (Prometheus) reaches back a day. Opt-in: it buys fewer waiting pods with more
+    dollars (bench/README.md measures it)."""
+    forecast_lead_s: int = 300
+    """How far ahead pre-scaling looks: a tick, the metrics' lag and a worker's launch to Ready
+    (the simulator's p95 is 90 s; 300 measured better than 120 or 180)."""
+    forecast_unneeded_time_s: int = 600
+    """The scale-down wait when the forecast predicts no rise in demand within
+    scale_down_unneeded_time_s that today's free room could not take; at or above
+    scale_down_unneeded_time_s it changes nothing."""
     dry_run: bool = False
 
     def __post_init__(self) -> None:
@@ -203,4 +215,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "warm_pool_size": (0, 1000),
     "tick_s": (10, 60),
     "warm_pool_max_age_s": (3600, 90 * DAY),
+    "forecast_max_prewarm": (0, 1000),
+    "forecast_lead_s": (60, 3600),
+    "forecast_unneeded_time_s": (0, DAY),
 }

@@ -50,6 +50,11 @@ def cluster_autoscaler_settings(settings: Settings) -> Settings:
         max_empty_bulk_delete=10,
         max_drains_in_parallel=1,
         new_pod_scale_up_delay_s=0,
+        # Cluster Autoscaler has none of node-fleet's own levers.
+        warm_pool_size=0,
+        tick_s=60,
+        forecast_max_prewarm=0,
+        forecast_unneeded_time_s=600,
     )
 
 

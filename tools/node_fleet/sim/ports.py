@@ -3,9 +3,11 @@ engine moves."""
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
+from autoscaler.forecast import DemandHistory, HistoryRead
 from autoscaler.model import Instance, InstanceState, MetricsView, Node, Pod, ScalingState
 from autoscaler.ports import EvictionOutcome, LaunchResult, StaleStateError
 from node_fleet.sim.cluster import DRAINING, ZONES, VirtualCluster
@@ -144,6 +146,20 @@ class SimMetrics:
         if cluster is None:
             return MetricsView(unknown_reason="no scrape yet")
         return MetricsView(cluster_cpu=cluster, node_cpu=per_node)
+
+    def demand(self, now: float, read: HistoryRead) -> DemandHistory:
+        """The replay's own past, as Prometheus would give it: on a grid of `read.step_s` over each
+        window, never after `now`, each point as scraped `metrics_lag_s` before it."""
+        samples, lag = self._vc.record.samples, self._vc.model.metrics_lag_s
+        found: dict[float, tuple[float, float, float]] = {}
+        for offset in read.lags_s:
+            t, end = now - offset - read.before_s, min(now, now - offset + read.after_s)
+            while t <= end + 1e-6:
+                i = bisect.bisect_right(samples, t - lag, key=lambda s: s.t)
+                if i:
+                    found[t] = (t, samples[i - 1].demand_cpu_m, samples[i - 1].demand_mem_mib)
+                t += read.step_s
+        return DemandHistory(tuple(found[t] for t in sorted(found)), read.step_s)
 
 
 class MemoryStateStore:

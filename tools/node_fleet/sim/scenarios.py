@@ -85,15 +85,17 @@ class _Builder:
         return Workload(name=name, pods=tuple(specs), horizon_s=horizon, description=description)
 
 
-def diurnal(seed: int = 1) -> Workload:
-    """One day: night ~6000 m of requests, day ~17000 m, cosine ramps 07–09 and 21–23, churn."""
-    b = _Builder("diurnal", seed)
-    horizon = 24 * _HOUR
+def diurnal(seed: int = 1, days: int = 1) -> Workload:
+    """One day: night ~6000 m of requests, day ~17000 m, cosine ramps 07–09 and 21–23, churn.
+    `days` repeats it: each day its own noise, the same shape (what a forecast can learn)."""
+    name = "diurnal" if days == 1 else f"diurnal-{days}d"
+    b = _Builder(name, seed)
+    horizon = days * 24 * _HOUR
     step = 300.0
     night, day = 6000.0, 17000.0
 
     def level(t: float) -> float:
-        h = t / _HOUR
+        h = t / _HOUR % 24
         if 7 <= h < 9:
             return night + (day - night) * (1 - math.cos(math.pi * (h - 7) / 2)) / 2
         if 9 <= h < 21:
@@ -128,9 +130,9 @@ def diurnal(seed: int = 1) -> Workload:
         live = [p for p in live if id(p) not in gone] + [web(p.end or 0.0, p.cpu, p.mem) for p in ending]
         t += step
     return b.workload(
-        "diurnal",
+        name,
         horizon,
-        f"seed {seed}: one day, ~{night:.0f} m of requests at night, ~{day:.0f} m 09:00-21:00, "
+        f"seed {seed}: {'one day' if days == 1 else f'{days} days'}, ~{night:.0f} m of requests at night, ~{day:.0f} m 09:00-21:00, "
         "cosine ramps 07-09 and 21-23, 5 % noise, pods living 1-4 h",
     )
 
@@ -174,6 +176,7 @@ def batch(seed: int = 1) -> Workload:
 
 SCENARIOS: dict[str, Callable[[int], Workload]] = {
     "diurnal": diurnal,
+    "diurnal-3d": lambda seed: diurnal(seed, days=3),
     "flash-sale": flash_sale,
     "batch": batch,
 }

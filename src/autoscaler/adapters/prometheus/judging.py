@@ -15,8 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from autoscaler.adapters.prometheus.queries import FRESHNESS_SUFFIX, Query, QueryError
+from autoscaler.adapters.prometheus.queries import DEMAND_RESOURCES, FRESHNESS_SUFFIX, Query, QueryError
 from autoscaler.config.prometheus import MARKER_LABEL
+from autoscaler.forecast import DemandHistory
 
 FUTURE_TOLERANCE_S = 60.0
 """A freshness timestamp this far after `now` is impossible (queries evaluate at `now`): unknown."""
@@ -181,3 +182,39 @@ def judge_custom(q: Query, data: Mapping[str, Any]) -> Outcome:
         return failed(q, f"expected a scalar or a one-sample vector, got {kind!r}")
     problem = _number_problem(value)
     return failed(q, problem) if problem is not None else Outcome(value)
+
+
+def judge_demand(data: Mapping[str, Any], now: float, step_s: float) -> DemandHistory:
+    """The forecast's history from `queries.demand_expr`'s range answer: each point of a series
+    marked `<resource>@<lag>` is the demand at its time less the lag. A time is kept when every
+    resource has a finite value there and it is not after `now` (a lag-0 point past `now` is
+    Prometheus' lookback repeating the newest sample). Raises QueryError on a malformed answer."""
+    if data.get("resultType") != "matrix":
+        raise QueryError(f"expected a range matrix, got {data.get('resultType')!r}", query_level=True)
+    result = data.get("result") or []
+    if not isinstance(result, list):
+        raise QueryError("malformed answer: result is not a list", query_level=False)
+    factors = dict(DEMAND_RESOURCES)
+    by_time: dict[float, dict[str, float]] = {}
+    for item in result:
+        metric = item.get("metric") if isinstance(item, Mapping) else None
+        values = item.get("values") if isinstance(item, Mapping) else None
+        if not isinstance(metric, Mapping) or not isinstance(values, list):
+            raise QueryError("malformed answer: a series is not {metric, values}", query_level=False)
+        resource, _, lag = str(metric.get(MARKER_LABEL, "")).partition("@")
+        if resource not in factors or not lag.isdigit():
+            continue
+        for pair in values:
+            t, value = _time(pair), _value(pair)
+            if t is None or not math.isfinite(value) or t - float(lag) > now:
+                continue
+            by_time.setdefault(t - float(lag), {})[resource] = value * factors[resource]
+    samples = tuple((t, v["cpu"], v["memory"]) for t, v in sorted(by_time.items()) if v.keys() == factors.keys())
+    return DemandHistory(samples, step_s)
+
+
+def _time(pair: object) -> float | None:
+    if not isinstance(pair, list) or len(pair) != 2 or isinstance(pair[0], bool):
+        return None
+    t = pair[0]
+    return float(t) if isinstance(t, int | float) and math.isfinite(t) else None

@@ -26,13 +26,14 @@ from dataclasses import dataclass
 import requests
 from aws_lambda_powertools import Logger
 
-from autoscaler.adapters.prometheus.judging import Outcome, failed, judge_custom, judge_vector
+from autoscaler.adapters.prometheus.judging import Outcome, failed, judge_custom, judge_demand, judge_vector
 from autoscaler.adapters.prometheus.queries import (
     ALL_QUERIES,
     VIEW_QUERIES,
     Query,
     QueryError,
     batch_expr,
+    demand_expr,
     effective_queries,
 )
 from autoscaler.adapters.prometheus.transport import Transport
@@ -46,6 +47,7 @@ from autoscaler.config.prometheus import (
     PrometheusAuth,
     PrometheusOptions,
 )
+from autoscaler.forecast import DemandHistory, HistoryRead
 from autoscaler.model import MetricsView
 
 logger = Logger(child=True)
@@ -94,6 +96,19 @@ class PrometheusMetrics:
         """CPU and memory usage (and the custom metric), each None when it cannot be trusted."""
         outcomes, _ = self._evaluate(now, [n for n in VIEW_QUERIES if n in self._queries])
         return _view(outcomes)
+
+    def demand(self, now: float, read: HistoryRead) -> DemandHistory | None:
+        """The forecast's history: one range query over every lag (`queries.demand_expr`); None,
+        with a warning, when it cannot be read."""
+        deadline = time.monotonic() + self._options.deadline_s
+        try:
+            data = self._transport.range(
+                demand_expr(read.lags_s), now - read.before_s, now + read.after_s, read.step_s, deadline
+            )
+            return judge_demand(data, now, read.step_s)
+        except QueryError as e:
+            logger.warning("prometheus: demand history unknown", extra={"reason": e.reason})
+            return None
 
     def unschedulable(self, now: float) -> dict[str, float] | None:
         """Seconds each pod has been unschedulable, by "namespace/pod" (kube-state-metrics): a

@@ -130,6 +130,30 @@ def default_queries(options: PrometheusOptions) -> tuple[Query, ...]:
     )
 
 
+DEMAND_RESOURCES = (("cpu", 1000.0), ("memory", 1.0 / 2**20))
+"""kube-state-metrics' resources and their factor to the forecast's units: cores to millicores,
+bytes to MiB."""
+
+
+def demand_expr(lags_s: Iterable[float]) -> str:
+    """One PromQL expression for the forecast's history: per resource and per lag, the requests of the
+    containers of pods Pending or Running (kube-state-metrics `kube_pod_container_resource_requests`
+    and `kube_pod_status_phase`), less DaemonSet pods' (`kube_pod_owner`), as they were `lag`
+    seconds before each evaluation time. Each series is marked `<resource>@<lag>`."""
+    parts = []
+    for lag in lags_s:
+        at = f" offset {lag:.0f}s" if lag else ""
+        for resource, _ in DEMAND_RESOURCES:
+            expr = (
+                f'sum(kube_pod_container_resource_requests{{resource="{resource}"}}{at}'
+                " and on (namespace, pod) (max by (namespace, pod)"
+                f' (kube_pod_status_phase{{phase=~"Pending|Running"}}{at}) == 1)'
+                f' unless on (namespace, pod) kube_pod_owner{{owner_kind="DaemonSet"}}{at})'
+            )
+            parts.append(_marked(expr, f"{resource}@{lag:.0f}"))
+    return "\n or ".join(parts)
+
+
 def batch_expr(queries: Iterable[Query]) -> str:
     """One PromQL expression answering every query (and its freshness), each series marked."""
     parts = []

@@ -50,7 +50,7 @@ class Transport:
         session: requests.Session | None,
     ) -> None:
         self._options = options
-        self._endpoint = options.url.rstrip("/") + "/api/v1/query"
+        self._api = options.url.rstrip("/") + "/api/v1/"
         self._auth = _request_auth(auth)
         self._verify: bool | str = _ca_file(ca_pem) if ca_pem is not None else True
         self._session = session if session is not None else requests.Session()
@@ -77,14 +77,25 @@ class Transport:
     def instant(self, expr: str, now: float, deadline: float) -> dict[str, Any]:
         """POST one instant query evaluated at `now`, answered by `deadline` (monotonic); the answer's
         `data`, or QueryError."""
+        return self._ask("query", {"query": expr, "time": f"{now:.3f}"}, deadline)
+
+    def range(self, expr: str, start: float, end: float, step_s: float, deadline: float) -> dict[str, Any]:
+        """POST one range query evaluated every `step_s` from `start` to `end`; as `instant`."""
+        return self._ask(
+            "query_range",
+            {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step_s:g}"},
+            deadline,
+        )
+
+    def _ask(self, endpoint: str, form: dict[str, str], deadline: float) -> dict[str, Any]:
         o = self._options
         left = deadline - time.monotonic()
         if left <= 0:
             raise QueryError(self._past_deadline(), query_level=False)
         try:
             with self._session.post(
-                self._endpoint,
-                data={"query": expr, "time": f"{now:.3f}", "timeout": f"{min(o.read_timeout_s, left):.3f}"},
+                self._api + endpoint,
+                data={**form, "timeout": f"{min(o.read_timeout_s, left):.3f}"},
                 timeout=(min(o.connect_timeout_s, left), min(o.read_timeout_s, left)),
                 auth=self._auth,
                 verify=self._verify,
