@@ -24,6 +24,7 @@ import requests
 
 from autoscaler.adapters.kube import KubeError
 from node_fleet.stack.kube_api import objects
+from node_fleet.stack.prometheus import OpenMetrics
 from stack_driver import codes
 
 pytestmark = pytest.mark.parametrize(
@@ -393,6 +394,51 @@ def test_a_kustomization_in_progress_holds_scale_down_and_the_hook_writes_the_ga
     answer = cluster.tick()
     assert answer["action"] == "scale_down" and answer["remove"] == [idle], answer
     assert cluster.node(idle) is None and len(cluster.alive()) == 1
+
+
+def yesterdays_ramp(now: float, rise_m: int) -> str:
+    """kube-state-metrics series of the same time yesterday: a steady 600m web, and a job asking
+    `rise_m` more from two minutes after this time of day."""
+    om = OpenMetrics()
+    yesterday = now - 86_400
+    for t in range(int(yesterday - 1200), int(yesterday + 1200), 30):
+        for pod, cpu_m, since in (("web-yesterday", 600, -1200), ("job-yesterday", rise_m, 120)):
+            if t < yesterday + since:
+                continue
+            labels = {"namespace": "default", "pod": pod}
+            for resource, unit, value in (("cpu", "core", cpu_m / 1000), ("memory", "byte", cpu_m * 2**20)):
+                series = {**labels, "container": "main", "resource": resource, "unit": unit}
+                om.add(
+                    "kube_pod_container_resource_requests",
+                    "gauge",
+                    "kube_pod_container_resource_requests",
+                    series,
+                    t,
+                    value,
+                )
+            om.add("kube_pod_status_phase", "gauge", "kube_pod_status_phase", {**labels, "phase": "Running"}, t, 1.0)
+            om.add("kube_pod_owner", "gauge", "kube_pod_owner", {**labels, "owner_kind": "Job"}, t, 1.0)
+    return om.text()
+
+
+def test_the_forecast_launches_ahead_of_yesterdays_ramp_from_prometheus_history(cluster):
+    # Second to last in the module: it restarts the module's Prometheus with yesterday's history.
+    cluster.set(FORECAST_MAX_PREWARM="2", FORECAST_LEAD_S="300")
+    cluster.kubelets.add_workload("web", replicas=2, cpu_m=300, nodes=cluster.stack.seeded_workers)
+    cluster.stack.wait_for_metrics()
+    # No history of a day yet: no forecast, nothing ahead.
+    quiet = cluster.tick()
+    assert quiet["action"] == "none" and "forecast_ramp" not in codes(quiet), quiet
+
+    # Yesterday, 6000m more came two minutes after this time. The forecast keeps at most two
+    # workers' room (4000m) ahead of it; the free room is 3400m: one worker more.
+    cluster.stack.prometheus.add_history(yesterdays_ramp(time.time(), 6000))
+    cluster.stack.wait_for_metrics()
+    before = set(cluster.alive())
+    answer = cluster.tick()
+    assert answer["action"] == "scale_up" and "forecast_ramp" in codes(answer), answer
+    assert sum(answer["launches"].values()) == 1 and not cluster.unschedulable()
+    assert len(set(cluster.alive()) - before) == 1
 
 
 def test_prometheus_down_means_no_scale_down_while_scale_up_from_pending_pods_still_works(cluster):

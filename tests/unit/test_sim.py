@@ -7,6 +7,7 @@ import json
 import pytest
 
 from autoscaler.config import Settings
+from autoscaler.forecast import DAY_S, history_read
 from autoscaler.model import InstanceState
 from autoscaler.pricing import DEFAULT_PRICES
 from autoscaler.scheduling import (
@@ -23,7 +24,7 @@ from node_fleet.cli import main
 from node_fleet.sim.cluster import ClusterModel, VirtualCluster
 from node_fleet.sim.engine import peak_lower_bound, replay
 from node_fleet.sim.policies import POLICY_NAMES
-from node_fleet.sim.ports import Clock, SimCluster, SimFleet
+from node_fleet.sim.ports import Clock, SimCluster, SimFleet, SimMetrics
 from node_fleet.sim.record import RunRecord
 from node_fleet.sim.report import score
 from node_fleet.sim.scenarios import scenario
@@ -401,3 +402,29 @@ def test_tick_s_runs_node_fleet_every_tick_each_its_own_invocation():
     assert quarter.tick_s == 15 and quarter.lambda_invocations == 4 * every_minute.lambda_invocations
     assert score(quarter).pending_pod_seconds < score(every_minute).pending_pod_seconds
     assert replay(SPIKE, "ca-60s", Settings(tick_s=15)).tick_s == 60, "a baseline keeps its own tick"
+
+
+def test_the_demand_history_is_the_replays_past_as_prometheus_would_scrape_it():
+    vc = VirtualCluster(SPIKE, ClusterModel(metrics_lag_s=60), RunRecord("p", "w", 3600, 10, 60, 2000, 7680, 2))
+    vc.boot(2)
+    for t in range(0, 1810, 10):
+        vc.step(float(t))
+    history = SimMetrics(vc).demand(1800.0, history_read(600))
+    assert history.samples and all(t <= 1800.0 for t, _, _ in history.samples)
+    for t, cpu, _ in history.samples:  # each point as scraped metrics_lag_s before it
+        seen = max((s for s in vc.record.samples if s.t <= t - 60), key=lambda s: s.t)
+        assert cpu == seen.demand_cpu_m
+    assert history.at(1800.0 - DAY_S) is None  # a replay has no day before its start
+
+
+def test_the_forecast_acts_only_once_the_replay_has_a_day_behind_it_and_then_pods_wait_less():
+    w = scenario("diurnal-3d")
+    ahead = replay(w, "node-fleet", Settings(max_nodes=13, forecast_max_prewarm=2))
+    plain = replay(w, "node-fleet", Settings(max_nodes=13))
+
+    def launches(record, start, end):
+        return [(a.t, a.count) for a in record.actions if a.kind == "launch" and start <= a.t < end]
+
+    assert launches(ahead, 0, DAY_S) == launches(plain, 0, DAY_S)
+    assert launches(ahead, DAY_S, 3 * DAY_S) != launches(plain, DAY_S, 3 * DAY_S)
+    assert score(ahead).pending_pod_seconds < score(plain).pending_pod_seconds

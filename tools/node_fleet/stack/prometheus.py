@@ -200,6 +200,15 @@ class PrometheusServer:
             self._started_once = True
             return
 
+    def add_history(self, openmetrics: str) -> None:
+        """Backfill more history (OpenMetrics text) into the data. Prometheus loads blocks when it
+        starts, so a running server is stopped and started again, on the same port."""
+        running = self.running
+        self.stop()
+        self._openmetrics, self._backfilled = openmetrics, False
+        if running:
+            self.start()
+
     def _launch(self, data: Path) -> None:
         args = [
             self._prometheus,

@@ -1,5 +1,6 @@
 """node-exporter for every node with a running kubelet: CPU counters and memory gauges from the
-node's pods' requests times their usage, served on one /metrics endpoint on 127.0.0.1."""
+node's pods' requests times their usage; and kube-state-metrics' series of every pod's requests,
+phase and owner (what the forecast reads); served on one /metrics endpoint on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from .pods import finished, owner_name, requests
+from .pods import finished, owner_kind, owner_name, requests
 
 MIB = 2**20
 
@@ -62,6 +63,9 @@ class NodeExporter:
         self.lock = lock
         self.clock = clock
         self.usage: dict[str, NodeUsage] = {}
+        self.pods: list[tuple[str, str, str, str, int, int]] = []
+        """kube-state-metrics' view: (namespace, name, phase, owner kind, millicores, bytes) of each
+        pod not finished."""
         self._http: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -92,10 +96,25 @@ class NodeExporter:
         return f"{host}:{port}"
 
     def update(
-        self, serving: Mapping[str, tuple[int, int]], cpu_used: Mapping[str, float], mem_used: Mapping[str, float]
+        self,
+        serving: Mapping[str, tuple[int, int]],
+        cpu_used: Mapping[str, float],
+        mem_used: Mapping[str, float],
+        pods: Iterable[Mapping[str, Any]] = (),
     ) -> None:
         """Integrate the old use up to now, then take the new: `serving` is node -> (allocatable
-        millicores, MiB), the nodes whose metrics are served from now on."""
+        millicores, MiB), the nodes whose metrics are served from now on; `pods`, every pod."""
+        self.pods = [
+            (
+                pod["metadata"].get("namespace", ""),
+                pod["metadata"]["name"],
+                (pod.get("status") or {}).get("phase") or "Pending",
+                owner_kind(pod) or "<none>",
+                *requests(pod),
+            )
+            for pod in pods
+            if not finished(pod)
+        ]
         now = self.clock()
         self.integrate(now)
         for name in list(self.usage):
@@ -147,7 +166,32 @@ class NodeExporter:
                 f'node_memory_MemAvailable_bytes{{instance="{n}"}} {u.mem_total - u.mem_used:.0f}'
                 for n, u in sorted(self.usage.items())
             ]
-            return "\n".join(lines) + "\n"
+            return "\n".join(lines + self._pod_lines()) + "\n"
+
+    def _pod_lines(self) -> list[str]:
+        """kube-state-metrics v2's names and labels (one container per pod here)."""
+        asked, phases, owners = [], [], []
+        for namespace, name, phase, owner, cpu_m, mem in sorted(self.pods):
+            pod = f'namespace="{namespace}",pod="{name}"'
+            asked.append(
+                f'kube_pod_container_resource_requests{{{pod},container="main",resource="cpu",unit="core"}} {cpu_m / 1000:g}'
+            )
+            asked.append(
+                f'kube_pod_container_resource_requests{{{pod},container="main",resource="memory",unit="byte"}} {mem}'
+            )
+            phases += [
+                f'kube_pod_status_phase{{{pod},phase="{each}"}} {int(each == phase)}'
+                for each in ("Pending", "Running", "Succeeded", "Failed", "Unknown")
+            ]
+            owners.append(f'kube_pod_owner{{{pod},owner_kind="{owner}",owner_is_controller="true"}} 1')
+        return [
+            "# TYPE kube_pod_container_resource_requests gauge",
+            *asked,
+            "# TYPE kube_pod_status_phase gauge",
+            *phases,
+            "# TYPE kube_pod_owner gauge",
+            *owners,
+        ]
 
 
 def _metrics_handler(exporter: NodeExporter) -> type[BaseHTTPRequestHandler]:

@@ -312,7 +312,8 @@ class KubeletFleet:
             self.usage_factor,
             {(rs.namespace, rs.owner_name): rs.usage for rs in self._replicasets.sets.values()},
         )
-        self._exporter.update(serving, *load.per_node(serving, self.kube.objects("pods") if pods is None else pods))
+        pods = self.kube.objects("pods") if pods is None else pods
+        self._exporter.update(serving, *load.per_node(serving, pods), pods)
 
     def exposition(self) -> str:
         """The /metrics text (Prometheus text format 0.0.4)."""

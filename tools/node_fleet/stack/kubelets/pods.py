@@ -61,6 +61,10 @@ def owner_name(pod: Mapping[str, Any]) -> str | None:
     return next((r.get("name") for r in pod["metadata"].get("ownerReferences") or () if r.get("controller")), None)
 
 
+def owner_kind(pod: Mapping[str, Any]) -> str | None:
+    return next((r.get("kind") for r in pod["metadata"].get("ownerReferences") or () if r.get("controller")), None)
+
+
 def terminating(pod: Mapping[str, Any]) -> bool:
     return bool(pod["metadata"].get("deletionTimestamp"))
 
