@@ -22,6 +22,7 @@ from autoscaler.events import AlarmChange, InvalidEvent, Manual, Request, Tick, 
 from autoscaler.logs import quiet_wire_loggers
 from autoscaler.notices import notice
 from autoscaler.ports import PermanentError
+from autoscaler.pricing import hourly_cost
 from autoscaler.service import INTENT_MEMORY_S, LeaseBusy, Report, Wiring, handle
 
 quiet_wire_loggers()  # secrets never reach a log line, even at DEBUG
@@ -165,6 +166,8 @@ def _record(report: Report, settings: Settings) -> None:
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
     for code in dict.fromkeys(decision.codes):
         metrics.add_metric(name=f"Reason_{code}", unit=MetricUnit.Count, value=1)
+    cost = hourly_cost(snapshot.instances, settings.tick_s)
+    metrics.add_metric(name="FleetDollarsPerHour", unit=MetricUnit.NoUnit, value=round(cost.total, 4))
     logger.info(
         "decision",
         extra={
@@ -184,6 +187,13 @@ def _record(report: Report, settings: Settings) -> None:
             "metrics_known": snapshot.metrics.known,
             "outcome": asdict(outcome),
             "gate": None if cycle.gate is None else {"blocked": cycle.gate.blocked, "unknown": cycle.gate.unknown},
+            "dollars_per_hour": {
+                "total": round(cost.total, 4),
+                "workers": round(cost.workers, 4),
+                "volumes": round(cost.volumes, 4),
+                "autoscaler": round(cost.autoscaler, 4),
+                "unpriced_types": list(cost.unpriced),
+            },
         },
     )
 

@@ -1,6 +1,7 @@
 """What workers and the autoscaler's own runs cost, in US dollars: a price book, pure (no I/O).
 
-The simulator bills its replays with it, and the deployed code may price what it reports. The
+The simulator bills its replays with it, and each cycle of the Lambda reports what the fleet costs
+an hour by it (`hourly_cost`: metric FleetDollarsPerHour, and the decision log line). The
 defaults are AWS's public list prices for template.yaml's defaults: the worker type is the first of
 `InstanceTypes` (m7g.large, Linux, on-demand), the root volume `WorkerVolumeSizeGiB` (40 GiB gp3),
 the function 512 MB on arm64. The template has no region of its own (it deploys where `sam deploy`
@@ -30,9 +31,11 @@ EC2 Linux bills per second from `running`, with a 60 s minimum; the volume bills
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+
+from autoscaler.model import Instance
 
 MIN_BILLED_S = 60.0
 """EC2 (Linux) and EBS bill per second with a one-minute minimum."""
@@ -126,3 +129,35 @@ class Prices:
 
 
 DEFAULT_PRICES = Prices()
+
+
+@dataclass(frozen=True, slots=True)
+class HourlyCost:
+    """What the fleet costs an hour at the moment of a cycle, by part, in US dollars."""
+
+    workers: float
+    """Pending and running workers at their type's and market's price."""
+    volumes: float
+    """The root volumes of every worker not terminated (stopped ones of the warm pool too)."""
+    autoscaler: float
+    """The function's own runs at one a tick."""
+    unpriced: tuple[str, ...] = ()
+    """Instance types the price book does not know: their workers are left out of `workers`."""
+
+    @property
+    def total(self) -> float:
+        return self.workers + self.volumes + self.autoscaler
+
+
+def hourly_cost(instances: Iterable[Instance], tick_s: float, prices: Prices = DEFAULT_PRICES) -> HourlyCost:
+    workers = volumes = 0.0
+    unpriced: set[str] = set()
+    for inst in instances:
+        if inst.alive or inst.warm:
+            volumes += prices.volume_dollars(HOUR_S)
+        if inst.alive:
+            if inst.instance_type in prices.instances:
+                workers += prices.instances[inst.instance_type].hourly(inst.lifecycle)
+            else:
+                unpriced.add(inst.instance_type)
+    return HourlyCost(workers, volumes, prices.lambda_dollars(round(HOUR_S / tick_s)), tuple(sorted(unpriced)))

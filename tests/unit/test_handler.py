@@ -80,6 +80,11 @@ def test_a_tick_removes_the_unneeded_node_logs_the_decision_and_emits_metrics(wi
     assert blob["Terminations"] == 1 and blob["RunningWorkers"] == 4 and blob["DesiredWorkers"] == 3
     decision = next(json.loads(line) for line in out.splitlines() if '"message":"decision"' in line.replace(" ", ""))
     assert decision["action"] == "scale_down" and decision["correlation_id"] == event("schedule_tick.json")["id"]
+    # The fleet as the cycle found it: four t3.large on-demand workers, their 40 GiB volumes, and
+    # the function's own 60 runs an hour, at the price book's us-east-1 list prices.
+    volume, run = 40 * 0.08 / 720, 0.20e-6 + 0.5 * 0.0000133334
+    assert decision["dollars_per_hour"]["workers"] == pytest.approx(4 * 0.0832)
+    assert blob["FleetDollarsPerHour"] == pytest.approx(4 * 0.0832 + 4 * volume + 60 * run, abs=1e-4)
     assert wired.notes and "terminated i-0003" in wired.notes[0][1]
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from autoscaler.pricing import DEFAULT_INSTANCE_TYPE, DEFAULT_PRICES, InstancePrice, Prices
+from autoscaler.model import Instance, InstanceState
+from autoscaler.pricing import DEFAULT_INSTANCE_TYPE, DEFAULT_PRICES, HOUR_S, InstancePrice, Prices, hourly_cost
 
 OD = 0.0816
 """m7g.large on-demand, $/h."""
@@ -68,3 +69,33 @@ def test_describe_names_what_the_dollars_come_from():
     text = DEFAULT_PRICES.describe(DEFAULT_INSTANCE_TYPE)
     for part in ("us-east-1", "m7g.large", "$0.0816/h", "40 GiB gp3", "512 MB"):
         assert part in text
+
+
+# -- what the Lambda reports the fleet costs an hour -------------------------------------------
+
+
+def inst(i, state=InstanceState.RUNNING, kind="m7g.large", lifecycle="on-demand"):
+    return Instance(f"i-{i}", state, "eu-west-1a", kind, 0.0, lifecycle)
+
+
+def test_each_part_is_priced_from_the_price_book():
+    fleet = [
+        inst(1),
+        inst(2, lifecycle="spot"),
+        inst(3, InstanceState.STOPPED),  # the warm pool: its volume only
+        inst(4, InstanceState.TERMINATED),  # nothing
+    ]
+    cost = hourly_cost(fleet, tick_s=15)
+    m7g = DEFAULT_PRICES.instance("m7g.large")
+    assert cost.workers == pytest.approx(m7g.on_demand_hourly + m7g.spot_hourly)
+    assert cost.volumes == pytest.approx(3 * DEFAULT_PRICES.volume_dollars(HOUR_S))
+    assert cost.autoscaler == pytest.approx(DEFAULT_PRICES.lambda_dollars(240))
+    assert cost.total == pytest.approx(cost.workers + cost.volumes + cost.autoscaler)
+    assert cost.unpriced == ()
+
+
+def test_a_type_the_book_does_not_know_is_named_and_left_out():
+    cost = hourly_cost([inst(1, kind="x9.huge"), inst(2, kind="x9.huge"), inst(3)], tick_s=60)
+    assert cost.unpriced == ("x9.huge",)
+    assert cost.workers == pytest.approx(DEFAULT_PRICES.instance("m7g.large").on_demand_hourly)
+    assert cost.volumes == pytest.approx(3 * DEFAULT_PRICES.volume_dollars(HOUR_S))
