@@ -178,6 +178,7 @@ def _invoke(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    from node_fleet.sim import traces
     from node_fleet.sim.policies import POLICY_NAMES
     from node_fleet.sim.runner import compare, settings_for
     from node_fleet.sim.scenarios import scenario
@@ -186,7 +187,8 @@ def _simulate(args: argparse.Namespace) -> int:
         raise ValueError(f"--tick must be > 0 seconds, got {args.tick}")
     if args.max_nodes is not None and args.max_nodes < 1:
         raise ValueError(f"--max-nodes must be >= 1, got {args.max_nodes}")
-    workload = scenario(args.scenario, args.seed) if args.scenario else trace_workload(args)
+    window = _trace_window(args)
+    workload = scenario(args.scenario, args.seed) if args.scenario else traces.load(args.trace, args.format, **window)
     settings = settings_for(workload, Settings.from_env(os.environ), args.max_nodes)
     policies = POLICY_NAMES if args.policy == "all" else (args.policy,)
     result = compare(workload, settings, policies, args.tick, progress=sys.stderr.isatty())
@@ -209,14 +211,18 @@ def _add_trace_window(parser: argparse.ArgumentParser, formats: tuple[str, ...])
     parser.add_argument("--duration-s", type=float, help="replay this many seconds of --trace (default: the format's)")
 
 
-def trace_workload(args: argparse.Namespace):
-    """The workload of --trace, --format, --start-s and --duration-s (simulate's and tune's)."""
-    from node_fleet.sim import traces
-
+def _trace_window(args: argparse.Namespace) -> dict[str, float]:
     window = {k: v for k, v in (("start_s", args.start_s), ("duration_s", args.duration_s)) if v is not None}
     if window and (getattr(args, "scenario", None) or args.format == "pods"):
         raise ValueError("--start-s and --duration-s cut a trace of the nasa, elb, azure or alibaba format")
-    return traces.load(args.trace, args.format, **window)
+    return window
+
+
+def trace_workload(args: argparse.Namespace):
+    """The workload of --trace, --format, --start-s and --duration-s, as `simulate` reads it (for `tune`)."""
+    from node_fleet.sim import traces
+
+    return traces.load(args.trace, args.format, **_trace_window(args))
 
 
 def _gate(args: argparse.Namespace) -> int:
