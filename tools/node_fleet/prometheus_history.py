@@ -135,14 +135,18 @@ def to_workload(
     origin, step = min(times), window.step_s
     last = max(times)
     pods: list[PodSpec] = []
+    names: dict[str, int] = defaultdict(int)
     for key in keys:
         seen = sorted(set(cpu.get(key, {})) | set(mem.get(key, {})))
-        for n, run in enumerate(_runs(seen, step)):
+        for run in _runs(seen, step):
             cpu_m = max(round(cpu.get(key, {}).get(t, 0.0) * 1000) for t in run)
             mem_mib = max(math.ceil(mem.get(key, {}).get(t, 0.0) / MIB) for t in run)
             if cpu_m == 0 and mem_mib == 0:
                 continue
-            name = f"{key[0]}/{key[1]}" + (f"#{n + 1}" if n else "")
+            # A StatefulSet's pod keeps its name across uids, and a run may be split: names stay unique.
+            name = f"{key[0]}/{key[1]}"
+            names[name] += 1
+            name += f"#{names[name]}" if names[name] > 1 else ""
             end = None if run[-1] >= last else run[-1] + step - origin
             pods.append(PodSpec(name, run[0] - origin, end, cpu_m, mem_mib))
     if not pods:
