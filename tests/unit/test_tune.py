@@ -169,35 +169,26 @@ def test_prometheus_options_do_not_mix_with_a_trace():
 
 # -- the front and the rule on hand-made points ---------------------------------------------------
 
-GRID = {"A": ("1", "2"), "B": ("1", "2")}
-CURRENT = {"A": "1", "B": "1"}
+
+def _point(a: int, b: int, dollars: float, pending: float) -> tune.Point:
+    return tune.Point({"A": str(a), "B": str(b)}, (a, b), dollars, pending, 0.0, 0, 0)
 
 
-def _point(a: str, b: str, dollars: float, pending: float) -> tune.Point:
-    return tune.Point({"A": a, "B": b}, dollars, pending, 0.0, 0, 0)
-
-
-@pytest.fixture
-def loader_knows_a_and_b(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`changes` compares values as the loader parses them; A and B parse as themselves here."""
-    monkeypatch.setattr(tune, "_parsed", lambda env, value: value)
-
-
-def test_front_drops_dominated_points_and_keeps_one_of_equal_outcomes(loader_knows_a_and_b):
-    current = _point("1", "1", 10.0, 100.0)
-    same_as_current = _point("2", "2", 10.0, 100.0)
-    cheaper_slower = _point("2", "1", 8.0, 150.0)
-    dominated = _point("1", "2", 11.0, 120.0)
-    front = tune.pareto_front([same_as_current, cheaper_slower, dominated, current], CURRENT, GRID)
+def test_front_drops_dominated_points_and_keeps_one_of_equal_outcomes():
+    current = _point(1, 1, 10.0, 100.0)
+    same_as_current = _point(2, 2, 10.0, 100.0)
+    cheaper_slower = _point(2, 1, 8.0, 150.0)
+    dominated = _point(1, 2, 11.0, 120.0)
+    front = tune.pareto_front([same_as_current, cheaper_slower, dominated, current], current)
     assert front == [cheaper_slower, current]  # cheapest first; the unchanged settings stand for their outcome
-    assert tune.recommend(front, current, GRID) is current  # nothing cheaper without more waiting: keep
+    assert tune.recommend(front, current) is current  # nothing cheaper without more waiting: keep
 
 
-def test_recommend_takes_the_cheapest_not_slower_point_then_the_fewest_changes(loader_knows_a_and_b):
-    current = _point("1", "1", 10.0, 100.0)
-    two_changes = _point("2", "2", 9.0, 90.0)
-    one_change = _point("2", "1", 9.0, 90.0)
-    cheapest_but_slower = _point("1", "2", 7.0, 101.0)
-    front = tune.pareto_front([current, two_changes, one_change, cheapest_but_slower], CURRENT, GRID)
+def test_recommend_takes_the_cheapest_not_slower_point_then_the_fewest_changes():
+    current = _point(1, 1, 10.0, 100.0)
+    two_changes = _point(2, 2, 9.0, 90.0)
+    one_change = _point(2, 1, 9.0, 90.0)
+    cheapest_but_slower = _point(1, 2, 7.0, 101.0)
+    front = tune.pareto_front([current, two_changes, one_change, cheapest_but_slower], current)
     assert current not in front
-    assert tune.recommend(front, current, GRID) is one_change
+    assert tune.recommend(front, current) is one_change

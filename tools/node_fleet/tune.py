@@ -60,6 +60,8 @@ RULE = (
 class Point:
     env: Mapping[str, str]
     """The grid's variables as replayed, in GRID order."""
+    parsed: tuple[object, ...]
+    """The same values as the Settings loader parsed them (0.50 and 0.5 are one value)."""
     dollars: float
     pending_pod_seconds: float
     p95_pending_s: float
@@ -122,7 +124,7 @@ def spell(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return f"{value:g}"
+        return repr(value)  # reads back exactly
     return str(value)
 
 
@@ -133,10 +135,9 @@ def settings_of(assignment: Mapping[str, str], environ: Mapping[str, str], max_n
 
 def assignments(
     grid: Mapping[str, tuple[str, ...]], environ: Mapping[str, str], max_nodes: int
-) -> tuple[list[dict[str, str]], dict[str, str]]:
-    """Every combination of the grid (each checked by the Settings loader, so a bad value fails before
-    any replay), the current settings' combination among them, and that combination: values that parse
-    to the same settings count once."""
+) -> list[dict[str, str]]:
+    """Every combination of the grid, the current settings' first, each checked by the Settings loader
+    (so a bad value fails before any replay); values that parse to the same settings count once."""
     base = Settings.from_env(environ)
     current = {env: spell(getattr(base, env.lower())) for env in grid}
     found: dict[tuple[object, ...], dict[str, str]] = {}
@@ -147,7 +148,7 @@ def assignments(
         except ConfigError as exc:
             raise ConfigError(f"--grid: {exc}") from None
         found.setdefault(tuple(getattr(settings, env.lower()) for env in grid), assignment)
-    return list(found.values()), current
+    return list(found.values())
 
 
 # Each worker process gets the workload once (not once per point): a trace's pods are most of a task.
@@ -162,7 +163,8 @@ def _replay_point(assignment: dict[str, str]) -> Point:
     settings = settings_of(assignment, _worker["environ"], _worker["max_nodes"])
     # tick_s 60: node-fleet then ticks at the point's TICK_S (the engine takes the smaller).
     s = score(replay(_worker["workload"], POLICY, settings, tick_s=60.0))
-    return Point(assignment, s.dollars, s.pending_pod_seconds, s.p95_pending_s, s.scale_actions, s.flaps)
+    parsed = tuple(getattr(settings, env.lower()) for env in assignment)
+    return Point(assignment, parsed, s.dollars, s.pending_pod_seconds, s.p95_pending_s, s.scale_actions, s.flaps)
 
 
 def replay_points(
@@ -184,18 +186,12 @@ def dominates(a: Point, b: Point) -> bool:
     )
 
 
-def changes(point: Point, current: Mapping[str, str], grid: Mapping[str, tuple[str, ...]]) -> int:
-    """How many settings `point` changes from the current ones (compared as the loader parses them)."""
-    return sum(
-        _parsed(env, point.env[env]) != _parsed(env, current[env]) for env in grid if point.env[env] != current[env]
-    )
+def changes(point: Point, current: Point) -> int:
+    """How many settings `point` changes from the current ones."""
+    return sum(a != b for a, b in zip(point.parsed, current.parsed, strict=True))
 
 
-def _parsed(env: str, value: str) -> object:
-    return getattr(Settings.from_env({env: value}), env.lower())
-
-
-def pareto_front(points: list[Point], current: Mapping[str, str], grid: Mapping[str, tuple[str, ...]]) -> list[Point]:
+def pareto_front(points: list[Point], current: Point) -> list[Point]:
     """The points no other dominates, cheapest first; of several with the same outcome, the one that
     changes the fewest settings stands for them."""
     by_outcome: dict[tuple[float, float], Point] = {}
@@ -203,15 +199,15 @@ def pareto_front(points: list[Point], current: Mapping[str, str], grid: Mapping[
         if any(dominates(q, p) for q in points):
             continue
         held = by_outcome.get(p.outcome())
-        if held is None or changes(p, current, grid) < changes(held, current, grid):
+        if held is None or changes(p, current) < changes(held, current):
             by_outcome[p.outcome()] = p
     return sorted(by_outcome.values(), key=lambda p: (p.dollars, p.pending_pod_seconds))
 
 
-def recommend(front: list[Point], current: Point, grid: Mapping[str, tuple[str, ...]]) -> Point:
+def recommend(front: list[Point], current: Point) -> Point:
     """RULE. Never empty: some front point is at least as good as `current` on both axes."""
     eligible = [p for p in front if p.pending_pod_seconds <= current.pending_pod_seconds]
-    return min(eligible, key=lambda p: (p.dollars, changes(p, current.env, grid)))
+    return min(eligible, key=lambda p: (p.dollars, changes(p, current)))
 
 
 def tune(
@@ -223,21 +219,21 @@ def tune(
 ) -> Tuning:
     from autoscaler.pricing import DEFAULT_INSTANCE_TYPE, DEFAULT_PRICES
 
-    todo, current_env = assignments(grid, environ, max_nodes)
+    todo = assignments(grid, environ, max_nodes)
     if sys.stderr.isatty():
         print(f"tune: {len(todo)} replays on {processes} processes...", file=sys.stderr)
     started = time.perf_counter()
     points = replay_points(workload, environ, max_nodes, todo, processes)
     seconds = time.perf_counter() - started
     current = points[0]  # assignments() puts the current settings first
-    front = pareto_front(points, current_env, grid)
+    front = pareto_front(points, current)
     return Tuning(
         workload=workload,
         grid=dict(grid),
         points=points,
         current=current,
         front=front,
-        recommended=recommend(front, current, grid),
+        recommended=recommend(front, current),
         max_nodes=max_nodes,
         processes=processes,
         seconds=seconds,
