@@ -165,6 +165,14 @@ def test_a_malformed_grid_option_is_one_line(option, says):
 def test_prometheus_options_do_not_mix_with_a_trace():
     code, _, err = _run([*SMALL, "--days", "3"])
     assert code == exits.FAILED and "--days and --step-s read --prometheus" in err
+    code, _, err = _run(["tune", "--prometheus", "http://127.0.0.1:9", "--duration-s", "60"])
+    assert code == exits.FAILED and "with --prometheus, use --days" in err
+
+
+@pytest.mark.parametrize(("option", "says"), [("--days=0", "--days must be in (0, 90]"), ("--step-s=5", "10..3600")])
+def test_a_prometheus_window_out_of_range_fails_before_asking(option, says):
+    code, _, err = _run(["tune", "--prometheus", "http://127.0.0.1:9", option])  # port 9: nothing asked
+    assert code == exits.FAILED and says in err and "cannot connect" not in err
 
 
 # -- the front and the rule on hand-made points ---------------------------------------------------

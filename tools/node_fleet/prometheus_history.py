@@ -23,11 +23,13 @@ import time
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
-from autoscaler.adapters.prometheus.queries import QueryError
-from autoscaler.adapters.prometheus.transport import Transport
 from autoscaler.config.prometheus import ENV_DEADLINE, ENV_TIMEOUT, PrometheusOptions
 from node_fleet.sim.workload import PodSpec, TraceError, Workload
+
+if TYPE_CHECKING:
+    from autoscaler.adapters.prometheus.transport import Transport
 
 DAY_S = 86_400
 MIB = 2**20
@@ -80,6 +82,9 @@ class Window:
 
 def read_workload(url: str, window: Window, environ: Mapping[str, str]) -> Workload:
     """The pods of the history Prometheus at `url` holds for `window`, as a replayable workload."""
+    # Imported here, so the window is checked without loading requests (urllib3 opens a socket at import).
+    from autoscaler.adapters.prometheus.transport import Transport
+
     options = PrometheusOptions.from_env({**environ, "PROMETHEUS_URL": url})
     if environ.get(ENV_TIMEOUT) is None and environ.get(ENV_DEADLINE) is None:
         options = replace(options, **_BULK_TIMEOUTS)
@@ -98,6 +103,8 @@ def _read(
 ) -> dict[tuple[str, ...], dict[float, float]]:
     """Series key (namespace, pod, uid) -> {unix time: value}, over every chunk of the window (each
     chunk's query within `deadline_s`)."""
+    from autoscaler.adapters.prometheus.queries import QueryError
+
     series: dict[tuple[str, ...], dict[float, float]] = defaultdict(dict)
     for at, span in window.chunks():
         try:
