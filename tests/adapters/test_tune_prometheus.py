@@ -1,6 +1,6 @@
 """`node-fleet tune --prometheus`: a real Prometheus holding three hours of kube-state-metrics history
 (backfilled with promtool), read back as a workload, replayed through the CLI; and the clear errors when
-Prometheus cannot be reached or holds no such history."""
+Prometheus cannot be reached, holds no such history, or answers what kube-state-metrics would not."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
 from node_fleet import exits
 from node_fleet.cli import main
-from node_fleet.prometheus_history import HistoryError, Window, read_workload
+from node_fleet.prometheus_history import HistoryError, Window, _read, read_workload
 from node_fleet.stack.prometheus import INSTALL_HINT, OpenMetrics, PrometheusServer, binaries, closed_port_url
 
 SCRAPE_S = 30
@@ -147,3 +148,41 @@ def test_an_unreachable_prometheus_is_one_line_and_exit_code_1():
     message = err.getvalue().strip()
     assert len(message.splitlines()) == 1
     assert f"Prometheus at {url}: cannot connect" in message and "kube_pod_status_phase" in message
+
+
+# -- answers the reader refuses, from a stand-in for the adapter's Transport ----------------------
+
+FIXED_END = 1_800_000_000.0
+
+
+class _Answers:
+    """Stands for the adapter's Transport: the same `data` for every query."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+
+    def instant(self, expr: str, now: float, deadline: float) -> dict[str, Any]:
+        return self.data
+
+
+def _matrix(value: str) -> dict[str, Any]:
+    return {
+        "resultType": "matrix",
+        "result": [{"metric": {"namespace": "a", "pod": "p", "uid": "u"}, "values": [[FIXED_END, value]]}],
+    }
+
+
+@pytest.mark.parametrize("value", ["NaN", "-1", "+Inf"])
+def test_a_request_that_is_not_a_finite_number_at_least_0_is_refused(value):
+    with pytest.raises(HistoryError, match=r"pod a/p requests .* expected a finite number >= 0"):
+        _read(_Answers(_matrix(value)), "http://prom", "expr", Window(FIXED_END, days=1), 10.0)
+
+
+def test_an_answer_that_is_not_a_matrix_is_refused():
+    with pytest.raises(HistoryError, match="expected a matrix answer, got 'vector'"):
+        _read(_Answers({"resultType": "vector", "result": []}), "http://prom", "expr", Window(FIXED_END, days=1), 10.0)
+
+
+def test_samples_of_overlapping_chunks_count_once():
+    series = _read(_Answers(_matrix("0.5")), "http://prom", "expr", Window(FIXED_END, days=3), 10.0)
+    assert series == {("a", "p", "u"): {FIXED_END: 0.5}}
