@@ -39,10 +39,12 @@ class PodHistory:
     owner_kind: str = "ReplicaSet"
     deleted: float | None = None
     """Its series end here (the pod object is gone); None: kept to the end, as a completed pod is."""
+    scrapers: tuple[str, ...] = ("ksm-0",)
+    """The kube-state-metrics instances whose scrapes hold its series (two: each series twice)."""
 
 
 PODS = (
-    PodHistory("shop", "web-0", "u-web", (0, HISTORY_S), 0, ((0.25, 0.5), (0.25, 0.5))),
+    PodHistory("shop", "web-0", "u-web", (0, HISTORY_S), 0, ((0.25, 0.5), (0.25, 0.5)), scrapers=("ksm-0", "ksm-1")),
     # Waits 10 minutes for capacity, runs 40, then Succeeded: its series stay, phase Succeeded.
     PodHistory("jobs", "batch-1", "u-batch", (3600, 6600), 4200, ((1.5, 3.0),)),
     # A StatefulSet pod deleted after 30 minutes, its replacement (same name, new uid) back at 90.
@@ -66,19 +68,24 @@ def history(start: float) -> str:
         for p in PODS:
             if at < p.live[0] or (p.deleted is not None and at >= p.deleted):
                 continue
-            labels = {"namespace": p.namespace, "pod": p.pod, "uid": p.uid, "job": "kube-state-metrics"}
-            phase = "Succeeded" if at >= p.live[1] else "Pending" if at < p.pending_until else "Running"
-            for each in ("Pending", "Running", "Succeeded", "Failed", "Unknown"):
-                value = 1.0 if each == phase else 0.0
-                om.add("kube_pod_status_phase", "gauge", "kube_pod_status_phase", {**labels, "phase": each}, t, value)
-            owner = {**labels, "owner_kind": p.owner_kind, "owner_name": "x", "owner_is_controller": "true"}
-            om.add("kube_pod_owner", "gauge", "kube_pod_owner", owner, t, 1.0)
-            for i, (cores, gib) in enumerate(p.containers):
-                for resource, unit, value in (("cpu", "core", cores), ("memory", "byte", gib * GIB)):
-                    series = {**labels, "container": f"c{i}", "node": "w-1", "resource": resource, "unit": unit}
-                    name = "kube_pod_container_resource_requests"
-                    om.add(name, "gauge", name, series, t, value)
+            for scraper in p.scrapers:
+                _pod_series(om, t, p, at, {"namespace": p.namespace, "pod": p.pod, "uid": p.uid, "instance": scraper})
     return om.text()
+
+
+def _pod_series(om: OpenMetrics, t: int, p: PodHistory, at: float, labels: dict[str, str]) -> None:
+    """What kube-state-metrics exports for pod `p` at `at` seconds into the history (unix time `t`)."""
+    phase = "Succeeded" if at >= p.live[1] else "Pending" if at < p.pending_until else "Running"
+    for each in ("Pending", "Running", "Succeeded", "Failed", "Unknown"):
+        value = 1.0 if each == phase else 0.0
+        om.add("kube_pod_status_phase", "gauge", "kube_pod_status_phase", {**labels, "phase": each}, t, value)
+    owner = {**labels, "owner_kind": p.owner_kind, "owner_name": "x", "owner_is_controller": "true"}
+    om.add("kube_pod_owner", "gauge", "kube_pod_owner", owner, t, 1.0)
+    for i, (cores, gib) in enumerate(p.containers):
+        for resource, unit, value in (("cpu", "core", cores), ("memory", "byte", gib * GIB)):
+            series = {**labels, "container": f"c{i}", "node": "w-1", "resource": resource, "unit": unit}
+            name = "kube_pod_container_resource_requests"
+            om.add(name, "gauge", name, series, t, value)
 
 
 @dataclass(frozen=True)
@@ -108,7 +115,8 @@ def _window(seeded: Seeded) -> Window:
 def test_the_pods_are_read_back_with_their_requests_and_lives(seeded):
     workload = read_workload(seeded.server.url, _window(seeded), {})
     pods = {p.name: p for p in workload.pods}
-    assert set(pods) == set(EXPECTED)  # the DaemonSet's pod left out, the StatefulSet's two lives apart
+    # The DaemonSet's pod left out, the StatefulSet's two lives apart, web-0's two scrapes counted once.
+    assert set(pods) == set(EXPECTED)
     for name, (start, end, cpu_m, mem_mib) in EXPECTED.items():
         pod = pods[name]
         assert (pod.cpu_m, pod.mem_mib) == (cpu_m, mem_mib), name

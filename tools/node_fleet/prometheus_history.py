@@ -40,12 +40,14 @@ EXPECTED = (
 _LIVE = 'max by (namespace, pod, uid) (kube_pod_status_phase{phase=~"Pending|Running"}) == 1'
 _NOT_PER_NODE = 'kube_pod_owner{owner_kind=~"DaemonSet|Node"}'
 QUERIES = {
-    resource: f'sum by (namespace, pod, uid) (kube_pod_container_resource_requests{{resource="{resource}"}})'
+    resource: "sum by (namespace, pod, uid) (max by (namespace, pod, uid, container) "
+    f'(kube_pod_container_resource_requests{{resource="{resource}"}}))'
     f" and on (namespace, pod, uid) ({_LIVE})"
     f" unless on (namespace, pod) {_NOT_PER_NODE}"
     for resource in ("cpu", "memory")
 }
-"""Per live pod, the sum of its containers' requests (cores; bytes). Init containers are left out, as
+"""Per live pod, the sum of its containers' requests (cores; bytes); the max per container first, so a
+kube-state-metrics scraped by two jobs is not counted twice. Init containers are left out, as
 kube-state-metrics has them in a metric of their own."""
 # Bulk reads of days of history take longer than one cycle's queries: the widest the options allow,
 # unless the environment says otherwise.
