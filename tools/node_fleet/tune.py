@@ -277,7 +277,8 @@ def format_text(t: Tuning) -> str:
         f"prices: {t.prices}",
         "",
         f"Pareto front, dollars against pending pod-seconds (lower is better on both): {len(t.front)} of "
-        f"{len(t.points)} points; * recommended, = the current settings",
+        f"{len(t.points)} points; * recommended, = the current settings (the environment's, the defaults "
+        "where unset)",
     ]
     header = ["", "dollars", "pending pod-s", "p95 s", "flaps", *keys]
     rows = [_row(p, p is t.recommended, p.outcome() == t.current.outcome()) for p in t.front]
