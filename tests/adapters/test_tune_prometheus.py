@@ -169,7 +169,7 @@ class _Answers:
     def __init__(self, data: dict[str, Any]) -> None:
         self.data = data
 
-    def instant(self, expr: str, now: float, deadline: float) -> dict[str, Any]:
+    def range(self, expr: str, start: float, end: float, step_s: float, deadline: float) -> dict[str, Any]:
         return self.data
 
 

@@ -9,11 +9,11 @@ go with their node, and every worker the replay adds brings its own). Counted as
 they may not be: pods on the K3s server node. CPU usage is not read: every pod uses DEFAULT_USAGE of its
 request, as pod CSV rows without a usage column do.
 
-How it asks: the deployed adapter's `Transport` (its retries, timeouts, deadline and TLS; the
-PROMETHEUS_* variables apply, no credentials, as for `node-fleet plan`), with one instant query a day of
-history whose answer is a subquery's matrix, `(<expr>)[1d:60s]`: what query_range would answer, at the
-same steps, without a second HTTP path beside the adapter's. A day at 60 s steps is 1,440 points a
-series, well under Prometheus' per-query limits.
+How it asks: through the deployed adapter's `Transport` (its retries, timeouts, deadline and TLS; the
+PROMETHEUS_* variables apply, no credentials, as for `node-fleet plan`), one query_range a day of history
+and resource: a day at 60 s steps is 1,440 points a series, under Prometheus' 11,000. The demand is the
+forecast's (`queries.demand_expr`: requests of Pending and Running pods, less DaemonSet pods'), kept
+per pod instead of summed, and less static pods' too.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ class Window:
             raise ValueError(f"--step-s must be in 10..3600, got {self.step_s}")
 
     def chunks(self) -> list[tuple[float, int]]:
-        """(evaluation time, range seconds) of each query, oldest first, covering `days` up to `end`."""
+        """(end, seconds) of each range query, oldest first, covering `days` up to `end`."""
         total = math.ceil(self.days * DAY_S / self.step_s) * self.step_s
         out, covered = [], 0
         while covered < total:
@@ -104,13 +104,13 @@ def _read(
     transport: Transport, url: str, expr: str, window: Window, deadline_s: float
 ) -> dict[tuple[str, ...], dict[float, float]]:
     """Series key (namespace, pod, uid) -> {unix time: value}, over every chunk of the window (each
-    chunk's query within `deadline_s`)."""
+    chunk's query within `deadline_s`); a step on two chunks' edges counts once."""
     from autoscaler.adapters.prometheus.queries import QueryError
 
     series: dict[tuple[str, ...], dict[float, float]] = defaultdict(dict)
     for at, span in window.chunks():
         try:
-            data = transport.instant(f"({expr})[{span}s:{window.step_s}s]", at, time.monotonic() + deadline_s)
+            data = transport.range(expr, at - span, at, window.step_s, time.monotonic() + deadline_s)
         except QueryError as exc:
             raise HistoryError(f"Prometheus at {url}: {exc.reason} (expected {EXPECTED})") from None
         if data.get("resultType") != "matrix" or not isinstance(data.get("result"), list):
