@@ -78,13 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     source = sim.add_mutually_exclusive_group(required=True)
     source.add_argument("--scenario", choices=sorted(SCENARIOS), help="a built-in workload")
     source.add_argument("--trace", type=Path, help="a trace file (see --format)")
-    sim.add_argument("--format", choices=FORMATS, default="pods", help="format of --trace (default: pods)")
-    sim.add_argument(
-        "--start-s",
-        type=float,
-        help="replay --trace from this second of it (default: the format's window; 0 for the excerpts in samples/traces)",
-    )
-    sim.add_argument("--duration-s", type=float, help="replay this many seconds of --trace (default: the format's)")
+    _add_trace_window(sim, FORMATS)
     sim.add_argument("--policy", default="all", choices=("all", *POLICY_NAMES))
     sim.add_argument("--tick", type=float, default=60.0, help="seconds between cycles (ca-10s/ca-60s keep theirs)")
     sim.add_argument("--seed", type=int, default=1, help="seed of the scenario generator")
@@ -96,6 +90,10 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     sim.add_argument("--plot", type=Path, help="write a PNG of the run")
     sim.set_defaults(run=_simulate)
+
+    from node_fleet import tune_cli
+
+    _add_trace_window(tune_cli.add_parser(sub), FORMATS)
 
     gate = sub.add_parser("gate", help="may scale-down proceed? the GitOps gate over Flux objects")
     gate_source = gate.add_mutually_exclusive_group(required=True)
@@ -189,9 +187,7 @@ def _simulate(args: argparse.Namespace) -> int:
         raise ValueError(f"--tick must be > 0 seconds, got {args.tick}")
     if args.max_nodes is not None and args.max_nodes < 1:
         raise ValueError(f"--max-nodes must be >= 1, got {args.max_nodes}")
-    window = {k: v for k, v in (("start_s", args.start_s), ("duration_s", args.duration_s)) if v is not None}
-    if window and (args.scenario or args.format == "pods"):
-        raise ValueError("--start-s and --duration-s cut a trace of the nasa, elb, azure or alibaba format")
+    window = _trace_window(args)
     workload = scenario(args.scenario, args.seed) if args.scenario else traces.load(args.trace, args.format, **window)
     settings = settings_for(workload, Settings.from_env(os.environ), args.max_nodes)
     policies = POLICY_NAMES if args.policy == "all" else (args.policy,)
@@ -203,6 +199,30 @@ def _simulate(args: argparse.Namespace) -> int:
     if args.plot:
         _plot(result, args.plot)
     return 0
+
+
+def _add_trace_window(parser: argparse.ArgumentParser, formats: tuple[str, ...]) -> None:
+    parser.add_argument("--format", choices=formats, default="pods", help="format of --trace (default: pods)")
+    parser.add_argument(
+        "--start-s",
+        type=float,
+        help="replay --trace from this second of it (default: the format's window; 0 for the excerpts in samples/traces)",
+    )
+    parser.add_argument("--duration-s", type=float, help="replay this many seconds of --trace (default: the format's)")
+
+
+def _trace_window(args: argparse.Namespace) -> dict[str, float]:
+    window = {k: v for k, v in (("start_s", args.start_s), ("duration_s", args.duration_s)) if v is not None}
+    if window and (getattr(args, "scenario", None) or args.format == "pods"):
+        raise ValueError("--start-s and --duration-s cut a trace of the nasa, elb, azure or alibaba format")
+    return window
+
+
+def trace_workload(args: argparse.Namespace):
+    """The workload of --trace, --format, --start-s and --duration-s, as `simulate` reads it (for `tune`)."""
+    from node_fleet.sim import traces
+
+    return traces.load(args.trace, args.format, **_trace_window(args))
 
 
 def _gate(args: argparse.Namespace) -> int:
