@@ -33,12 +33,15 @@ SMALL = [
     "SCALE_DOWN_UTILIZATION_THRESHOLD=0.5",
     "--grid",
     "TICK_S=60",
+    "--grid",
+    "FORECAST_MAX_PREWARM=0",
 ]
 DEFAULTS = {
     "SCALE_DOWN_UNNEEDED_TIME_S": "600",
     "SCALE_DOWN_UTILIZATION_THRESHOLD": "0.5",
     "WARM_POOL_SIZE": "0",
     "TICK_S": "60",
+    "FORECAST_MAX_PREWARM": "0",
 }
 
 
@@ -76,6 +79,7 @@ def test_json_holds_every_point_of_the_grid_and_says_what_ran(as_json):
         "WARM_POOL_SIZE": ["0", "4"],
         "SCALE_DOWN_UTILIZATION_THRESHOLD": ["0.5"],
         "TICK_S": ["60"],
+        "FORECAST_MAX_PREWARM": ["0"],
     }
     assert answer["replays"] == len(answer["points"]) == 4
     assert answer["processes"] == 2 and answer["seconds"] > 0
