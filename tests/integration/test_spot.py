@@ -1,5 +1,6 @@
-"""Spot interruptions end to end on the embedded stack (fake API server): EC2's warning, as
-EventBridge delivers it, through autoscaler.handler.lambda_handler.
+"""Spot interruptions end to end on the embedded stack, on the fake API server and on the real
+control plane (as test_cycles.py): EC2's warning, as EventBridge delivers it, through
+autoscaler.handler.lambda_handler.
 
 A spot worker the autoscaler launched (SPOT_SHARE=1) is warned: a replacement is launched in its
 zone and the node is cordoned and drained through the Eviction API in that same invocation, with no
@@ -11,7 +12,16 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+
 from stack_driver import codes, load_event, now_iso
+
+pytestmark = pytest.mark.parametrize(
+    "embedded",
+    ["fake", pytest.param("controlplane", marks=pytest.mark.controlplane)],
+    indirect=True,
+    scope="module",
+)
 
 
 def warning(instance_id: str, event_id: str | None = None) -> dict:
