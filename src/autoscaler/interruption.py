@@ -70,10 +70,11 @@ def plan_interruption(
         launches = {instance.az: 1}
     starts, launches = warm_starts(draft, launches)
     where = f"node {node.name}" if node is not None else "no node matched to it yet"
+    replaced = "replaced" if starts or launches else "not replaced"
     draft.say(
         ReasonCode.SPOT_INTERRUPTION,
-        f"{instance_id} ({where}, {instance.az}) is taken back at {ends:.0f}: "
-        + ("replaced and drained" if starts or launches else "drained, not replaced"),
+        f"{instance_id} ({where}, {instance.az}) is taken back at {ends:.0f}: {replaced}"
+        + (", drained" if node is not None else ", nothing to drain"),
     )
     remove = (node.name,) if node is not None else ()
     action = Action.SCALE_UP if starts or launches else Action.NONE
