@@ -10,7 +10,8 @@ Node stays, cordoned, until a start gives it back.
 Each step is recorded before the step that depends on it (the drain is saved before the node is
 cordoned; TERMINATING before the instance is terminated), and every step is safe to repeat, so a
 cycle that dies anywhere leaves a state the next cycle resumes from. A drain past its deadline is
-undone (uncordon) unless the operator set `drain_force`; under a GitOps hold drains wait.
+undone (uncordon) unless the operator set `drain_force`; under a GitOps hold drains wait. A spot
+interruption's drain neither waits nor is undone: EC2 takes its instance back at its deadline.
 
 The state is checked against what was observed before anything acts on it: a drain read back
 must name a worker of this cluster (one the Fleet lists), matched to its node without ambiguity,
@@ -201,16 +202,25 @@ def _warm_start(decision: Decision, run: _Run) -> dict[str, int]:
 
 
 def _start(decision: Decision, token: str, run: _Run) -> None:
-    """Record the drains the decision starts, before any of them acts."""
+    """Record the drains the decision starts, before any of them acts. A node EC2 takes back gets an
+    interruption drain that ends with the notice; one already draining as unneeded becomes one."""
     draining = {d.node for d in run.state.drains}
-    now, timeout = run.now, run.settings.drain_timeout_s
+    now, timeout, ends = run.now, run.settings.drain_timeout_s, decision.interrupted
     started = [
-        Drain(name, instance_id, now, now + timeout, keep=name in decision.warm)
+        Drain(
+            name, instance_id, now, ends.get(name, now + timeout), keep=name in decision.warm, interrupted=name in ends
+        )
         for name in decision.remove
         if name not in draining and (instance_id := _removable(name, decision, run.seen)) is not None
     ]
-    if started or (decision.remove and token in run.state.intents):
-        run.save(_struck(replace(run.state, drains=(*run.state.drains, *started)), token, removals=True))
+    drains = tuple(
+        replace(d, interrupted=True, keep=False, deadline=min(d.deadline, ends[d.node]))
+        if d.node in ends and not d.interrupted
+        else d
+        for d in run.state.drains
+    )
+    if started or drains != run.state.drains or (decision.remove and token in run.state.intents):
+        run.save(_struck(replace(run.state, drains=(*drains, *started)), token, removals=True))
     run.started = frozenset(d.node for d in started)
 
 
@@ -279,7 +289,7 @@ def _mismatch(drain: Drain, seen: _Observed) -> str | None:
         return None
     if not node.cordoned:
         return f"node {drain.node} is not cordoned: given back by hand, or never drained"
-    if drain.phase is DrainPhase.TERMINATING:
+    if drain.phase is DrainPhase.TERMINATING and not drain.interrupted:
         return first_blocker(seen.movers(drain.node))
     return None
 
@@ -317,13 +327,15 @@ def _evict(drain: Drain, run: _Run) -> Drain | None:
         pods = run.seen.movers(drain.node)
         overdue = run.now > drain.deadline
         # A pod that became unmovable since the plan stops the drain, forced or not; past the
-        # deadline, pods left stop it unless the operator asked to force.
-        if first_blocker(pods) is not None or (pods and overdue and not run.settings.drain_force):
+        # deadline, pods left stop it unless the operator asked to force. An interruption's drain
+        # goes on regardless: the instance goes at its deadline.
+        stuck = first_blocker(pods) is not None or (pods and overdue and not run.settings.drain_force)
+        if stuck and not drain.interrupted:
             cluster.uncordon(drain.node)
             outcome.drains_timed_out.append(drain.node)
             return run.record(drain, None, last_failure=run.now)
         if pods and not overdue:
-            if run.may_remove:
+            if run.may_remove or drain.interrupted:
                 for pod in pods:
                     result = cluster.evict(pod)
                     if result is EvictionOutcome.BLOCKED:
@@ -334,7 +346,7 @@ def _evict(drain: Drain, run: _Run) -> Drain | None:
                 run.record(drain, replace(drain, phase=DrainPhase.EVICTING))
             return None
     # Emptied (or forced past its deadline), or its Node object deleted by hand: the instance goes.
-    if not run.may_remove:
+    if not run.may_remove and not drain.interrupted:
         return None
     return run.record(drain, replace(drain, phase=DrainPhase.TERMINATING))
 

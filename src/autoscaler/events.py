@@ -7,6 +7,9 @@
 3. A manual action: an EventBridge event with source `node-fleet.manual`, or a direct invoke,
    whose detail is `{"action": "scale_up"|"scale_down", "count": N}`, `{"action": "set",
    "desired": N}`, `{"action": "pause"}` or `{"action": "resume"}`, with an optional `reason`.
+4. EC2's "EC2 Spot Instance Interruption Warning" (two minutes before EC2 takes a spot instance back)
+   and "EC2 Instance Rebalance Recommendation" (the instance is at elevated risk of one), delivered
+   by an EventBridge rule for every instance of the account and region: whose they are is decided later.
 
 Anything else is an InvalidEvent whose message names the field and what was expected.
 """
@@ -14,8 +17,10 @@ Anything else is an InvalidEvent whose message names the field and what was expe
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
@@ -27,6 +32,11 @@ MANUAL_SOURCE = "node-fleet.manual"
 ALARM_SOURCE = "aws.cloudwatch"
 ALARM_DETAIL_TYPE = "CloudWatch Alarm State Change"
 SCHEDULE_SOURCES = ("aws.events", "aws.scheduler")
+EC2_SOURCE = "aws.ec2"
+SPOT_WARNING_DETAIL_TYPE = "EC2 Spot Instance Interruption Warning"
+REBALANCE_DETAIL_TYPE = "EC2 Instance Rebalance Recommendation"
+SPOT_ACTIONS = ("terminate", "stop", "hibernate")
+_INSTANCE_ID = re.compile(r"^i-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
 MAX_COUNT = 1000
 MAX_REASON = 256
 
@@ -57,7 +67,24 @@ class Manual:
     intent: Intent
 
 
-Request = Tick | AlarmChange | Manual
+@dataclass(frozen=True, slots=True)
+class SpotInterruption:
+    """EC2 takes `instance_id` back two minutes after `warned_at` (epoch seconds, the event's time)."""
+
+    event_id: str
+    instance_id: str
+    action: str
+    """What EC2 will do to it: terminate, stop or hibernate (the request's interruption behaviour)."""
+    warned_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RebalanceRecommendation:
+    event_id: str
+    instance_id: str
+
+
+Request = Tick | AlarmChange | Manual | SpotInterruption | RebalanceRecommendation
 
 
 def parse(event: Any, alarm_actions: Mapping[str, Intent], fallback_id: str) -> Request:
@@ -90,10 +117,38 @@ def parse(event: Any, alarm_actions: Mapping[str, Intent], fallback_id: str) -> 
         return AlarmChange(event_id, name, state, intent)
     if source == MANUAL_SOURCE:
         return Manual(event_id, _intent(detail, "detail.", f"manual event {eb.get_id}"))
+    if source == EC2_SOURCE and detail_type == SPOT_WARNING_DETAIL_TYPE:
+        action = detail.get("instance-action")
+        if action not in SPOT_ACTIONS:
+            raise InvalidEvent(f"detail.instance-action: expected one of {', '.join(SPOT_ACTIONS)}, got {action!r}")
+        return SpotInterruption(event_id, _instance_id(detail), action, _time(event))
+    if source == EC2_SOURCE and detail_type == REBALANCE_DETAIL_TYPE:
+        return RebalanceRecommendation(event_id, _instance_id(detail))
     raise InvalidEvent(
-        f"source/detail-type: expected a schedule tick, a CloudWatch alarm state change or source "
-        f"{MANUAL_SOURCE!r}, got {source!r}/{detail_type!r}"
+        f"source/detail-type: expected a schedule tick, a CloudWatch alarm state change, an EC2 spot "
+        f"interruption warning or rebalance recommendation, or source {MANUAL_SOURCE!r}, got {source!r}/{detail_type!r}"
     )
+
+
+def _instance_id(detail: Mapping[str, Any]) -> str:
+    value = detail.get("instance-id")
+    if not isinstance(value, str) or not _INSTANCE_ID.match(value):
+        raise InvalidEvent(
+            f"detail.instance-id: expected an EC2 instance id (i- and 8 or 17 hex digits), got {value!r}"
+        )
+    return value
+
+
+def _time(event: Mapping[str, Any]) -> float:
+    """The event's `time` (ISO 8601 UTC, as EventBridge writes it) in epoch seconds."""
+    raw = _text(event, "time", "time")
+    try:
+        stamp = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        stamp = None
+    if stamp is None or stamp.tzinfo is None:
+        raise InvalidEvent(f"time: expected an ISO 8601 UTC time like 2026-12-04T15:00:00Z, got {raw!r}")
+    return stamp.timestamp()
 
 
 def _queued_tick(event: Mapping[str, Any]) -> Tick:
@@ -107,7 +162,7 @@ def _queued_tick(event: Mapping[str, Any]) -> Tick:
         if record.get("eventSource") != "aws:sqs":
             raise InvalidEvent(f"Records[{i}].eventSource: expected 'aws:sqs', got {record.get('eventSource')!r}")
         try:
-            body = json.loads(record.body or "")
+            body = json.loads(record.get("body") or "")
         except (TypeError, ValueError):
             body = None
         if not isinstance(body, Mapping) or not isinstance(body.get("tick"), str):

@@ -18,7 +18,17 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from autoscaler.config import ConfigError, Settings
 from autoscaler.config.settings import metrics_cluster_name
-from autoscaler.events import AlarmChange, InvalidEvent, Manual, Request, Tick, parse, parse_alarm_actions
+from autoscaler.events import (
+    AlarmChange,
+    InvalidEvent,
+    Manual,
+    RebalanceRecommendation,
+    Request,
+    SpotInterruption,
+    Tick,
+    parse,
+    parse_alarm_actions,
+)
 from autoscaler.logs import quiet_wire_loggers
 from autoscaler.notices import notice
 from autoscaler.ports import PermanentError
@@ -86,9 +96,26 @@ def _serve(request: Request, settings: Settings) -> dict[str, Any]:
     w = wiring(settings)
     _queue_ticks(request, settings, w)
     report = handle(request, w, settings, token=request.event_id)
+    _count_spot(request, report)
     _record(report, settings)
     _notify(report, settings, w)
     return _answer(report)
+
+
+def _count_spot(request: Request, report: Report) -> None:
+    """EC2's spot events about workers of ours (those about other instances count for nothing)."""
+    if isinstance(request, SpotInterruption) and report.status == "acted":
+        metrics.add_metric(name="SpotInterruptions", unit=MetricUnit.Count, value=1)
+        logger.warning(
+            "spot interruption warning",
+            extra={
+                "instance_id": request.instance_id,
+                "instance_action": request.action,
+                "warned_at": request.warned_at,
+            },
+        )
+    elif isinstance(request, RebalanceRecommendation) and report.status == "noted":
+        metrics.add_metric(name="RebalanceRecommendations", unit=MetricUnit.Count, value=1)
 
 
 def _queue_ticks(request: Request, settings: Settings, w: Wiring) -> None:
@@ -180,6 +207,7 @@ def _record(report: Report, settings: Settings) -> None:
             "warm": list(decision.warm),
             "retire": list(decision.retire),
             "uncordon": list(decision.uncordon),
+            "interrupted": dict(decision.interrupted),
             "reasons": [{"code": r.code.value, "detail": r.detail} for r in decision.reasons],
             "workers": len(alive),
             "ready": ready,

@@ -218,6 +218,10 @@ class Drain:
     the time held, so a pause never times a drain out."""
     keep: bool = False
     """Its instance is stopped into the warm pool rather than terminated, and its Node kept."""
+    interrupted: bool = False
+    """A spot interruption's: its deadline is the end of EC2's two-minute notice, when the instance
+    goes whatever is left on it. Nothing stops or undoes it (a pod that cannot move, the GitOps
+    gate, the deadline): an eviction gives a pod its graceful shutdown, which the interruption would not."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,6 +299,8 @@ class ReasonCode(enum.StrEnum):
     """Workers launched ahead of a rise in demand the forecast predicts."""
     FORECAST_CALM = "forecast_calm"
     """The scale-down wait shortened: the forecast predicts no rise the free room could not take."""
+    SPOT_INTERRUPTION = "spot_interruption"
+    """EC2 warned that it takes a spot worker back in two minutes: replaced and drained."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,6 +384,8 @@ class Decision:
     nodes: Mapping[str, NodeVerdict] = field(default_factory=dict)
     """Every worker node's scale-down verdict, when scale-down was looked at."""
     unhelpable: tuple[Unhelpable, ...] = ()
+    interrupted: Mapping[str, float] = field(default_factory=dict)
+    """Nodes EC2 takes back (spot interruption) -> when: their drains are interruption drains."""
 
     @property
     def launch_count(self) -> int:

@@ -20,7 +20,9 @@ CAP_NOTICE_WINDOW_S = 60.0
 def notice(cycle: CycleResult, settings: Settings, now: float) -> tuple[str, str] | None:
     """(subject, message), or None when there is nothing to tell."""
     decision, outcome = cycle.decision, cycle.outcome
+    interrupted = [r.detail for r in decision.reasons if r.code is ReasonCode.SPOT_INTERRUPTION]
     lines = [
+        f"spot interruption: {'; '.join(interrupted)}" if decision.interrupted else "",
         f"launched {', '.join(outcome.launched)}" if outcome.launched else "",
         f"started from the warm pool {', '.join(outcome.started)}" if outcome.started else "",
         f"launch failures: {'; '.join(outcome.launch_failures)}" if outcome.launch_failures else "",

@@ -13,8 +13,9 @@ from typing import Any
 from autoscaler.actuator import Outcome, act
 from autoscaler.ahead import forecast_read
 from autoscaler.config import Settings
-from autoscaler.events import AlarmChange, Manual, Request, Tick
+from autoscaler.events import AlarmChange, Manual, RebalanceRecommendation, Request, SpotInterruption, Tick
 from autoscaler.gitops.gate import hold_capped
+from autoscaler.interruption import plan_interruption
 from autoscaler.model import (
     Action,
     ClusterSnapshot,
@@ -49,7 +50,8 @@ class CycleResult:
 @dataclass(frozen=True, slots=True)
 class Report:
     status: str
-    """'acted' (a cycle ran; dry run included), 'lease_taken' or 'ignored'."""
+    """'acted' (a cycle ran; dry run included), 'lease_taken', 'ignored', or 'noted' (a rebalance
+    recommendation for a spot worker of ours)."""
     detail: str = ""
     cycle: CycleResult | None = None
 
@@ -74,18 +76,29 @@ def observe(ports: Ports, now: float, settings: Settings | None = None) -> Clust
 
 
 def run_cycle(
-    ports: Ports, settings: Settings, now: float, token: str, intent: Intent | None = None, gate: Gate | None = None
+    ports: Ports,
+    settings: Settings,
+    now: float,
+    token: str,
+    intent: Intent | None = None,
+    gate: Gate | None = None,
+    interruption: SpotInterruption | None = None,
 ) -> CycleResult:
     """`token` names this cycle (the event id); a retried cycle with the same token launches nothing
-    twice, and an intent is applied once per token: its plan is recorded under the token before
-    acting, and a retry carries on what is left of that plan (within what a plan made now allows)
-    rather than starting it afresh."""
+    twice, and an intent (or a spot interruption) is applied once per token: its plan is recorded
+    under the token before acting, and a retry carries on what is left of that plan (within what a
+    plan made now allows) rather than starting it afresh."""
     state = _forget_old_intents(ports.state.load(), now)
     snapshot = observe(ports, now, settings)
-    record = state.intents.get(token) if intent is not None else None
-    if record is not None and intent.kind in (IntentKind.PAUSE, IntentKind.RESUME):
+    once = intent is not None or interruption is not None
+    record = state.intents.get(token) if once else None
+    if record is not None and intent is not None and intent.kind in (IntentKind.PAUSE, IntentKind.RESUME):
         intent = None  # applied already, and maybe undone since by another event
-    decision = plan(snapshot, state, settings, now, intent)
+    if interruption is not None:
+        i = interruption
+        decision = plan_interruption(snapshot, state, settings, now, i.instance_id, i.warned_at)
+    else:
+        decision = plan(snapshot, state, settings, now, intent)
     if record is not None:
         decision = _carry_on(decision, token, record)
     answer, may_remove = None, True
@@ -97,7 +110,7 @@ def run_cycle(
         decision = replace(decision, state=replace(decision.state, gate_held_since=None))
     if settings.dry_run:
         return CycleResult(snapshot, decision, Outcome(), ports.state.save(decision.state), answer)
-    if intent is not None:
+    if once:
         decision = _record(decision, token, now if record is None else record.recorded_at)
     new_state, outcome = act(decision, snapshot, ports, settings, now, token, ports.state.save, may_remove)
     return CycleResult(snapshot, decision, outcome, new_state, answer)
@@ -152,7 +165,7 @@ def _apply_gate(decision: Decision, answer: GateAnswer, settings: Settings, now:
     held = replace(
         decision,
         action=Action.NONE if decision.action is Action.SCALE_DOWN else decision.action,
-        remove=(),
+        remove=tuple(n for n in decision.remove if n in decision.interrupted),  # EC2 holds for nobody
         reasons=(*decision.reasons, hold),
         state=replace(state, gate_held_since=since),
     )
@@ -181,9 +194,22 @@ LEASE_WAIT_S = 10.0
 
 def handle(request: Request, wiring: Wiring, settings: Settings, token: str) -> Report:
     """Serve one request under the lease. A tick that finds the lease taken does nothing and
-    says so; an alarm or manual event waits briefly, then raises LeaseBusy to be retried."""
+    says so; an alarm, manual or spot interruption event waits briefly, then raises LeaseBusy to be
+    retried. EC2's events are for every instance of the account: one for an instance that is not a
+    spot worker of this cluster is answered before the lease, and changes nothing."""
     if isinstance(request, AlarmChange) and request.state != "ALARM":
         return Report("ignored", f"alarm {request.alarm_name} is {request.state}: only ALARM acts")
+    if isinstance(request, (SpotInterruption, RebalanceRecommendation)):
+        why_not = _not_our_spot_worker(wiring.ports, request.instance_id)
+        if why_not is not None:
+            return Report("ignored", f"{type(request).__name__} for {why_not}: nothing done")
+        if isinstance(request, RebalanceRecommendation):
+            # Noted only, as Karpenter does: EC2 may send it hours before an interruption that never
+            # comes, or with the warning itself. A replacement would be launched from the same
+            # INSTANCE_TYPES, often into the same at-risk pool, and bill twice meanwhile; a cordon
+            # alone takes capacity from the scheduler for nothing. The interruption warning, if it
+            # comes, replaces and drains the worker within its two minutes.
+            return Report("noted", f"rebalance recommendation for spot worker {request.instance_id}: noted, no action")
     intent = request.intent if isinstance(request, (AlarmChange, Manual)) else None
     now = wiring.clock()
     acquired = wiring.lease.acquire(token, now, settings.lease_duration_s)
@@ -198,7 +224,21 @@ def handle(request: Request, wiring: Wiring, settings: Settings, token: str) -> 
     if not acquired:
         raise LeaseBusy(f"lease still taken after {waited:.0f}s")
     try:
-        cycle = run_cycle(wiring.ports, settings, now, token, intent, wiring.gate)
+        interruption = request if isinstance(request, SpotInterruption) else None
+        cycle = run_cycle(wiring.ports, settings, now, token, intent, wiring.gate, interruption)
     finally:
         wiring.lease.release(token)
     return Report("acted", cycle.decision.action.value, cycle)
+
+
+def _not_our_spot_worker(ports: Ports, instance_id: str) -> str | None:
+    """None for a pending or running spot worker of this cluster; else what the instance is. The
+    Fleet lists only instances with this cluster's worker tags in its VPC, the checks `terminate` makes."""
+    worker = next((i for i in ports.fleet.list_workers() if i.id == instance_id), None)
+    if worker is None:
+        return f"{instance_id}, not a worker of this cluster (its tags or VPC), or gone"
+    if not worker.alive:
+        return f"{instance_id}, a worker that is {worker.state}"
+    if worker.lifecycle != "spot":
+        return f"{instance_id}, a {worker.lifecycle} worker"
+    return None

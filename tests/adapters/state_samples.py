@@ -20,6 +20,8 @@ FULL_STATE = ScalingState(
     drains=(
         Drain("worker-c", "i-0ccc", NOW - 120, NOW + 180, DrainPhase.EVICTING, held_since=NOW - 10),
         Drain("worker-d", None, NOW - 5, NOW + 295),
+        Drain("worker-f", "i-0fff", NOW - 30, NOW + 90, keep=False, interrupted=True),
+        Drain("worker-g", "i-0ggg", NOW - 60, NOW + 240, keep=True),
     ),
     backoff_until=NOW + 300,
     paused=True,

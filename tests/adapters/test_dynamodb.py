@@ -226,6 +226,11 @@ def _with_drain(**changes) -> str:
         ),
         pytest.param(_with_drain(deadline=None), r"state.drains\[0\].deadline", id="drain without deadline"),
         pytest.param(_with_drain(node=""), r"state.drains\[0\].node", id="drain without node"),
+        pytest.param(
+            _with_drain(interrupted="yes"),
+            r"state.drains\[0\].interrupted must be true or false",
+            id="interrupted text",
+        ),
         pytest.param('{"format": 1, "backoff_until": NaN}', "NaN", id="NaN"),
         pytest.param('{"format": 1, "pressure_since": Infinity}', "Infinity", id="infinity"),
         pytest.param('{"format": 1, "last_scale_up": 1e400}', "last_scale_up", id="overflow"),

@@ -140,9 +140,9 @@ def container(spec_path: str) -> None:
 
     run_cycle = service.run_cycle
 
-    def run_cycle_recorded(ports, settings, now, token, intent=None, gate=None):
+    def run_cycle_recorded(ports, settings, now, token, intent=None, gate=None, interruption=None):
         t0 = time.time()
-        result = run_cycle(ports, settings, now, token, intent, gate)
+        result = run_cycle(ports, settings, now, token, intent, gate, interruption)
         alive = sum(1 for i in ports.fleet.list_workers() if i.alive)  # still under the lease
         record["cycles"].append(
             {

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
+import re
 from typing import Any
 
 import boto3
@@ -34,7 +36,16 @@ from hypothesis import strategies as st
 from moto import mock_aws
 
 from autoscaler import handler
-from autoscaler.events import AlarmChange, InvalidEvent, Manual, Tick, parse
+from autoscaler.events import (
+    SPOT_ACTIONS,
+    AlarmChange,
+    InvalidEvent,
+    Manual,
+    RebalanceRecommendation,
+    SpotInterruption,
+    Tick,
+    parse,
+)
 from autoscaler.model import IntentKind, MetricsView
 from autoscaler.ports import GateAnswer, Ports
 from autoscaler.service import Wiring
@@ -95,14 +106,18 @@ ANY_EVENT = (
 )
 
 
-def parse_or_reject(event: Any) -> Tick | AlarmChange | Manual | None:
+def parse_or_reject(event: Any) -> Tick | AlarmChange | Manual | SpotInterruption | RebalanceRecommendation | None:
     """The parsed request (checked to be valid), or None when parse rejected the event."""
     try:
         request = parse(event, ALARM_ACTIONS, FALLBACK_ID)
     except InvalidEvent as exc:
         assert str(exc), "an InvalidEvent must say what is wrong"
         return None
-    assert isinstance(request, Tick | AlarmChange | Manual), request
+    assert isinstance(request, Tick | AlarmChange | Manual | SpotInterruption | RebalanceRecommendation), request
+    if isinstance(request, SpotInterruption | RebalanceRecommendation):
+        assert re.fullmatch(r"i-([0-9a-f]{8}|[0-9a-f]{17})", request.instance_id), request
+    if isinstance(request, SpotInterruption):
+        assert request.action in SPOT_ACTIONS and math.isfinite(request.warned_at), request
     assert isinstance(request.event_id, str) and request.event_id.strip(), request
     if isinstance(request, AlarmChange):
         assert isinstance(request.alarm_name, str) and request.alarm_name.strip()
@@ -214,5 +229,5 @@ def test_the_handler_rejects_what_parse_rejects_and_touches_nothing(lambda_env, 
         assert answer["status"] == "rejected" and answer["error"], answer
         assert calls == [] and notes == [], f"acted on an invalid event: {calls}"
     else:
-        assert answer["status"] in ("acted", "ignored", "lease_taken"), answer
+        assert answer["status"] in ("acted", "ignored", "noted", "lease_taken"), answer
         json.dumps(answer)

@@ -36,6 +36,8 @@ EXPECTED = {
     "gitops_schedule_tick.json": ("aws.events", "Scheduled Event"),
     "gitops_webhook_progressing.json": None,
     "queued_tick.json": "sqs",
+    "spot_interruption_warning.json": ("aws.ec2", "EC2 Spot Instance Interruption Warning"),
+    "rebalance_recommendation.json": ("aws.ec2", "EC2 Instance Rebalance Recommendation"),
 }
 
 
@@ -135,6 +137,19 @@ def test_manual_events():
     assert details["manual_resume.json"] == {"action": "resume"}
     invalid = details["manual_invalid_count.json"]
     assert invalid["action"] in MANUAL_ACTIONS and invalid["count"] < 0
+
+
+def test_spot_events_are_in_ec2s_documented_shape():
+    """EC2's own samples: detail holds the instance id (and for a warning, what EC2 will do to it),
+    resources its ARN."""
+    warning, rebalance = load("spot_interruption_warning.json"), load("rebalance_recommendation.json")
+    assert set(warning["detail"]) == {"instance-id", "instance-action"}
+    assert warning["detail"]["instance-action"] in ("terminate", "stop", "hibernate")
+    assert set(rebalance["detail"]) == {"instance-id"}
+    for event in (warning, rebalance):
+        instance_id = event["detail"]["instance-id"]
+        assert re.fullmatch(r"i-[0-9a-f]{17}", instance_id)
+        assert event["resources"] == [f"arn:aws:ec2:{event['region']}:{event['account']}:instance/{instance_id}"]
 
 
 def test_gitops_tick_names_the_hook_rule():

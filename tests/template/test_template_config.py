@@ -286,6 +286,17 @@ def test_alarm_and_manual_rules(template):
     assert invoke["DestinationConfig"]["OnFailure"]["Type"] == "SQS"
 
 
+def test_spot_rule_brings_ec2s_interruption_warnings_and_rebalance_recommendations(template):
+    rule = template["Resources"][AUTOSCALER]["Properties"]["Events"]["SpotInterruption"]
+    assert rule["Type"] == "EventBridgeRule"
+    assert rule["Properties"]["Pattern"] == {
+        "source": ["aws.ec2"],
+        "detail-type": ["EC2 Spot Instance Interruption Warning", "EC2 Instance Rebalance Recommendation"],
+    }
+    assert rule["Properties"]["RetryPolicy"]["MaximumEventAgeInSeconds"] <= 120, "the notice is two minutes"
+    assert rule["Properties"]["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["FailedEventsQueue", "Arn"]}}
+
+
 def alarms(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {k: r["Properties"] for k, r in template["Resources"].items() if r["Type"] == "AWS::CloudWatch::Alarm"}
 

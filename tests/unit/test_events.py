@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from autoscaler.config import ConfigError
-from autoscaler.events import AlarmChange, InvalidEvent, Manual, Tick, parse, parse_alarm_actions
+from autoscaler.events import (
+    AlarmChange,
+    InvalidEvent,
+    Manual,
+    RebalanceRecommendation,
+    SpotInterruption,
+    Tick,
+    parse,
+    parse_alarm_actions,
+)
 from autoscaler.model import Intent, IntentKind
 
 ACTIONS = {"node-fleet-high-cpu": Intent(IntentKind.SCALE_UP, 2, "alarm node-fleet-high-cpu")}
@@ -202,3 +213,61 @@ def test_alarm_actions_from_the_environment():
 def test_bad_alarm_actions_name_the_variable(raw, message):
     with pytest.raises(ConfigError, match=message):
         parse_alarm_actions(raw)
+
+
+def spot_warning(detail, time="2026-11-26T23:00:00Z"):
+    return {**eventbridge("aws.ec2", "EC2 Spot Instance Interruption Warning", detail), "time": time}
+
+
+def test_ec2s_spot_events_parse_into_their_requests():
+    warning = parse(spot_warning({"instance-id": "i-0b22a22eec53b9321", "instance-action": "terminate"}), {}, "x")
+    assert warning == SpotInterruption(
+        "7bf73129-1428-4cd3-a780-95db273d1602", "i-0b22a22eec53b9321", "terminate", 1_795_734_000.0
+    )
+    rebalance = eventbridge("aws.ec2", "EC2 Instance Rebalance Recommendation", {"instance-id": "i-0123abcd"})
+    assert parse(rebalance, {}, "x") == RebalanceRecommendation("7bf73129-1428-4cd3-a780-95db273d1602", "i-0123abcd")
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        pytest.param(
+            spot_warning({"instance-action": "terminate"}),
+            "detail.instance-id: expected an EC2 instance id (i- and 8 or 17 hex digits), got None",
+            id="no instance id",
+        ),
+        pytest.param(
+            spot_warning({"instance-id": "i-XYZ", "instance-action": "terminate"}),
+            "detail.instance-id: expected an EC2 instance id (i- and 8 or 17 hex digits), got 'i-XYZ'",
+            id="not an instance id",
+        ),
+        pytest.param(
+            spot_warning({"instance-id": "i-0b22a22eec53b9321", "instance-action": "reboot"}),
+            "detail.instance-action: expected one of terminate, stop, hibernate, got 'reboot'",
+            id="unknown action",
+        ),
+        pytest.param(
+            spot_warning({"instance-id": "i-0b22a22eec53b9321", "instance-action": "stop"}, time="yesterday"),
+            "time: expected an ISO 8601 UTC time like 2026-12-04T15:00:00Z, got 'yesterday'",
+            id="bad time",
+        ),
+        pytest.param(
+            spot_warning({"instance-id": "i-0b22a22eec53b9321", "instance-action": "stop"}, time="2026-11-26T23:00:00"),
+            "time: expected an ISO 8601 UTC time like 2026-12-04T15:00:00Z, got '2026-11-26T23:00:00'",
+            id="time without its zone",
+        ),
+        pytest.param(
+            eventbridge("aws.ec2", "EC2 Instance Rebalance Recommendation", {"instance-id": 7}),
+            "detail.instance-id: expected an EC2 instance id (i- and 8 or 17 hex digits), got 7",
+            id="rebalance without an id",
+        ),
+        pytest.param(
+            eventbridge("aws.ec2", "EC2 Instance State-change Notification", {"instance-id": "i-0123abcd"}),
+            "source/detail-type: expected a schedule tick",
+            id="another EC2 event",
+        ),
+    ],
+)
+def test_malformed_spot_events_name_the_field(event, message):
+    with pytest.raises(InvalidEvent, match=re.escape(message)):
+        parse(event, {}, "x")

@@ -87,6 +87,15 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         help="cap on workers (default: MAX_NODES, or 1.25 x the workload's peak N* if that is larger)",
     )
+    sim.add_argument(
+        "--spot-share", type=float, default=0.0, help="share of each launch asked as spot, 0..1 (SPOT_SHARE)"
+    )
+    sim.add_argument(
+        "--spot-interruptions",
+        type=float,
+        default=0.0,
+        help="spot interruption warnings per spot instance-hour (default: 0, EC2 never takes one back)",
+    )
     sim.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     sim.add_argument("--plot", type=Path, help="write a PNG of the run")
     sim.set_defaults(run=_simulate)
@@ -182,6 +191,7 @@ def _simulate(args: argparse.Namespace) -> int:
     from node_fleet.sim.policies import POLICY_NAMES
     from node_fleet.sim.runner import compare, settings_for
     from node_fleet.sim.scenarios import scenario
+    from node_fleet.sim.spot import SpotModel
 
     if args.tick <= 0:
         raise ValueError(f"--tick must be > 0 seconds, got {args.tick}")
@@ -191,7 +201,8 @@ def _simulate(args: argparse.Namespace) -> int:
     workload = scenario(args.scenario, args.seed) if args.scenario else traces.load(args.trace, args.format, **window)
     settings = settings_for(workload, Settings.from_env(os.environ), args.max_nodes)
     policies = POLICY_NAMES if args.policy == "all" else (args.policy,)
-    result = compare(workload, settings, policies, args.tick, progress=sys.stderr.isatty())
+    spot = SpotModel(args.spot_share, args.spot_interruptions, args.seed)
+    result = compare(workload, settings, policies, args.tick, progress=sys.stderr.isatty(), spot=spot)
     if args.json:
         print(json.dumps(result.to_json(), allow_nan=False))
     else:

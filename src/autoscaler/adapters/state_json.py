@@ -39,6 +39,7 @@ def state_to_json(state: ScalingState) -> str:
                 "phase": DrainPhase(d.phase).value,
                 "held_since": d.held_since,
                 "keep": d.keep,
+                "interrupted": d.interrupted,
             }
             for d in state.drains
         ],
@@ -109,9 +110,7 @@ def _drain(value: Any, where: str) -> Drain:
     except ValueError:
         allowed = ", ".join(p.value for p in DrainPhase)
         raise ValueError(f"{where}.phase must be one of {allowed}, got {phase!r}") from None
-    keep = obj.get("keep", False)
-    if not isinstance(keep, bool):
-        raise ValueError(f"{where}.keep must be true or false, got {keep!r}")
+    keep, interrupted = _flag(obj, "keep", where), _flag(obj, "interrupted", where)
     return Drain(
         node=_text(obj, "node", where),
         instance_id=_text(obj, "instance_id", where, optional=True),
@@ -120,7 +119,15 @@ def _drain(value: Any, where: str) -> Drain:
         phase=drain_phase,
         held_since=_time(obj, "held_since", where, optional=True),
         keep=keep,
+        interrupted=interrupted,
     )
+
+
+def _flag(obj: Mapping[str, Any], key: str, where: str) -> bool:
+    value = obj.get(key, False)
+    if not isinstance(value, bool):
+        raise ValueError(f"{where}.{key} must be true or false, got {value!r}")
+    return value
 
 
 def _intent(value: Any, where: str) -> IntentRecord:

@@ -85,7 +85,12 @@ class Ec2Options:
 
     def spot_count(self, count: int) -> int:
         """How many of `count` instances are asked as spot."""
-        return min(count, math.floor(count * self.spot_share + 0.5))
+        return spot_count(count, self.spot_share)
+
+
+def spot_count(count: int, share: float) -> int:
+    """How many of `count` instances a spot share asks as spot (rounded half up); the simulator's too."""
+    return min(count, math.floor(count * share + 0.5))
 
 
 def _split(raw: str | None) -> tuple[str, ...]:

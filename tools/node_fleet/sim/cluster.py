@@ -28,10 +28,11 @@ from dataclasses import dataclass, field, replace
 from autoscaler.model import DRAINING_TAINT_KEY, Pod
 from autoscaler.placement import Move, Slot
 from autoscaler.ports import EvictionOutcome
-from autoscaler.pricing import DEFAULT_INSTANCE_TYPE
+from autoscaler.pricing import DEFAULT_INSTANCE_TYPE, ON_DEMAND, SPOT
 from autoscaler.room import Room
 from autoscaler.scheduling import HOSTNAME_LABEL, ZONE_LABEL, Taint
 from node_fleet.sim.record import InstanceLife, PodLife, RunRecord, Sample, ScaleEvent
+from node_fleet.sim.spot import NO_SPOT, SpotMarket, SpotModel
 from node_fleet.sim.workload import PodSpec, Workload
 
 ZONES = ("sim-a", "sim-b")
@@ -65,6 +66,8 @@ class ClusterModel:
     """Scrape interval (15 s) plus the rate window (60 s)."""
     grace_period_s: int = 30
     seed: int = 1
+    spot: SpotModel = NO_SPOT
+    """Which launches are spot, and how often EC2 takes a spot worker back."""
 
 
 @dataclass(slots=True)
@@ -129,6 +132,7 @@ class VirtualCluster:
         self._joining: list[tuple[float, str]] = []  # (ready at, instance id)
         self._seq = 0
         self._history: deque[tuple[float, float | None, dict[str, float]]] = deque()
+        self.spot = SpotMarket(model.spot, record)
 
     # -- the world moving on ------------------------------------------------------------------
 
@@ -138,6 +142,10 @@ class VirtualCluster:
             self._new_instance(ZONES[i % len(ZONES)], 0.0, ready_after=0.0)
 
     def step(self, now: float) -> None:
+        running_spot = (i.id for i in self.instances.values() if i.terminated_at is None and i.running_at <= now)
+        for instance_id in self.spot.step(now, (i for i in running_spot if self.lifecycle(i) == SPOT)):
+            self._end(instance_id, now)  # EC2 takes it back: not the policy's action
+            del self.spot.warned[instance_id]
         while self._joining and self._joining[0][0] <= now:
             _, iid = self._joining.pop(0)
             inst = self.instances[iid]
@@ -182,11 +190,13 @@ class VirtualCluster:
             node.used_cpu += pod.spec.cpu_m * pod.spec.usage
             node.pods.add(pod.spec.name)
             pod.unschedulable_since = None
+            self.spot.settle(pod.spec.name, now)
             if pod.life is not None and pod.life.bound_at is None:
                 pod.life.bound_at = now
 
     def _end_pod(self, name: str, now: float) -> None:
         pod = self.pods.pop(name, None)
+        self.spot.settle(name, now)
         if pod is not None and pod.move is not None:
             self._release(pod, now, graceful=False)
 
@@ -261,6 +271,8 @@ class VirtualCluster:
         if token in self._launch_tokens:
             return self._launch_tokens[token]
         ids = tuple(self._new_instance(az or ZONES[0], now).id for _ in range(count))
+        for instance_id in ids[: self.spot.spot_of(count)]:
+            self.instances[instance_id].life.lifecycle = SPOT
         self._launch_tokens[token] = ids
         self.record.actions.append(ScaleEvent(now, "launch", count))
         return ids
@@ -269,14 +281,24 @@ class VirtualCluster:
         inst = self.instances.get(instance_id)
         if inst is None or inst.terminated_at is not None:
             return
+        self.record.actions.append(ScaleEvent(now, "terminate", 1))
+        self._end(instance_id, now)
+
+    def lifecycle(self, instance_id: str) -> str:
+        life = self.instances[instance_id].life
+        return life.lifecycle if life is not None else ON_DEMAND
+
+    def _end(self, instance_id: str, now: float) -> None:
+        inst = self.instances[instance_id]
+        if inst.terminated_at is not None:
+            return
         inst.terminated_at = now
         if inst.life is not None:
             inst.life.terminated_at = now
             if inst.life.ready_at is not None and inst.life.ready_at > now:
                 inst.life.ready_at = None
-        self.record.actions.append(ScaleEvent(now, "terminate", 1))
         self.stopped_nodes.pop(f"node-{instance_id}", None)
-        self.drop_node(f"node-{instance_id}")
+        self.drop_node(f"node-{instance_id}", now)
 
     def stop(self, instance_id: str, now: float) -> None:
         """Into the warm pool: billing stops, the Node stays, NotReady; pods left on it are recreated."""
@@ -290,7 +312,7 @@ class VirtualCluster:
         name = f"node-{instance_id}"
         node = self.nodes.get(name)
         self.stopped_nodes[name] = node is not None and node.slot.unschedulable
-        self.drop_node(name)
+        self.drop_node(name, now)
 
     def start(self, instance_id: str, now: float) -> bool:
         """Out of the warm pool: False unless it is stopped (stopping takes `stopping_s`)."""
@@ -318,7 +340,7 @@ class VirtualCluster:
         inst = self.instances[instance_id]
         return None if inst.stopped_at is None else now < inst.stopped_at + self.model.stopping_s
 
-    def drop_node(self, name: str) -> None:
+    def drop_node(self, name: str, now: float) -> None:
         """The Node object goes; its pods are recreated by their controllers, unbound."""
         node = self.nodes.pop(name, None)
         if node is None:
@@ -333,6 +355,7 @@ class VirtualCluster:
             pod = self.pods[pod_name]
             pod.move = None
             pod.unschedulable_since = None
+            self.spot.displace(pod_name, node.instance_id, now)
 
     def evict(self, name: str, now: float) -> EvictionOutcome:
         pod = self.pods.get(name)
@@ -340,6 +363,7 @@ class VirtualCluster:
             return EvictionOutcome.GONE
         # The controller recreates the pod at once (a new object: the old one may still be placed
         # where the new one lands); the old one holds its room for the grace period.
+        self.spot.displace(name, self.nodes[pod.node].instance_id, now)
         self._release(pod, now, graceful=True)
         pod.pod = replace(pod.pod)
         pod.unschedulable_since = None

@@ -12,6 +12,7 @@ from node_fleet.sim.cluster import ClusterModel, VirtualCluster
 from node_fleet.sim.policies import FIXED_TICKS, LAMBDA_POLICIES, make_policy
 from node_fleet.sim.ports import Clock, MemoryStateStore, SimCluster, SimFleet, SimMetrics
 from node_fleet.sim.record import RunRecord
+from node_fleet.sim.spot import NO_SPOT, SpotModel, deliver
 from node_fleet.sim.workload import Workload
 
 STEP_S = 10.0
@@ -25,6 +26,7 @@ def replay(
     tick_s: float = 60.0,
     model: ClusterModel | None = None,
     progress: Callable[[float], None] | None = None,
+    spot: SpotModel = NO_SPOT,
 ) -> RunRecord:
     """Run `policy` over `workload`. `progress` is called with the share of the horizon done."""
     model = model or ClusterModel(
@@ -33,6 +35,7 @@ def replay(
         node_max_pods=settings.node_max_pods,
         node_labels=settings.labels,
         node_taints=settings.taints,
+        spot=spot,
     )
     tick_s = FIXED_TICKS.get(policy, tick_s)
     if policy in LAMBDA_POLICIES:
@@ -63,6 +66,9 @@ def replay(
         now = k * step_s
         clock.now = now
         vc.step(now)
+        for instance_id in vc.spot.new_warnings if on_lambda else ():
+            deliver(ports, settings, now, instance_id)  # EC2's warning through EventBridge, at once
+            record.lambda_invocations += 1
         if k % ticks_every == 0:
             act(ports, now)
             if on_lambda:

@@ -36,7 +36,9 @@ class SimFleet:
                 state = InstanceState.STOPPING if stopping else InstanceState.STOPPED
             else:
                 state = InstanceState.RUNNING if i.running_at <= now else InstanceState.PENDING
-            out.append(Instance(i.id, state, i.az, self._vc.model.instance_type, i.launched_at))
+            out.append(
+                Instance(i.id, state, i.az, self._vc.model.instance_type, i.launched_at, self._vc.lifecycle(i.id))
+            )
         return out
 
     def launch(self, az: str, count: int, token: str) -> LaunchResult:
@@ -134,7 +136,7 @@ class SimCluster:
         return self._vc.evict(pod.name, self._clock.now)
 
     def delete_node(self, node: str) -> None:
-        self._vc.drop_node(node)
+        self._vc.drop_node(node, self._clock.now)
 
 
 class SimMetrics:

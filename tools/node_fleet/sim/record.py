@@ -72,6 +72,10 @@ class RunRecord:
     """The workers' type: what they bill at, and the node of the lower bound."""
     lambda_invocations: int = 0
     """Runs of the autoscaler's Lambda function, for a policy that runs on Lambda."""
+    spot_interruptions: int = 0
+    """Spot instances EC2 warned it takes back (`sim/spot.py`)."""
+    interruption_pending_pod_s: float = 0.0
+    """Pod-seconds waited by pods evicted from, or lost with, a warned spot worker until bound again."""
     samples: list[Sample] = field(default_factory=list)
     instances: list[InstanceLife] = field(default_factory=list)
     pods: list[PodLife] = field(default_factory=list)

@@ -70,6 +70,10 @@ class PolicyScore:
     """Peak of N*: what a static fleet would need."""
     pods: int
     unbound_pods: int
+    spot_interruptions: int = 0
+    """Spot workers EC2 warned it takes back."""
+    interruption_pending_pod_s: float = 0.0
+    """Pod-seconds waited by the pods those interruptions displaced, until bound again."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready values: counts as ints, the rest as rounded floats (None when not finite)."""
@@ -92,6 +96,7 @@ _DIGITS = {
     "lower_bound_node_hours": 4,
     "node_hour_ratio": 4,
     "pending_pod_seconds": 1,
+    "interruption_pending_pod_s": 1,
     "p50_pending_s": 2,
     "p95_pending_s": 2,
     "max_pending_s": 2,
@@ -281,6 +286,8 @@ def score(record: RunRecord, prices: Prices = DEFAULT_PRICES) -> PolicyScore:
         peak_lower_bound_nodes=peak_nstar,
         pods=len(record.pods),
         unbound_pods=sum(1 for p in record.pods if p.bound_at is None),
+        spot_interruptions=record.spot_interruptions,
+        interruption_pending_pod_s=record.interruption_pending_pod_s,
     )
 
 
@@ -335,11 +342,17 @@ def format_table(scores: list[PolicyScore], title: str) -> str:
 
 
 def spot_lines(scores: list[PolicyScore]) -> list[str]:
-    """One line a policy that launched spot: the table's dollars price every worker at on-demand."""
+    """One line a policy that launched spot (the table's dollars price every worker at on-demand), and
+    one a policy whose spot workers EC2 took back: what those interruptions cost the pods."""
     return [
         f"spot: {s.policy} billed ${s.dollars - s.spot_savings:.2f}, ${s.spot_savings:.2f} less than on-demand"
         for s in scores
         if s.spot_savings > 0
+    ] + [
+        f"spot interruptions: {s.policy} {s.spot_interruptions} warned, "
+        f"{s.interruption_pending_pod_s:.0f} pending pod-s from the pods they displaced"
+        for s in scores
+        if s.spot_interruptions > 0
     ]
 
 

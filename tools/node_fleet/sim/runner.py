@@ -13,6 +13,7 @@ from node_fleet.sim.engine import STEP_S, peak_lower_bound, replay
 from node_fleet.sim.policies import POLICY_NAMES
 from node_fleet.sim.record import RunRecord
 from node_fleet.sim.report import PolicyScore, score, to_json
+from node_fleet.sim.spot import NO_SPOT, SpotModel
 from node_fleet.sim.workload import Workload
 
 HEADROOM = 1.25
@@ -63,11 +64,12 @@ def compare(
     tick_s: float = 60.0,
     progress: bool = False,
     prices: Prices = DEFAULT_PRICES,
+    spot: SpotModel = NO_SPOT,
 ) -> Comparison:
     records = []
     for name in policies:
         bar = _ProgressBar(f"{workload.name} {name}") if progress else None
-        records.append(replay(workload, name, settings, tick_s, progress=bar))
+        records.append(replay(workload, name, settings, tick_s, progress=bar, spot=spot))
         if bar is not None:
             bar.done()
     return Comparison(workload, settings, tick_s, records, [score(r, prices) for r in records], prices)
