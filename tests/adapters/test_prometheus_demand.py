@@ -35,21 +35,7 @@ def openmetrics(end: float) -> str:
                 if not end + start <= t <= end + stop:
                     continue
                 labels = {"namespace": "default", "pod": pod, "uid": f"uid-{pod}", "job": "kube-state-metrics"}
-                for resource, unit, value in (("cpu", "core", cpu), ("memory", "byte", mem * MIB)):
-                    series = {**labels, "container": "main", "resource": resource, "unit": unit, "node": "n1"}
-                    om.add(
-                        "kube_pod_container_resource_requests",
-                        "gauge",
-                        "kube_pod_container_resource_requests",
-                        series,
-                        t,
-                        value,
-                    )
-                for each in ("Pending", "Running", "Succeeded"):
-                    series = {**labels, "phase": each}
-                    om.add("kube_pod_status_phase", "gauge", "kube_pod_status_phase", series, t, float(each == phase))
-                owned = {**labels, "owner_kind": owner, "owner_name": f"{pod}-owner", "owner_is_controller": "true"}
-                om.add("kube_pod_owner", "gauge", "kube_pod_owner", owned, t, 1.0)
+                om.add_pod(labels, t, phase, owner, [(cpu, mem * MIB)])
     return om.text()
 
 

@@ -76,16 +76,7 @@ def history(start: float) -> str:
 def _pod_series(om: OpenMetrics, t: int, p: PodHistory, at: float, labels: dict[str, str]) -> None:
     """What kube-state-metrics exports for pod `p` at `at` seconds into the history (unix time `t`)."""
     phase = "Succeeded" if at >= p.live[1] else "Pending" if at < p.pending_until else "Running"
-    for each in ("Pending", "Running", "Succeeded", "Failed", "Unknown"):
-        value = 1.0 if each == phase else 0.0
-        om.add("kube_pod_status_phase", "gauge", "kube_pod_status_phase", {**labels, "phase": each}, t, value)
-    owner = {**labels, "owner_kind": p.owner_kind, "owner_name": "x", "owner_is_controller": "true"}
-    om.add("kube_pod_owner", "gauge", "kube_pod_owner", owner, t, 1.0)
-    for i, (cores, gib) in enumerate(p.containers):
-        for resource, unit, value in (("cpu", "core", cores), ("memory", "byte", gib * GIB)):
-            series = {**labels, "container": f"c{i}", "node": "w-1", "resource": resource, "unit": unit}
-            name = "kube_pod_container_resource_requests"
-            om.add(name, "gauge", name, series, t, value)
+    om.add_pod(labels, t, phase, p.owner_kind, [(cores, gib * GIB) for cores, gib in p.containers])
 
 
 @dataclass(frozen=True)

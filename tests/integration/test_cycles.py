@@ -405,19 +405,7 @@ def yesterdays_ramp(now: float, rise_m: int) -> str:
         for pod, cpu_m, since in (("web-yesterday", 600, -1200), ("job-yesterday", rise_m, 120)):
             if t < yesterday + since:
                 continue
-            labels = {"namespace": "default", "pod": pod}
-            for resource, unit, value in (("cpu", "core", cpu_m / 1000), ("memory", "byte", cpu_m * 2**20)):
-                series = {**labels, "container": "main", "resource": resource, "unit": unit}
-                om.add(
-                    "kube_pod_container_resource_requests",
-                    "gauge",
-                    "kube_pod_container_resource_requests",
-                    series,
-                    t,
-                    value,
-                )
-            om.add("kube_pod_status_phase", "gauge", "kube_pod_status_phase", {**labels, "phase": "Running"}, t, 1.0)
-            om.add("kube_pod_owner", "gauge", "kube_pod_owner", {**labels, "owner_kind": "Job"}, t, 1.0)
+            om.add_pod({"namespace": "default", "pod": pod}, t, "Running", "Job", [(cpu_m / 1000, cpu_m * 2**20)])
     return om.text()
 
 

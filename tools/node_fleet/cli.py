@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from autoscaler.config import ConfigError, Settings
-from node_fleet import exits
+from node_fleet import exits, replay_options
 from node_fleet.sim.workload import TraceError
 
 DEMO_PLOT = Path("out/demo.png")
@@ -62,7 +62,6 @@ def _version() -> str:
 def _parser() -> argparse.ArgumentParser:
     from node_fleet.sim.policies import POLICY_NAMES
     from node_fleet.sim.scenarios import SCENARIOS
-    from node_fleet.sim.traces import FORMATS
 
     parser = argparse.ArgumentParser(
         prog="node-fleet",
@@ -78,15 +77,10 @@ def _parser() -> argparse.ArgumentParser:
     source = sim.add_mutually_exclusive_group(required=True)
     source.add_argument("--scenario", choices=sorted(SCENARIOS), help="a built-in workload")
     source.add_argument("--trace", type=Path, help="a trace file (see --format)")
-    _add_trace_window(sim, FORMATS)
+    replay_options.add(sim)
     sim.add_argument("--policy", default="all", choices=("all", *POLICY_NAMES))
     sim.add_argument("--tick", type=float, default=60.0, help="seconds between cycles (ca-10s/ca-60s keep theirs)")
     sim.add_argument("--seed", type=int, default=1, help="seed of the scenario generator")
-    sim.add_argument(
-        "--max-nodes",
-        type=int,
-        help="cap on workers (default: MAX_NODES, or 1.25 x the workload's peak N* if that is larger)",
-    )
     sim.add_argument(
         "--spot-share", type=float, default=0.0, help="share of each launch asked as spot, 0..1 (SPOT_SHARE)"
     )
@@ -102,7 +96,7 @@ def _parser() -> argparse.ArgumentParser:
 
     from node_fleet import tune_cli
 
-    _add_trace_window(tune_cli.add_parser(sub), FORMATS)
+    tune_cli.add_parser(sub)
 
     gate = sub.add_parser("gate", help="may scale-down proceed? the GitOps gate over Flux objects")
     gate_source = gate.add_mutually_exclusive_group(required=True)
@@ -195,9 +189,8 @@ def _simulate(args: argparse.Namespace) -> int:
 
     if args.tick <= 0:
         raise ValueError(f"--tick must be > 0 seconds, got {args.tick}")
-    if args.max_nodes is not None and args.max_nodes < 1:
-        raise ValueError(f"--max-nodes must be >= 1, got {args.max_nodes}")
-    window = _trace_window(args)
+    replay_options.check_max_nodes(args)
+    window = replay_options.trace_window(args)
     workload = scenario(args.scenario, args.seed) if args.scenario else traces.load(args.trace, args.format, **window)
     settings = settings_for(workload, Settings.from_env(os.environ), args.max_nodes)
     policies = POLICY_NAMES if args.policy == "all" else (args.policy,)
@@ -210,30 +203,6 @@ def _simulate(args: argparse.Namespace) -> int:
     if args.plot:
         _plot(result, args.plot)
     return 0
-
-
-def _add_trace_window(parser: argparse.ArgumentParser, formats: tuple[str, ...]) -> None:
-    parser.add_argument("--format", choices=formats, default="pods", help="format of --trace (default: pods)")
-    parser.add_argument(
-        "--start-s",
-        type=float,
-        help="replay --trace from this second of it (default: the format's window; 0 for the excerpts in samples/traces)",
-    )
-    parser.add_argument("--duration-s", type=float, help="replay this many seconds of --trace (default: the format's)")
-
-
-def _trace_window(args: argparse.Namespace) -> dict[str, float]:
-    window = {k: v for k, v in (("start_s", args.start_s), ("duration_s", args.duration_s)) if v is not None}
-    if window and (getattr(args, "scenario", None) or args.format == "pods"):
-        raise ValueError("--start-s and --duration-s cut a trace of the nasa, elb, azure or alibaba format")
-    return window
-
-
-def trace_workload(args: argparse.Namespace):
-    """The workload of --trace, --format, --start-s and --duration-s, as `simulate` reads it (for `tune`)."""
-    from node_fleet.sim import traces
-
-    return traces.load(args.trace, args.format, **_trace_window(args))
 
 
 def _gate(args: argparse.Namespace) -> int:

@@ -10,14 +10,14 @@ import time
 from pathlib import Path
 
 from autoscaler.config import Settings
-from node_fleet import exits, tune
+from node_fleet import exits, replay_options, tune
 
 DAYS = 7.0
 STEP_S = 60
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """The subcommand's parser; the caller adds the trace options (--format, --start-s, --duration-s)."""
+    """The subcommand's parser."""
     rows = "; ".join(f"{lever.env} {','.join(lever.values)}" for lever in tune.GRID)
     parser = sub.add_parser(
         "tune",
@@ -45,18 +45,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="KEY=V1,V2",
         help="values to try for a setting, replacing its row of the grid or adding one (repeatable)",
     )
-    parser.add_argument("--quick", action="store_true", help="two values a setting (16 replays instead of 81)")
+    parser.add_argument("--quick", action="store_true", help="fewer values a setting (16 replays instead of 162)")
     parser.add_argument(
         "--jobs",
         type=int,
         default=tune.default_processes(),
         help="replays at once, one process each (default: %(default)s)",
     )
-    parser.add_argument(
-        "--max-nodes",
-        type=int,
-        help="cap on workers (default: MAX_NODES, or 1.25 x the workload's peak N* if that is larger)",
-    )
+    replay_options.add(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the text")
     parser.add_argument("--plot", type=Path, help="write a PNG of the front")
     parser.set_defaults(run=run)
@@ -64,13 +60,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from node_fleet.cli import trace_workload
     from node_fleet.sim.runner import settings_for
 
     if args.jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
-    if args.max_nodes is not None and args.max_nodes < 1:
-        raise ValueError(f"--max-nodes must be >= 1, got {args.max_nodes}")
+    replay_options.check_max_nodes(args)
     grid = tune.grid_values(args.quick, [tune.parse_grid_option(g) for g in args.grid])
     if args.prometheus:
         from node_fleet.prometheus_history import Window, read_workload
@@ -82,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         if args.days is not None or args.step_s is not None:
             raise ValueError("--days and --step-s read --prometheus; with --trace, use --start-s and --duration-s")
-        workload = trace_workload(args)
+        workload = replay_options.trace_workload(args)
     max_nodes = settings_for(workload, Settings.from_env(os.environ), args.max_nodes).max_nodes
     result = tune.tune(workload, os.environ, grid, max_nodes, args.jobs)
     if args.json:

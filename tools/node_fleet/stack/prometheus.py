@@ -60,6 +60,10 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{free_port()}"
 
 
+POD_PHASES = ("Pending", "Running", "Succeeded", "Failed", "Unknown")
+"""kube-state-metrics' `kube_pod_status_phase` has one series per phase, 1 for the pod's own."""
+
+
 @dataclass
 class OpenMetrics:
     """Samples grouped by family; `text()` renders them as OpenMetrics for promtool."""
@@ -73,6 +77,33 @@ class OpenMetrics:
         """One sample. For a counter, `family` is the name without `_total` and `name` the sample name."""
         self._types[family] = kind
         self._series[family][(name, *sorted(labels.items()))].append((ts, value))
+
+    def add_pod(
+        self,
+        labels: Mapping[str, str],
+        ts: float,
+        phase: str,
+        owner_kind: str,
+        containers: Sequence[tuple[float, float]],
+    ) -> None:
+        """What kube-state-metrics v2 exports for one pod at `ts`: its phase, its controller's kind,
+        and each container's requests, (CPU cores, memory bytes). `labels` hold namespace and pod."""
+        for each in POD_PHASES:
+            self.add(
+                "kube_pod_status_phase",
+                "gauge",
+                "kube_pod_status_phase",
+                {**labels, "phase": each},
+                ts,
+                float(each == phase),
+            )
+        owner = {**labels, "owner_kind": owner_kind, "owner_is_controller": "true"}
+        self.add("kube_pod_owner", "gauge", "kube_pod_owner", owner, ts, 1.0)
+        name = "kube_pod_container_resource_requests"
+        for i, (cores, mem_bytes) in enumerate(containers):
+            for resource, unit, value in (("cpu", "core", cores), ("memory", "byte", mem_bytes)):
+                series = {**labels, "container": f"c{i}", "resource": resource, "unit": unit}
+                self.add(name, "gauge", name, series, ts, value)
 
     def text(self) -> str:
         lines: list[str] = []

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from ..prometheus import POD_PHASES
 from .pods import finished, owner_kind, owner_name, requests
 
 MIB = 2**20
@@ -179,10 +180,7 @@ class NodeExporter:
             asked.append(
                 f'kube_pod_container_resource_requests{{{pod},container="main",resource="memory",unit="byte"}} {mem}'
             )
-            phases += [
-                f'kube_pod_status_phase{{{pod},phase="{each}"}} {int(each == phase)}'
-                for each in ("Pending", "Running", "Succeeded", "Failed", "Unknown")
-            ]
+            phases += [f'kube_pod_status_phase{{{pod},phase="{each}"}} {int(each == phase)}' for each in POD_PHASES]
             owners.append(f'kube_pod_owner{{{pod},owner_kind="{owner}",owner_is_controller="true"}} 1')
         return [
             "# TYPE kube_pod_container_resource_requests gauge",

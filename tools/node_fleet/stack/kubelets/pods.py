@@ -58,11 +58,16 @@ def requests(pod: Mapping[str, Any]) -> tuple[int, int]:
 
 
 def owner_name(pod: Mapping[str, Any]) -> str | None:
-    return next((r.get("name") for r in pod["metadata"].get("ownerReferences") or () if r.get("controller")), None)
+    return _controller(pod).get("name")
 
 
 def owner_kind(pod: Mapping[str, Any]) -> str | None:
-    return next((r.get("kind") for r in pod["metadata"].get("ownerReferences") or () if r.get("controller")), None)
+    return _controller(pod).get("kind")
+
+
+def _controller(pod: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The pod's controller's owner reference; empty when it has none."""
+    return next((r for r in pod["metadata"].get("ownerReferences") or () if r.get("controller")), {})
 
 
 def terminating(pod: Mapping[str, Any]) -> bool:
