@@ -44,10 +44,18 @@ LEVERS = {
     "nf/forecast+calm": {"forecast_max_prewarm": 2, "forecast_unneeded_time_s": 300},
     "nf/pool+tick+fcst": {"warm_pool_size": 4, "tick_s": 15, "forecast_max_prewarm": 2},
     "nf/all": {"warm_pool_size": 4, "tick_s": 15, "scale_down_unneeded_time_s": 300, "forecast_max_prewarm": 2},
+    "nf/pool-4+stop-2m": {"warm_pool_size": 4, "warm_pool_unneeded_time_s": 120},
+    "nf/pool+stop+tick10+fcst": {
+        "warm_pool_size": 4,
+        "warm_pool_unneeded_time_s": 120,
+        "tick_s": 10,
+        "forecast_max_prewarm": 2,
+    },
 }
 """node-fleet with levers changed from its defaults (no warm pool, one tick a minute, no forecast):
 each alone and combined. Half the unneeded time is cheaper, but goes against the brief's 10 minutes
-of low CPU; `forecast+calm` halves it only when the forecast predicts no rise. The forecast acts
+of low CPU; `forecast+calm` halves it only when the forecast predicts no rise; `stop-2m` stops a
+worker the pool has room for after 2 minutes, and terminates the rest after the whole 10. The forecast acts
 only once a replay has a day behind it (diurnal-3d, nasa's second day, elb's later days)."""
 PENDING_SHARE_GOAL = 0.5
 """node-fleet's pending pod-seconds at most this share of ca-10s's."""

@@ -109,7 +109,7 @@ def _free_room(draft: Draft, launching: int) -> Room:
             pods = base.pods_by_node.get(node.name, ())
             cpu += node.alloc_cpu_m - sum(p.cpu_m for p in pods)
             mem += node.alloc_mem_mib - sum(p.mem_mib for p in pods)
-    coming = len(fleet.in_flight) + fleet.unseen_launches + launching
+    coming = fleet.coming + launching
     worker = _worker_room(draft)
     pending = [p for p in base.snapshot.unschedulable() if not p.stays]
     return Room(

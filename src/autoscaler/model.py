@@ -269,6 +269,8 @@ class ReasonCode(enum.StrEnum):
     CAPACITY_IN_FLIGHT = "capacity_in_flight"
     BACKING_OFF = "backing_off"
     UNJOINED_INSTANCE = "unjoined_instance"
+    LATE_LAUNCH = "late_launch"
+    """A launch with no Node past launch_late_after_s."""
     ORPHAN_NODE = "orphan_node"
     NODE_UNNEEDED = "node_unneeded"
     EMPTY_NODE = "empty_node"

@@ -45,13 +45,28 @@ class FleetView:
     ready_by_instance: Mapping[str, Node]
     in_flight: tuple[Instance, ...]
     unjoined: tuple[Instance, ...]
-    """Launched past max_node_provision_time and matched by no Node at all."""
+    """Matched by no Node at all past max_node_provision_time, or past launch_late_after_s while a
+    worker launched at or after it is Ready: to be terminated."""
     dead: tuple[Node, ...]
     """Registered workers that never became Ready in time, or NotReady past scale_down_unready_time."""
     draining: frozenset[str]
     binding: Binding
     warm: tuple[Instance, ...] = ()
     """Stopping and stopped workers: the warm pool."""
+    late: tuple[Instance, ...] = ()
+    """Launches in flight with no Node past launch_late_after_s and not yet overtaken."""
+
+    @property
+    def replaced(self) -> tuple[Instance, ...]:
+        """The late launch no longer counted as room on its way, when it is the only one: several
+        late together, none overtaken, look like failing launches, which a replacement would not
+        cure; they wait for max_node_provision_time."""
+        return self.late if len(self.late) == 1 else ()
+
+    @property
+    def coming(self) -> int:
+        """Workers launching that count as room on its way."""
+        return len(self.in_flight) - len(self.replaced) + self.unseen_launches
 
     @property
     def count(self) -> int:
@@ -61,8 +76,8 @@ class FleetView:
     @property
     def capacity(self) -> int:
         """Workers that are or will be of use (Ready, launching, or NotReady for less than the
-        unready time): what min_nodes is counted against. Dead and unjoined ones are not."""
-        return self.count - len(self.dead) - len(self.unjoined)
+        unready time): what min_nodes is counted against. Dead, unjoined and replaced ones are not."""
+        return self.count - len(self.dead) - len(self.unjoined) - len(self.replaced)
 
 
 def fleet_view(snapshot: ClusterSnapshot, state: ScalingState, settings: Settings, now: float) -> FleetView:
@@ -93,16 +108,29 @@ def fleet_view(snapshot: ClusterSnapshot, state: ScalingState, settings: Setting
         if (never_ready and now - inst.launched_at > deadline) or now - since > settings.scale_down_unready_time_s:
             dead.append(node)
     dead_ids = {binding.instance_of[n.name] for n in dead}
+    # A worker launched (or started) at or after a late launch is Ready: launches work, that one is stuck.
+    newest_ready = max((i.launched_at for i in alive if i.id in ready), default=None)
+    unjoined, in_flight, late = [], [], []
+    for inst in waiting:
+        age, joined = now - inst.launched_at, binding.joined(inst.id)
+        if not joined and age > min(deadline, settings.launch_late_after_s):
+            if age > deadline or (newest_ready is not None and newest_ready >= inst.launched_at):
+                unjoined.append(inst)
+                continue
+            late.append(inst)
+        if age <= deadline and inst.id not in dead_ids:
+            in_flight.append(inst)
     return FleetView(
         alive=alive,
         unseen_launches=unseen,
         ready_by_instance=ready,
-        in_flight=tuple(i for i in waiting if now - i.launched_at <= deadline and i.id not in dead_ids),
-        unjoined=tuple(i for i in waiting if now - i.launched_at > deadline and not binding.joined(i.id)),
+        in_flight=tuple(in_flight),
+        unjoined=tuple(unjoined),
         dead=tuple(dead),
         draining=frozenset(d.node for d in state.drains),
         binding=binding,
         warm=tuple(i for i in snapshot.instances if i.warm),
+        late=tuple(late),
     )
 
 

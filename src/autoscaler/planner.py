@@ -95,14 +95,23 @@ def _prune(state: ScalingState, fleet: FleetView, now: float) -> ScalingState:
 
 
 def _terminate_unjoined(draft: Draft) -> None:
-    """Launched workers never matched by a Node in time are terminated."""
+    """Launched workers never matched by a Node in time, or overtaken while late, are terminated."""
     base = draft.base
     fleet, settings, now = base.fleet, base.settings, base.now
     draft.terminate = tuple(i.id for i in fleet.unjoined)
-    draft.say(
-        ReasonCode.UNJOINED_INSTANCE,
-        f"{', '.join(draft.terminate)} not a Ready node {settings.max_node_provision_time_s}s after launch",
-    )
+    expired = [i.id for i in fleet.unjoined if now - i.launched_at > settings.max_node_provision_time_s]
+    overtaken = [i.id for i in fleet.unjoined if i.id not in expired]
+    if expired:
+        draft.say(
+            ReasonCode.UNJOINED_INSTANCE,
+            f"{', '.join(expired)} not a Ready node {settings.max_node_provision_time_s}s after launch",
+        )
+    if overtaken:
+        draft.say(
+            ReasonCode.UNJOINED_INSTANCE,
+            f"{', '.join(overtaken)} no Node {settings.launch_late_after_s}s after launch, and a worker "
+            "launched since is Ready: stuck, replaced",
+        )
     # Back off only when the pool looks broken: no worker launched since then has joined either.
     # A lone straggler among healthy launches is replaced at once.
     since = min(i.launched_at for i in fleet.unjoined)

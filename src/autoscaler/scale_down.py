@@ -10,6 +10,7 @@ from autoscaler.model import Node, NodeVerdict, Pod, Reason, ReasonCode
 from autoscaler.plan_base import Draft
 from autoscaler.removal import Removal
 from autoscaler.rules import requested_utilization
+from autoscaler.warm_pool import pool_room, stoppable
 
 
 def scale_down(draft: Draft, pending: int) -> Removal:
@@ -38,7 +39,8 @@ def scale_down(draft: Draft, pending: int) -> Removal:
         return removal
 
     wait_s = unneeded_time_s(draft)
-    ripe = []
+    warm_wait_s = min(wait_s, settings.warm_pool_unneeded_time_s)
+    ripe, early = [], []
     for node in removal.movable():
         pods = removal.pods_by_node.get(node.name, ())
         utilization = requested_utilization(node, pods)
@@ -57,9 +59,13 @@ def scale_down(draft: Draft, pending: int) -> Removal:
                 verdict = NodeVerdict(False, "usage_high", "CPU usage unknown or above what its pods request")
             elif now - removal.unneeded[node.name] >= wait_s:
                 ripe.append(node)
+            elif now - removal.unneeded[node.name] >= warm_wait_s:
+                early.append(node)
         removal.verdicts[node.name] = verdict
 
-    blocked = _global_blocker(draft)
+    blocked = _global_blocker(draft, settings.scale_down_delay_after_add_s)
+    if (blocked or not ripe) and _stop_early(removal, [*ripe, *early], warm_wait_s):
+        return removal
     if blocked:
         draft.reasons.append(blocked)
         return removal
@@ -79,6 +85,19 @@ def scale_down(draft: Draft, pending: int) -> Removal:
         if not any(n.name in removal.remove for n in ripe):
             draft.say(ReasonCode.NO_CANDIDATE, "no unneeded node can be removed within the budgets")
     return removal
+
+
+def _stop_early(removal: Removal, unneeded: Sequence[Node], wait_s: int) -> bool:
+    """The warm pool's shorter wait: the workers it has room for, unneeded for `wait_s` and as
+    long after the last scale-up, are stopped into it. Whether any was chosen."""
+    draft = removal.draft
+    names = set(stoppable(draft, [n.name for n in unneeded])[: pool_room(draft)])
+    if not names or _global_blocker(draft, wait_s) is not None:
+        return False
+    limit = room_above_min(draft) - len(removal.remove)
+    if limit > 0:
+        removal.select([n for n in unneeded if n.name in names], limit + len(removal.remove))
+    return any(n in names for n in removal.remove)
 
 
 def _remove_dead(removal: Removal) -> None:
@@ -129,14 +148,14 @@ def room_above_min(draft: Draft) -> int:
     return room
 
 
-def _global_blocker(draft: Draft) -> Reason | None:
+def _global_blocker(draft: Draft, after_add_s: int) -> Reason | None:
+    """Why no worker may go now, if none may: `after_add_s` is the wait after a scale-up."""
     fleet, settings, now, state = draft.base.fleet, draft.base.settings, draft.base.now, draft.state
     if fleet.in_flight or fleet.unseen_launches:
         return Reason(ReasonCode.LAUNCH_IN_FLIGHT, f"{len(fleet.in_flight) + fleet.unseen_launches} workers launching")
-    if state.last_scale_up is not None and now - state.last_scale_up < settings.scale_down_delay_after_add_s:
+    if state.last_scale_up is not None and now - state.last_scale_up < after_add_s:
         return Reason(
-            ReasonCode.COOLDOWN_AFTER_ADD,
-            f"{now - state.last_scale_up:.0f}s since the last scale-up < {settings.scale_down_delay_after_add_s}s",
+            ReasonCode.COOLDOWN_AFTER_ADD, f"{now - state.last_scale_up:.0f}s since the last scale-up < {after_add_s}s"
         )
     if state.last_failure is not None and now - state.last_failure < settings.scale_down_delay_after_failure_s:
         return Reason(

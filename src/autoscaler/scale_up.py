@@ -46,7 +46,7 @@ def estimate(draft: Draft, unschedulable: Sequence[Pod]) -> Estimate:
     found.helpable = len(unschedulable) - len(waited)
     room = base.destinations()
     seen = {i.id for i in base.snapshot.instances}
-    launching = [(i.az, i.id) for i in fleet.in_flight] + [
+    launching = [(i.az, i.id) for i in fleet.in_flight if i not in fleet.replaced] + [
         (x.az, x.instance_id)
         for x in draft.state.launches
         if x.instance_id not in seen and now - x.launched_at < LAUNCH_VISIBILITY_GRACE_S
@@ -129,6 +129,17 @@ def scale_up(draft: Draft, found: Estimate) -> dict[str, int]:
     if fleet.dead:
         names = ", ".join(sorted(n.name for n in fleet.dead))
         draft.say(ReasonCode.UNREADY_NODE, f"{names} not Ready in time: replaced, then removed")
+    if fleet.late:
+        late = ", ".join(i.id for i in fleet.late)
+        draft.say(
+            ReasonCode.LATE_LAUNCH,
+            f"{late} no Node {settings.launch_late_after_s}s after launch: "
+            + (
+                "not counted as room on its way; replaced if pods need it"
+                if fleet.replaced
+                else "several late, none overtaken: launches may be failing, no replacement"
+            ),
+        )
     if fleet.capacity < settings.min_nodes:
         extra = settings.min_nodes - fleet.capacity
         draft.say(ReasonCode.BELOW_MIN, f"{fleet.capacity} usable workers < min_nodes {settings.min_nodes}")
@@ -142,8 +153,7 @@ def scale_up(draft: Draft, found: Estimate) -> dict[str, int]:
     elif found.on_launching:
         draft.say(
             ReasonCode.CAPACITY_IN_FLIGHT,
-            f"{found.on_launching} unschedulable pods fit on "
-            f"{len(fleet.in_flight) + fleet.unseen_launches} workers already launching",
+            f"{found.on_launching} unschedulable pods fit on {fleet.coming} workers already launching",
         )
 
     since = state.pressure_since

@@ -39,25 +39,36 @@ def warm_starts(draft: Draft, launches: Mapping[str, int]) -> tuple[tuple[str, .
     return tuple(starts), left
 
 
-def kept_warm(draft: Draft, remove: Sequence[str]) -> tuple[str, ...]:
-    """The nodes of `remove` whose instance is stopped into the pool: Ready on-demand workers started
-    within warm_pool_max_age_s, as many as the pool has room for (its stopped workers and the
-    drains already keeping theirs)."""
+def pool_room(draft: Draft) -> int:
+    """Workers the pool can still take: its size less its stopped workers and the drains already
+    keeping theirs."""
+    fleet = draft.base.fleet
+    room = draft.base.settings.warm_pool_size - len(fleet.warm) - sum(1 for d in draft.state.drains if d.keep)
+    return max(room, 0)
+
+
+def stoppable(draft: Draft, names: Sequence[str]) -> list[str]:
+    """The nodes of `names` that could be stopped: Ready on-demand workers started within
+    warm_pool_max_age_s (a one-time spot instance cannot be stopped)."""
     base = draft.base
-    fleet, size = base.fleet, base.settings.warm_pool_size
-    room = size - len(fleet.warm) - sum(1 for d in draft.state.drains if d.keep)
+    fleet = base.fleet
     alive = {i.id: i for i in fleet.alive}
     ready = {n.name for n in fleet.ready_by_instance.values()}
     fresh_since = base.now - base.settings.warm_pool_max_age_s
-    stoppable = [
+    return [
         name
-        for name in remove
+        for name in names
         if name in ready
         and (instance := alive[fleet.binding.instance_of[name]]).lifecycle == "on-demand"
         and instance.launched_at >= fresh_since
     ]
-    kept = stoppable[: max(room, 0)]
+
+
+def kept_warm(draft: Draft, remove: Sequence[str]) -> tuple[str, ...]:
+    """The nodes of `remove` whose instance is stopped into the pool, as many as it has room for."""
+    kept = stoppable(draft, remove)[: pool_room(draft)]
     if kept:
+        size = draft.base.settings.warm_pool_size
         draft.say(ReasonCode.WARM_POOL, f"{', '.join(kept)} to be stopped into the warm pool (size {size})")
     return tuple(kept)
 

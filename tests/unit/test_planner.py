@@ -511,6 +511,64 @@ def test_a_lone_straggler_among_joined_launches_is_replaced_without_backoff():
     assert decision.launch_count == 1
 
 
+def late(i: int, ago: float = 200):
+    """A launch with no Node yet, past the default launch_late_after_s (180 s)."""
+    return worker(i, ready=None, launched_ago=ago)
+
+
+def test_a_late_launch_overtaken_by_a_sibling_is_terminated_and_replaced_at_once():
+    # Launched together; two joined in time, the third still has no Node: it is stuck.
+    snap = snapshot(
+        [*WS, worker(7, launched_ago=200), worker(8, launched_ago=200), late(9)], [*BUSY, pending("p", cpu=1500)]
+    )
+    decision = plan(snap, ScalingState(), Settings(), NOW)
+    assert decision.terminate_unjoined == ("i-0009",)
+    assert decision.state.backoff_until is None
+    assert decision.launch_count == 1, decision.reasons
+    assert any("stuck, replaced" in r.detail for r in decision.reasons), decision.reasons
+
+
+def test_the_only_late_launch_is_kept_but_no_longer_counted_as_room_on_its_way():
+    snap = snapshot([*WS, late(9)], [*BUSY, pending("p", cpu=1500)])
+    decision = plan(snap, ScalingState(), Settings(), NOW)
+    assert decision.terminate_unjoined == ()
+    assert decision.launch_count == 1 and R.LATE_LAUNCH in decision.codes, decision.reasons
+
+
+def test_a_launch_not_yet_late_still_counts_as_room_on_its_way():
+    snap = snapshot([*WS, late(9, ago=170)], [*BUSY, pending("p", cpu=1500)])
+    decision = plan(snap, ScalingState(), Settings(), NOW)
+    assert decision.launch_count == 0 and R.LATE_LAUNCH not in decision.codes, decision.reasons
+
+
+def test_several_late_launches_none_overtaken_get_no_replacement():
+    # Nothing launched since has joined: the launches may be failing, and more would fail too.
+    snap = snapshot([*WS, late(8), late(9, ago=250)], [*BUSY, pending("p", cpu=1500), pending("q", cpu=1500)])
+    decision = plan(snap, ScalingState(), Settings(), NOW)
+    assert decision.launch_count == 0 and decision.terminate_unjoined == (), decision.reasons
+    assert any("may be failing" in r.detail for r in decision.reasons), decision.reasons
+
+
+def test_a_late_launch_that_registered_a_node_is_still_joining():
+    snap = snapshot(
+        [*WS, worker(8, launched_ago=200), worker(9, ready=False, launched_ago=200)], [*BUSY, pending("p", cpu=1500)]
+    )
+    decision = plan(snap, ScalingState(), Settings(), NOW)
+    assert decision.terminate_unjoined == () and decision.launch_count == 0, decision.reasons
+
+
+def test_a_late_launch_counts_as_a_replaced_worker_towards_min_nodes():
+    snap = snapshot([worker(0), late(9)], [])
+    decision = plan(snap, ScalingState(), Settings(min_nodes=2), NOW)
+    assert decision.launch_count == 1 and R.BELOW_MIN in decision.codes, decision.reasons
+
+
+def test_late_after_at_or_above_the_provision_time_changes_nothing():
+    snap = snapshot([*WS, worker(8, launched_ago=200), late(9)], [*BUSY, pending("p", cpu=1500)])
+    decision = plan(snap, ScalingState(), Settings(launch_late_after_s=900), NOW)
+    assert decision.terminate_unjoined == () and decision.launch_count == 0, decision.reasons
+
+
 def intent_case(desc, snap, intent, *, state=FRESH, action, launches=None, remove=(), codes=(), paused=None):
     return pytest.param(snap, state, intent, action, launches, remove, codes, paused, id=desc)
 
@@ -628,3 +686,9 @@ def test_requested(snap, state, intent, action, launches, remove, codes, paused)
         assert code in decision.codes, decision.reasons
     if paused is not None:
         assert decision.state.paused is paused
+
+
+def test_a_provision_time_below_the_late_time_still_terminates_the_unjoined():
+    snap = snapshot([*WS, late(9, ago=100)], BUSY)
+    decision = plan(snap, ScalingState(), Settings(max_node_provision_time_s=60), NOW)
+    assert decision.terminate_unjoined == ("i-0009",) and decision.state.backoff_until is not None

@@ -74,6 +74,51 @@ def test_without_a_pool_every_removed_worker_is_terminated():
     assert d.remove == ("n1",) and d.warm == ()
 
 
+# The warm pool's shorter wait: 10 minutes to terminate, 2 to stop into the pool.
+EARLY = Settings(min_nodes=1, warm_pool_size=1, warm_pool_unneeded_time_s=120)
+
+
+def unneeded_for(seconds: float, *names: str) -> ScalingState:
+    return replace(CALM, unneeded_since={n: NOW - seconds for n in names})
+
+
+def test_a_worker_the_pool_has_room_for_is_stopped_after_the_shorter_wait():
+    workers = [worker(0), worker(1), worker(2)]
+    d = plan(snapshot(workers, busy("n0", 2)), unneeded_for(150, "n1", "n2"), EARLY, NOW)
+    assert d.action is Action.SCALE_DOWN and len(d.remove) == 1 and d.warm == d.remove, d.reasons
+
+
+def test_before_the_shorter_wait_nothing_goes():
+    workers = [worker(0), worker(1)]
+    d = plan(snapshot(workers, busy("n0", 2)), unneeded_for(90, "n1"), EARLY, NOW)
+    assert d.action is Action.NONE and ReasonCode.NO_CANDIDATE in d.codes, d.reasons
+
+
+def test_with_the_pool_full_a_worker_waits_the_whole_unneeded_time():
+    workers = [worker(0), worker(1), stopped(5)]
+    early = plan(snapshot(workers, busy("n0", 2)), unneeded_for(150, "n1"), EARLY, NOW)
+    assert early.action is Action.NONE, early.reasons
+    late = plan(snapshot(workers, busy("n0", 2)), unneeded_for(600, "n1"), EARLY, NOW)
+    assert late.remove == ("n1",) and late.warm == (), late.reasons
+
+
+def test_a_spot_worker_waits_the_whole_unneeded_time():
+    inst, node = worker(1)
+    workers = [worker(0), (replace(inst, lifecycle="spot"), node)]
+    d = plan(snapshot(workers, busy("n0", 2)), unneeded_for(150, "n1"), EARLY, NOW)
+    assert d.action is Action.NONE, d.reasons
+
+
+def test_the_shorter_wait_applies_after_a_scale_up_too():
+    workers = [worker(0), worker(1)]
+    state = replace(unneeded_for(150, "n1"), last_scale_up=NOW - 150)
+    d = plan(snapshot(workers, busy("n0", 2)), state, EARLY, NOW)
+    assert d.warm == ("n1",), d.reasons
+    state = replace(unneeded_for(150, "n1"), last_scale_up=NOW - 60)
+    held = plan(snapshot(workers, busy("n0", 2)), state, EARLY, NOW)
+    assert held.action is Action.NONE and ReasonCode.COOLDOWN_AFTER_ADD in held.codes, held.reasons
+
+
 def test_scale_up_starts_stopped_workers_of_the_zone_before_launching():
     workers = [worker(0, az="eu-west-1a"), stopped(5, az="eu-west-1a"), stopped(6, az="eu-west-1b")]
     pods = [*busy("n0", 4, cpu=500), *(pending(f"p{k}", cpu=1500) for k in range(3))]

@@ -46,6 +46,12 @@ class Settings:
     scale_down_delay_after_add_s: int = 600
     scale_down_delay_after_failure_s: int = 180
     max_node_provision_time_s: int = 900
+    launch_late_after_s: int = 180
+    """A launch with no Node this long after it is late: once a worker launched at or after it is
+    Ready (the launches work, this one is stuck) it is terminated; while it is the only late one,
+    it no longer counts as room on its way, so the pods waiting for it get a replacement. Twice
+    the launch-to-Ready p95 the simulator models (90 s). At or above max_node_provision_time_s it
+    changes nothing."""
     scale_down_unready_time_s: int = 1200
     """A worker NotReady this long is replaced, then removed (Cluster Autoscaler's default)."""
     provision_backoff_s: int = 300
@@ -73,6 +79,11 @@ class Settings:
     again before any new worker is launched: a stopped worker bills only its volumes, and starts
     sooner than a new one joins. 0 (the default): every removed worker is terminated. Opt-in: it
     changes what a deployed stack does with the workers it removes (bench/README.md measures it)."""
+    warm_pool_unneeded_time_s: int = 600
+    """A worker the warm pool has room for is stopped once unneeded this long (and this long after
+    the last scale-up), rather than scale_down_unneeded_time_s and scale_down_delay_after_add_s: it
+    is back in about 25 s and bills only its volume while stopped, so stopping it early risks
+    little. At or above those two it changes nothing."""
     warm_pool_max_age_s: int = 7 * 86_400
     """A worker is kept in the warm pool only this long after its last start (EC2's LaunchTime):
     an older one may run an older AMI or launch template than new workers would, and goes."""
@@ -199,6 +210,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "scale_down_delay_after_add_s": (0, DAY),
     "scale_down_delay_after_failure_s": (0, DAY),
     "max_node_provision_time_s": (60, 7200),
+    "launch_late_after_s": (60, 7200),
     "scale_down_unready_time_s": (60, DAY),
     "provision_backoff_s": (0, 7200),
     "new_pod_scale_up_delay_s": (0, 3600),
@@ -213,6 +225,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "gate_settle_s": (0, 3600),
     "gate_max_hold_s": (60, DAY),
     "warm_pool_size": (0, 1000),
+    "warm_pool_unneeded_time_s": (0, DAY),
     "tick_s": (10, 60),
     "warm_pool_max_age_s": (3600, 90 * DAY),
     "forecast_max_prewarm": (0, 1000),

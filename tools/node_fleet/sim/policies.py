@@ -55,6 +55,7 @@ def cluster_autoscaler_settings(settings: Settings) -> Settings:
         tick_s=60,
         forecast_max_prewarm=0,
         forecast_unneeded_time_s=600,
+        launch_late_after_s=settings.max_node_provision_time_s,
     )
 
 
