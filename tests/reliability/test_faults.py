@@ -800,6 +800,32 @@ def test_a_worker_that_never_joins_is_terminated_once_and_the_pool_backs_off(clu
     cluster.settle()
 
 
+def test_a_late_launch_overtaken_by_its_sibling_is_terminated_and_replaced_without_backing_off(cluster):
+    cluster.kubelets.never_join(1)
+    time.sleep(1.05)  # EC2 launch times have a one-second resolution: be after the seeded workers
+    pending_for(cluster, 2)
+    workers = set(cluster.alive())
+    assert cluster.tick()["action"] == "scale_up"
+    launched = set(cluster.alive()) - workers
+    assert len(launched) == 2
+
+    def joined():
+        return {i for i in launched if cluster.kubelets.node_of(i) in cluster.ready_workers()}
+
+    cluster.wait(lambda: len(joined()) == 1, what="one of the two launches joins")
+    (stuck,) = launched - joined()
+    early = cluster.tick(offset=120)  # not late yet: still room on its way
+    assert early["action"] == "none" and "capacity_in_flight" in codes(early), early
+
+    late = cluster.tick(offset=181)
+    assert any(r["code"] == "unjoined_instance" and stuck in r["detail"] for r in late["reasons"]), late
+    assert "backing_off" not in codes(late) and late["action"] == "scale_up", late
+    assert sum(late["launches"].values()) == 1, late
+    assert cluster.instance_state(stuck) in ("shutting-down", "terminated")
+    cluster.wait(lambda: not cluster.unschedulable(), what="the replacement takes the last pod")
+    cluster.settle()
+
+
 def test_a_pdb_that_never_allows_eviction_undoes_the_drain_at_the_timeout(cluster, capsys):
     cluster.set(DRAIN_TIMEOUT_S="30")
     busy, light = cluster.stack.seeded_workers

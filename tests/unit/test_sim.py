@@ -428,3 +428,18 @@ def test_the_forecast_acts_only_once_the_replay_has_a_day_behind_it_and_then_pod
     assert launches(ahead, 0, DAY_S) == launches(plain, 0, DAY_S)
     assert launches(ahead, DAY_S, 3 * DAY_S) != launches(plain, DAY_S, 3 * DAY_S)
     assert score(ahead).pending_pod_seconds < score(plain).pending_pod_seconds
+
+
+def test_a_launch_that_never_joins_is_replaced_once_late_not_after_the_provision_time():
+    # Seed 1: one of the spike's launches never joins.
+    model = ClusterModel(never_join_share=0.3, seed=1)
+    runs = {
+        late: replay(SPIKE, "node-fleet", Settings(min_nodes=2, max_nodes=10, launch_late_after_s=late), 60.0, model)
+        for late in (180, 900)
+    }
+    lives = {
+        late: [i.terminated_at - i.launched_at for i in r.instances if i.ready_at is None] for late, r in runs.items()
+    }
+    assert lives == {180: [240.0], 900: [960.0]}  # the next tick after 180 s; after 900 s
+    hedged, waited = (score(runs[late]).pending_pod_seconds for late in (180, 900))
+    assert hedged < 0.5 * waited
