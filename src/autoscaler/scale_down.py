@@ -10,7 +10,7 @@ from autoscaler.model import Node, NodeVerdict, Pod, Reason, ReasonCode
 from autoscaler.plan_base import Draft
 from autoscaler.removal import Removal
 from autoscaler.rules import requested_utilization
-from autoscaler.warm_pool import pool_room, stoppable
+from autoscaler.warm_pool import keepable
 
 
 def scale_down(draft: Draft, pending: int) -> Removal:
@@ -91,7 +91,7 @@ def _stop_early(removal: Removal, unneeded: Sequence[Node], wait_s: int) -> bool
     """The warm pool's shorter wait: the workers it has room for, unneeded for `wait_s` and as
     long after the last scale-up, are stopped into it. Whether any was chosen."""
     draft = removal.draft
-    names = set(stoppable(draft, [n.name for n in unneeded])[: pool_room(draft)])
+    names = set(keepable(draft, [n.name for n in unneeded]))
     if not names or _global_blocker(draft, wait_s) is not None:
         return False
     limit = room_above_min(draft) - len(removal.remove)

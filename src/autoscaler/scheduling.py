@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 ZONE_LABEL = "topology.kubernetes.io/zone"
+REGION_LABEL = "topology.kubernetes.io/region"
 NODE_NAME_FIELD = "metadata.name"
 """The one field a node selector term's matchFields may name."""
 

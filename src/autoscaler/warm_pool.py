@@ -15,10 +15,12 @@ warm_pool_max_age_s of their last start: an older one may run an older AMI than 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 
-from autoscaler.model import InstanceState, ReasonCode
+from autoscaler.model import InstanceState, Node, ReasonCode
 from autoscaler.plan_base import Draft
+from autoscaler.scheduling import REGION_LABEL, ZONE_LABEL
 
 
 def warm_starts(draft: Draft, launches: Mapping[str, int]) -> tuple[tuple[str, ...], dict[str, int]]:
@@ -64,13 +66,66 @@ def stoppable(draft: Draft, names: Sequence[str]) -> list[str]:
     ]
 
 
+def keepable(draft: Draft, names: Sequence[str]) -> list[str]:
+    """The nodes of `names` that would be stopped into the pool, in order: stoppable, as many as it
+    has room for, and only while their zone would stay normal for the node lifecycle controller."""
+    nodes = {n.name: n for n in draft.base.snapshot.nodes}
+    not_ready, total = _zone_counts(draft)
+    kept: list[str] = []
+    for name in stoppable(draft, names)[: pool_room(draft)]:
+        zone = _zone_key(nodes[name])
+        if _stays_normal(not_ready[zone] + 1, total[zone]):
+            kept.append(name)
+            not_ready[zone] += 1
+    return kept
+
+
 def kept_warm(draft: Draft, remove: Sequence[str]) -> tuple[str, ...]:
-    """The nodes of `remove` whose instance is stopped into the pool, as many as it has room for."""
-    kept = stoppable(draft, remove)[: pool_room(draft)]
+    """The nodes of `remove` whose instance is stopped into the pool; says why others are not."""
+    kept = keepable(draft, remove)
     if kept:
         size = draft.base.settings.warm_pool_size
         draft.say(ReasonCode.WARM_POOL, f"{', '.join(kept)} to be stopped into the warm pool (size {size})")
+    crowded = [n for n in stoppable(draft, remove)[: pool_room(draft)] if n not in kept]
+    if crowded:
+        draft.say(
+            ReasonCode.WARM_POOL,
+            f"{', '.join(crowded)} terminated, not stopped: another NotReady node in its zone could make the "
+            "node lifecycle controller see it as disrupted and stop evicting pods from failed nodes",
+        )
     return tuple(kept)
+
+
+UNHEALTHY_ZONE_THRESHOLD = 0.55
+"""kube-controller-manager's --unhealthy-zone-threshold (its default; K3s keeps it). A zone with
+more than 2 NotReady nodes, at least this share of its nodes, is partially disrupted, and in a
+cluster of up to 50 nodes (--large-cluster-size-threshold) the node lifecycle controller then
+evicts no pod from a failed node there."""
+
+
+def _stays_normal(not_ready: int, total: int) -> bool:
+    """With `not_ready` of the zone's `total` nodes NotReady, would the zone stay normal if one
+    more node failed? A stopped worker's Node is NotReady: the pool must not leave a real failure
+    unhandled."""
+    after = not_ready + 1
+    return after <= 2 or after / max(total, 1) < UNHEALTHY_ZONE_THRESHOLD
+
+
+def _zone_key(node: Node) -> str:
+    return node.labels.get(REGION_LABEL, "") + ":" + node.labels.get(ZONE_LABEL, "")
+
+
+def _zone_counts(draft: Draft) -> tuple[Counter[str], Counter[str]]:
+    """Per zone, as the node lifecycle controller keys them: NotReady nodes (and those a drain is
+    about to stop), and all nodes."""
+    stopping = {d.node for d in draft.state.drains if d.keep}
+    not_ready: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    for node in draft.base.snapshot.nodes:
+        zone = _zone_key(node)
+        total[zone] += 1
+        not_ready[zone] += not node.ready or node.name in stopping
+    return not_ready, total
 
 
 def tend(draft: Draft) -> None:

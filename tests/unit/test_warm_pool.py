@@ -19,7 +19,7 @@ from autoscaler.model import (
     ScalingState,
 )
 from autoscaler.planner import plan
-from autoscaler.scheduling import Taint
+from autoscaler.scheduling import ZONE_LABEL, Taint
 from autoscaler.service import observe, run_cycle
 from builders import CPU, MEM, NOW, busy, pending, snapshot, worker
 from fakes import DRAINING, FakeCluster, FakeFleet, ports
@@ -39,12 +39,43 @@ def stopped(i: int, *, az: str = "eu-west-1a", started_ago: float = 7200.0, stat
 # -- planning ---------------------------------------------------------------------------------------
 
 
+def zoned(i: int, az: str) -> tuple:
+    """A worker whose Node carries its zone label, as the node lifecycle controller keys zones."""
+    return worker(i, az=az, labels={ZONE_LABEL: az})
+
+
 def test_an_empty_worker_removed_goes_into_the_pool_while_it_has_room():
-    workers = [worker(0, az="eu-west-1a"), worker(1, az="eu-west-1a"), worker(2, az="eu-west-1b")]
+    workers = [zoned(0, "eu-west-1a"), zoned(1, "eu-west-1a"), zoned(2, "eu-west-1b")]
     d = plan(snapshot(workers, busy("n0", 2)), CALM, POOL, NOW)
     assert d.action is Action.SCALE_DOWN
     assert set(d.remove) == {"n1", "n2"} and d.warm == d.remove
     assert ReasonCode.WARM_POOL in d.codes
+
+
+def test_a_stop_that_could_leave_a_zone_disrupted_terminates_instead():
+    # One zone of three workers: with two stopped, one more failure would make 3 of 3 NotReady,
+    # and the node lifecycle controller would evict no pod from the failed node.
+    workers = [zoned(0, "eu-west-1a"), zoned(1, "eu-west-1a"), zoned(2, "eu-west-1a")]
+    d = plan(snapshot(workers, busy("n0", 2)), CALM, POOL, NOW)
+    assert set(d.remove) == {"n1", "n2"} and len(d.warm) == 1, d.reasons
+    assert any("node lifecycle controller" in r.detail for r in d.reasons), d.reasons
+
+
+def test_a_large_zone_takes_more_stopped_workers():
+    # 12 nodes in the zone: 4 stopped and one failure make 5 of 12 NotReady, under 55 %.
+    workers = [zoned(i, "eu-west-1a") for i in range(12)]
+    pods = [p for i in range(8) for p in busy(f"n{i}", 2)]
+    d = plan(snapshot(workers, pods), CALM, POOL.replace(warm_pool_size=4, max_nodes=20), NOW)
+    assert len(d.remove) == 4 and d.warm == d.remove, d.reasons
+
+
+def test_a_zone_already_holding_notready_nodes_counts_them():
+    workers = [zoned(i, "eu-west-1a") for i in range(4)] + [stopped(5), stopped(6)]
+    workers[-2:] = [(inst, replace(node, labels={ZONE_LABEL: "eu-west-1a"})) for inst, node in workers[-2:]]
+    pods = [p for i in range(2) for p in busy(f"n{i}", 2)]
+    d = plan(snapshot(workers, pods), CALM, POOL.replace(warm_pool_size=4), NOW)
+    # 2 NotReady of 6; a stop and one failure would make 4 of 6 (67 %).
+    assert d.remove and d.warm == (), d.reasons
 
 
 def test_a_full_pool_leaves_removed_workers_to_be_terminated():
