@@ -161,7 +161,7 @@ def test_the_cycle_reads_the_history_only_when_the_forecast_is_on():
 
 # -- the scale-down wait ---------------------------------------------------------------------------
 
-SHORT = Settings(min_nodes=1, scale_down_unneeded_time_s=600, forecast_unneeded_time_s=120)
+SHORT = Settings(min_nodes=1, scale_down_unneeded_time_s=600, forecast_unneeded_time_s=120, warm_pool_size=0)
 IDLE = [worker(0), worker(1), worker(2)]
 UNNEEDED = ScalingState(last_scale_up=NOW - 7200, unneeded_since={"n2": NOW - 200})
 

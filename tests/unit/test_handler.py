@@ -57,6 +57,10 @@ def wired(monkeypatch, aws):
     )
     monkeypatch.setattr(handler, "_wiring", w)
     monkeypatch.setenv("CLUSTER_NAME", "prod")
+    # One cycle a minute, removed workers terminated: the faster ticks and the warm pool are set
+    # by the tests about them.
+    monkeypatch.setenv("TICK_S", "60")
+    monkeypatch.setenv("WARM_POOL_SIZE", "0")
     w.notes = notes
     return w
 

@@ -14,7 +14,8 @@ from autoscaler.service import INTENT_MEMORY_S, LeaseBusy, Wiring, handle, run_c
 from builders import NOW, busy, pending, worker
 from fakes import FakeCluster, FakeFleet, MemoryLease, ports
 
-S = Settings()
+S = Settings(warm_pool_size=0)
+"""Removed workers are terminated: the warm pool's stops have their own tests (test_warm_pool)."""
 HELD = GateAnswer(
     True, ({"kind": "Kustomization", "namespace": "flux-system", "name": "apps", "state": "in_progress"},)
 )

@@ -104,7 +104,7 @@ def test_static_peak_boots_the_peak_and_never_acts():
     ],
 )
 def test_the_lambda_policies_pay_one_invocation_a_tick(policy, tick_s, invocations):
-    record = replay(SPIKE, policy, Settings(), tick_s=tick_s)
+    record = replay(SPIKE, policy, Settings(tick_s=60), tick_s=tick_s)
     assert record.lambda_invocations == invocations
     assert score(record).lambda_dollars == pytest.approx(DEFAULT_PRICES.lambda_dollars(invocations))
 
@@ -117,7 +117,7 @@ def test_workers_are_the_templates_default_type():
 
 def test_ca_policies_keep_their_own_tick():
     assert replay(SPIKE, "ca-10s", Settings(), tick_s=60).tick_s == 10
-    assert replay(SPIKE, "node-fleet", Settings(), tick_s=30).tick_s == 30
+    assert replay(SPIKE, "node-fleet", Settings(tick_s=60), tick_s=30).tick_s == 30
 
 
 def test_launch_with_the_same_token_starts_nothing_new():
@@ -397,7 +397,7 @@ def test_gate_command_fails_on_unreadable_input(tmp_path, capsys, content):
 
 
 def test_tick_s_runs_node_fleet_every_tick_each_its_own_invocation():
-    every_minute = replay(SPIKE, "node-fleet", Settings())
+    every_minute = replay(SPIKE, "node-fleet", Settings(tick_s=60))
     quarter = replay(SPIKE, "node-fleet", Settings(tick_s=15))
     assert quarter.tick_s == 15 and quarter.lambda_invocations == 4 * every_minute.lambda_invocations
     assert score(quarter).pending_pod_seconds < score(every_minute).pending_pod_seconds
@@ -434,7 +434,7 @@ def test_a_launch_that_never_joins_is_replaced_once_late_not_after_the_provision
     # Seed 1: one of the spike's launches never joins.
     model = ClusterModel(never_join_share=0.3, seed=1)
     runs = {
-        late: replay(SPIKE, "node-fleet", Settings(min_nodes=2, max_nodes=10, launch_late_after_s=late), 60.0, model)
+        late: replay(SPIKE, "node-fleet", Settings(max_nodes=10, tick_s=60, launch_late_after_s=late), 60.0, model)
         for late in (180, 900)
     }
     lives = {

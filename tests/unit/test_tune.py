@@ -32,15 +32,18 @@ SMALL = [
     "--grid",
     "SCALE_DOWN_UTILIZATION_THRESHOLD=0.5",
     "--grid",
-    "TICK_S=60",
+    "WARM_POOL_UNNEEDED_TIME_S=120",
+    "--grid",
+    "TICK_S=10",
     "--grid",
     "FORECAST_MAX_PREWARM=0",
 ]
 DEFAULTS = {
     "SCALE_DOWN_UNNEEDED_TIME_S": "600",
     "SCALE_DOWN_UTILIZATION_THRESHOLD": "0.5",
-    "WARM_POOL_SIZE": "0",
-    "TICK_S": "60",
+    "WARM_POOL_SIZE": "4",
+    "WARM_POOL_UNNEEDED_TIME_S": "120",
+    "TICK_S": "10",
     "FORECAST_MAX_PREWARM": "0",
 }
 
@@ -78,7 +81,8 @@ def test_json_holds_every_point_of_the_grid_and_says_what_ran(as_json):
         "SCALE_DOWN_UNNEEDED_TIME_S": ["300", "600"],
         "WARM_POOL_SIZE": ["0", "4"],
         "SCALE_DOWN_UTILIZATION_THRESHOLD": ["0.5"],
-        "TICK_S": ["60"],
+        "WARM_POOL_UNNEEDED_TIME_S": ["120"],
+        "TICK_S": ["10"],
         "FORECAST_MAX_PREWARM": ["0"],
     }
     assert answer["replays"] == len(answer["points"]) == 4
@@ -144,7 +148,7 @@ def test_text_marks_the_points_and_ends_with_env_lines_the_settings_loader_reads
     rec = answer["recommended"]["settings"]  # --jobs 1 and 2 replay the same
     assert settings.scale_down_unneeded_time_s == int(rec["SCALE_DOWN_UNNEEDED_TIME_S"])
     assert settings.warm_pool_size == int(rec["WARM_POOL_SIZE"])
-    assert settings.tick_s == 60 and settings.scale_down_utilization_threshold == 0.5
+    assert settings.tick_s == 10 and settings.scale_down_utilization_threshold == 0.5
 
 
 def test_a_grid_value_out_of_range_fails_before_any_replay_naming_the_variable():

@@ -74,12 +74,12 @@ class Settings:
     """Scale-down waits this long after a GitOps reconcile or rollout finished."""
     gate_max_hold_s: int = 1800
     """One continuous GitOps hold (including an unreadable gate) lasts at most this long."""
-    warm_pool_size: int = 0
+    warm_pool_size: int = 4
     """Removed on-demand workers are stopped rather than terminated, up to this many, and started
     again before any new worker is launched: a stopped worker bills only its volumes, and starts
-    sooner than a new one joins. 0 (the default): every removed worker is terminated. Opt-in: it
-    changes what a deployed stack does with the workers it removes (bench/README.md measures it)."""
-    warm_pool_unneeded_time_s: int = 600
+    sooner than a new one joins (bench/README.md measures it). 0: every removed worker is
+    terminated."""
+    warm_pool_unneeded_time_s: int = 120
     """A worker the warm pool has room for is stopped once unneeded this long (and this long after
     the last scale-up), rather than scale_down_unneeded_time_s and scale_down_delay_after_add_s: it
     is back in about 25 s and bills only its volume while stopped, so stopping it early risks
@@ -87,7 +87,7 @@ class Settings:
     warm_pool_max_age_s: int = 7 * 86_400
     """A worker is kept in the warm pool only this long after its last start (EC2's LaunchTime):
     an older one may run an older AMI or launch template than new workers would, and goes."""
-    tick_s: int = 60
+    tick_s: int = 10
     """Seconds between cycles. Below 60, each scheduled cycle queues the minute's later ones (at
     tick_s, 2 x tick_s, ... seconds) as delayed messages on the tick queue (TICK_QUEUE_URL), each
     its own short invocation: EventBridge schedules no more often than once a minute."""

@@ -52,6 +52,7 @@ def cluster_autoscaler_settings(settings: Settings) -> Settings:
         new_pod_scale_up_delay_s=0,
         # Cluster Autoscaler has none of node-fleet's own levers.
         warm_pool_size=0,
+        warm_pool_unneeded_time_s=600,
         tick_s=60,
         forecast_max_prewarm=0,
         forecast_unneeded_time_s=600,
