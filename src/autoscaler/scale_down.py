@@ -24,7 +24,7 @@ def scale_down(draft: Draft, pending: int) -> Removal:
         draft.say(ReasonCode.PENDING_PODS, f"{pending} pods wait for capacity")
         removal.mark("pending_pods", f"{pending} pods wait for capacity")
         return removal
-    above = fleet.count - settings.max_nodes
+    above = fleet.count - len(draft.terminate) - settings.max_nodes  # unjoined ones already go
     if above > 0:
         above -= _cancel_launches(draft, above)
         limit = min(above, room_above_min(draft)) if above > 0 else 0
@@ -124,7 +124,7 @@ def _cancel_launches(draft: Draft, above: int) -> int:
     pods, so stopping them moves nothing, where draining a Ready worker would. How many went."""
     fleet, settings = draft.base.fleet, draft.base.settings
     launching = sorted(
-        (i for i in fleet.in_flight if i.id not in fleet.binding.node_of), key=lambda i: (-i.launched_at, i.id)
+        (i for i in fleet.in_flight if not fleet.binding.joined(i.id)), key=lambda i: (-i.launched_at, i.id)
     )
     cancel = tuple(i.id for i in launching[:above])
     if cancel:

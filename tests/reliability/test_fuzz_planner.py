@@ -248,12 +248,22 @@ def test_the_planner_keeps_its_bounds_and_never_removes_what_it_must_not(case):
             assert snapshot.metrics.known or fleet > s.max_nodes, "scale-down on unknown metrics"
 
     # Instances terminated before they joined: live, no Node object at all, and past the provision time,
-    # or still launching while the fleet is above max_nodes (never below it).
+    # or late and overtaken by a worker launched since that is Ready, or still launching while the
+    # fleet is above max_nodes (never below it).
     registered = {n.instance_id for n in snapshot.nodes}
-    young = [i for i in decision.terminate_unjoined if NOW - alive[i].launched_at <= s.max_node_provision_time_s]
-    for instance_id in decision.terminate_unjoined:
+    ready_since = [alive[n.instance_id].launched_at for n in snapshot.nodes if n.ready and n.instance_id in alive]
+    terminated = decision.terminate_unjoined
+    young = [
+        i
+        for i in terminated
+        if NOW - alive[i].launched_at <= s.max_node_provision_time_s
+        and not (
+            NOW - alive[i].launched_at > s.launch_late_after_s and any(t >= alive[i].launched_at for t in ready_since)
+        )
+    ]
+    for instance_id in terminated:
         assert instance_id not in registered
-    assert not young or fleet - len(young) >= s.max_nodes, f"cancels {young} with {fleet} workers"
+    assert not young or fleet - len(terminated) >= s.max_nodes, f"cancels {young} with {fleet} workers"
     # Node objects deleted as orphans: their worker is shutting down or gone.
     gone = {
         i.id
