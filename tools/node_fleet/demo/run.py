@@ -249,7 +249,7 @@ def run_demo(
                 f"kube API {stack.kube.url}, prometheus {stack.prometheus.url}"
             )
             say(
-                f"settings: tick {timing.tick_s:g}s (production: 60s), "
+                f"settings: tick {timing.tick_s:g}s (production: 10s by default), "
                 + ", ".join(f"{k}={v}" for k, v in timing.settings().items())
             )
             with stack.applied():

@@ -3,7 +3,7 @@
 The cluster: the K3s server and two seeded workers of 2000m / 7680Mi, with the shop (4 pods of
 600m, two on each worker: 60 % requested, so neither is a scale-down candidate), and the Flux
 Kustomizations flux-system -> infrastructure -> apps, all Ready. Then, on ticks every `tick_s`
-(production: 60 s):
+(production: 10 s by default):
 
 1. Flash sale: 8 pods of 600m, then 14: the scheduler marks what does not fit Unschedulable, the
    autoscaler launches workers for them (bin-packed), the kubelets join after `boot_delay_s`, the
