@@ -64,7 +64,9 @@ def scale_down(draft: Draft, pending: int) -> Removal:
         removal.verdicts[node.name] = verdict
 
     blocked = _global_blocker(draft, settings.scale_down_delay_after_add_s)
-    if (blocked or not ripe) and _stop_early(removal, [*ripe, *early], warm_wait_s):
+    # The pool's shorter wait after a scale-up too, never longer than the whole one.
+    warm_after_add_s = min(settings.scale_down_delay_after_add_s, settings.warm_pool_unneeded_time_s)
+    if (blocked or not ripe) and _stop_early(removal, [*ripe, *early], warm_after_add_s):
         return removal
     if blocked:
         draft.reasons.append(blocked)
@@ -87,12 +89,12 @@ def scale_down(draft: Draft, pending: int) -> Removal:
     return removal
 
 
-def _stop_early(removal: Removal, unneeded: Sequence[Node], wait_s: int) -> bool:
-    """The warm pool's shorter wait: the workers it has room for, unneeded for `wait_s` and as
-    long after the last scale-up, are stopped into it. Whether any was chosen."""
+def _stop_early(removal: Removal, unneeded: Sequence[Node], after_add_s: int) -> bool:
+    """The warm pool's shorter wait: of the `unneeded` workers (unneeded for its wait), those it
+    has room for are stopped into it, `after_add_s` after the last scale-up. Whether any was chosen."""
     draft = removal.draft
     names = set(keepable(draft, [n.name for n in unneeded]))
-    if not names or _global_blocker(draft, wait_s) is not None:
+    if not names or _global_blocker(draft, after_add_s) is not None:
         return False
     limit = room_above_min(draft) - len(removal.remove)
     if limit > 0:

@@ -69,24 +69,32 @@ def stoppable(draft: Draft, names: Sequence[str]) -> list[str]:
 def keepable(draft: Draft, names: Sequence[str]) -> list[str]:
     """The nodes of `names` that would be stopped into the pool, in order: stoppable, as many as it
     has room for, and only while their zone would stay normal for the node lifecycle controller."""
+    return _sorted_by_zone(draft, names)[0]
+
+
+def _sorted_by_zone(draft: Draft, names: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(kept, crowded): of the stoppable nodes of `names` the pool has room for, those whose zone
+    stays normal with them stopped, and those whose zone would not."""
     nodes = {n.name: n for n in draft.base.snapshot.nodes}
     not_ready, total = _zone_counts(draft)
     kept: list[str] = []
+    crowded: list[str] = []
     for name in stoppable(draft, names)[: pool_room(draft)]:
         zone = _zone_key(nodes[name])
         if _stays_normal(not_ready[zone] + 1, total[zone]):
             kept.append(name)
             not_ready[zone] += 1
-    return kept
+        else:
+            crowded.append(name)
+    return kept, crowded
 
 
 def kept_warm(draft: Draft, remove: Sequence[str]) -> tuple[str, ...]:
     """The nodes of `remove` whose instance is stopped into the pool; says why others are not."""
-    kept = keepable(draft, remove)
+    kept, crowded = _sorted_by_zone(draft, remove)
     if kept:
         size = draft.base.settings.warm_pool_size
         draft.say(ReasonCode.WARM_POOL, f"{', '.join(kept)} to be stopped into the warm pool (size {size})")
-    crowded = [n for n in stoppable(draft, remove)[: pool_room(draft)] if n not in kept]
     if crowded:
         draft.say(
             ReasonCode.WARM_POOL,

@@ -150,6 +150,15 @@ def test_the_shorter_wait_applies_after_a_scale_up_too():
     assert held.action is Action.NONE and ReasonCode.COOLDOWN_AFTER_ADD in held.codes, held.reasons
 
 
+def test_a_pool_wait_above_both_waits_keeps_the_whole_delay_after_add():
+    # Unneeded past the whole wait, but the longer delay after a scale-up still holds.
+    workers = [worker(0), worker(1)]
+    settings = EARLY.replace(warm_pool_unneeded_time_s=900, scale_down_delay_after_add_s=900)
+    state = replace(unneeded_for(700, "n1"), last_scale_up=NOW - 700)
+    held = plan(snapshot(workers, busy("n0", 2)), state, settings, NOW)
+    assert held.action is Action.NONE and ReasonCode.COOLDOWN_AFTER_ADD in held.codes, held.reasons
+
+
 def test_scale_up_starts_stopped_workers_of_the_zone_before_launching():
     workers = [worker(0, az="eu-west-1a"), stopped(5, az="eu-west-1a"), stopped(6, az="eu-west-1b")]
     pods = [*busy("n0", 4, cpu=500), *(pending(f"p{k}", cpu=1500) for k in range(3))]
