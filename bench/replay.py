@@ -36,20 +36,22 @@ TRACE_FILES = {
     "alibaba": "alibaba-2023-openb-pod-list.csv",
 }
 LEVERS = {
-    "nf/ca-rules": {"warm_pool_size": 0, "tick_s": 60, "launch_late_after_s": 900},
+    "nf/ca-rules": {"warm_pool_size": 0, "tick_s": 60, "launch_late_after_s": 900, "ramp_window_s": 0},
     "nf/no-late": {"launch_late_after_s": 900},
     "nf/no-pool": {"warm_pool_size": 0},
     "nf/stop-10m": {"warm_pool_unneeded_time_s": 600},
     "nf/tick-60": {"tick_s": 60},
+    "nf/no-ramp": {"ramp_window_s": 0},
     "nf/pool-10": {"warm_pool_size": 10},
     "nf/forecast": {"forecast_max_prewarm": 2},
     "nf/forecast+calm": {"forecast_max_prewarm": 2, "forecast_unneeded_time_s": 300},
     "nf/5min": {"scale_down_unneeded_time_s": 300},
 }
 """node-fleet with one lever changed from its defaults (late launches replaced after 180 s, a warm
-pool of 4 its workers are stopped into after 2 minutes unneeded, 10 s ticks, no forecast), and
-`ca-rules` with all three of its own levers off: Cluster Autoscaler's rules at a 60 s tick, what
-node-fleet's defaults were before. Half the unneeded time (`5min`) is cheaper, but goes against
+pool of 4 its workers are stopped into after 2 minutes unneeded, 10 s ticks, room for a ramp to go
+on when pods wait again within 5 minutes of a scale-up, no forecast), and `ca-rules` with all four
+of its own levers off: Cluster Autoscaler's rules at a 60 s tick, what node-fleet's defaults were
+before. Half the unneeded time (`5min`) is cheaper, but goes against
 the brief's 10 minutes of low CPU for workers that are terminated; `forecast+calm` halves it only
 when the forecast predicts no rise. The forecast acts only once a replay has a day behind it
 (diurnal-3d, nasa's second day, elb's later days)."""

@@ -297,6 +297,8 @@ class ReasonCode(enum.StrEnum):
     """Removed workers stopped into the warm pool, or stopped ones past its size terminated."""
     REJOINED = "rejoined"
     """A worker back from the warm pool given back to the scheduler."""
+    RAMP = "ramp"
+    """Workers added beyond the pending pods' need: they went pending again soon after a scale-up."""
     FORECAST_RAMP = "forecast_ramp"
     """Workers launched ahead of a rise in demand the forecast predicts."""
     FORECAST_CALM = "forecast_calm"

@@ -168,6 +168,9 @@ def scale_up(draft: Draft, found: Estimate) -> dict[str, int]:
                 draft.say(code, f"{name} {value:.3g} >= {threshold:.3g} for {now - since:.0f}s: {more} more")
                 extra = max(extra, more)
 
+    more = ramp(draft, needed)
+    if more:
+        extra = max(extra, needed + more)
     prewarm = ahead(draft, max(needed, extra))
     if prewarm:
         extra = max(extra, needed) + prewarm
@@ -194,6 +197,34 @@ def scale_up(draft: Draft, found: Estimate) -> dict[str, int]:
         while sum(launches.values()) > count:
             launches[launches.most_common(1)[0][0]] -= 1
     return {z: n for z, n in launches.items() if n > 0}
+
+
+RAMP_LEAD_S = 30
+"""How long the ramp's extra room is meant to last: about a new worker's launch to Ready (the
+simulator's median is 45 s, its p95 90 s; a start from the warm pool is sooner)."""
+
+
+def ramp(draft: Draft, needed: int) -> int:
+    """Workers to add on top of the `needed` ones when pods went pending again within
+    ramp_window_s of the last scale-up: demand is rising, and the pods still to come would
+    otherwise each wait for a launch of their own. Sized to the pace of the window's additions.
+
+    Cheap when wrong: an extra worker nobody needs is unneeded at once, and is stopped into the
+    warm pool after warm_pool_unneeded_time_s while the pool has room."""
+    base = draft.base
+    settings, now, last = base.settings, base.now, draft.state.last_scale_up
+    window = settings.ramp_window_s
+    if not needed or not window or last is None or now - last > window:
+        return 0
+    # EC2's LaunchTime is a worker's last start, so workers back from the warm pool count too.
+    added = needed + sum(1 for i in base.fleet.alive if now - i.launched_at <= window)
+    more = max(1, math.ceil(added * RAMP_LEAD_S / window))
+    draft.say(
+        ReasonCode.RAMP,
+        f"pods pending again {now - last:.0f}s after the last scale-up (ramp_window_s {window}): "
+        f"{more} more for the rise to go on ({added} workers added within the window)",
+    )
+    return more
 
 
 def spread(

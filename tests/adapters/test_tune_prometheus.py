@@ -124,7 +124,14 @@ def test_tune_replays_the_history_from_the_command_line(seeded):
     out, err = io.StringIO(), io.StringIO()
     argv = ["tune", "--prometheus", seeded.server.url, "--days", "0.15", "--grid", "WARM_POOL_SIZE=0,4"]
     argv += ["--grid", "SCALE_DOWN_UNNEEDED_TIME_S=600", "--grid", "TICK_S=10", "--jobs", "1", "--json"]
-    argv += ["--grid", "FORECAST_MAX_PREWARM=0", "--grid", "WARM_POOL_UNNEEDED_TIME_S=120"]
+    argv += [
+        "--grid",
+        "FORECAST_MAX_PREWARM=0",
+        "--grid",
+        "WARM_POOL_UNNEEDED_TIME_S=120",
+        "--grid",
+        "RAMP_WINDOW_S=300",
+    ]
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main([*argv, "--grid", "SCALE_DOWN_UTILIZATION_THRESHOLD=0.5"])
     assert code == exits.OK, err.getvalue()

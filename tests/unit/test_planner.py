@@ -199,6 +199,37 @@ CASES = [
         codes=(R.UNJOINED_INSTANCE, R.BACKING_OFF),
     ),
     case(
+        "pods pending again within ramp_window_s of the last scale-up: one worker more for the ramp",
+        snapshot(WS, BUSY + [pending(f"p{k}") for k in range(3)]),
+        state=ScalingState(last_scale_up=NOW - 120),
+        action=Action.SCALE_UP,
+        launches={A: 1, B: 1},
+        codes=(R.UNSCHEDULABLE_PODS, R.RAMP),
+    ),
+    case(
+        "pods pending longer than ramp_window_s after the last scale-up: no more than they need",
+        snapshot(WS, BUSY + [pending(f"p{k}") for k in range(3)]),
+        state=ScalingState(last_scale_up=NOW - 301),
+        action=Action.SCALE_UP,
+        launches={B: 1},
+    ),
+    case(
+        "ramp_window_s 0 turns the ramp off",
+        snapshot(WS, BUSY + [pending(f"p{k}") for k in range(3)]),
+        state=ScalingState(last_scale_up=NOW - 120),
+        settings={"ramp_window_s": 0},
+        action=Action.SCALE_UP,
+        launches={B: 1},
+    ),
+    case(
+        "no ramp without pending pods: a min_nodes launch soon after a scale-up adds only its own",
+        snapshot(w(1)),
+        state=ScalingState(last_scale_up=NOW - 60),
+        action=Action.SCALE_UP,
+        launches={B: 1},
+        codes=(R.BELOW_MIN,),
+    ),
+    case(
         "paused: nothing but the report",
         snapshot(WS, [pending("p")]),
         state=ScalingState(paused=True),
@@ -515,6 +546,28 @@ def test_a_lone_straggler_among_joined_launches_is_replaced_without_backoff():
 def late(i: int, ago: float = 200):
     """A launch with no Node yet, past the default launch_late_after_s (180 s)."""
     return worker(i, ready=None, launched_ago=ago)
+
+
+def test_the_ramp_is_sized_to_the_pace_of_the_windows_additions():
+    # 12 workers added in the last 100 s and 1 more needed now: 13 in 300 s, at that pace for
+    # RAMP_LEAD_S (30 s) is 1.3 workers: 2 more.
+    ws = w(12, launched_ago=100)
+    pods = [*(p for i in range(12) for p in busy(f"n{i}", 2)), *(pending(f"p{k}") for k in range(3))]
+    decision = plan(
+        snapshot(ws, pods), ScalingState(last_scale_up=NOW - 30), Settings(warm_pool_size=0, max_nodes=30), NOW
+    )
+    assert decision.launch_count == 3 and R.RAMP in decision.codes, decision.reasons
+    assert "2 more" in next(r.detail for r in decision.reasons if r.code is R.RAMP)
+
+
+def test_the_ramp_stays_within_max_nodes():
+    decision = plan(
+        snapshot(WS, BUSY + [pending(f"p{k}") for k in range(3)]),
+        ScalingState(last_scale_up=NOW - 120),
+        Settings(warm_pool_size=0, max_nodes=4),
+        NOW,
+    )
+    assert decision.launch_count == 1 and R.AT_MAX in decision.codes, decision.reasons
 
 
 def test_a_late_launch_overtaken_by_a_sibling_is_terminated_and_replaced_at_once():

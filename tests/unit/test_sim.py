@@ -430,6 +430,23 @@ def test_the_forecast_acts_only_once_the_replay_has_a_day_behind_it_and_then_pod
     assert score(ahead).pending_pod_seconds < score(plain).pending_pod_seconds
 
 
+RAMP = Workload(
+    "ramp",
+    tuple(PodSpec(f"base{i}", 0, None, 500, 512) for i in range(4))
+    + tuple(PodSpec(f"step{k}-{i}", 600 + 90 * k, 3600, 1000, 1024) for k in range(10) for i in range(2)),
+    horizon_s=5400,
+)
+"""Ten steps of a worker's worth of pods, 90 s apart: each would wait for a launch of its own."""
+
+
+def test_the_ramp_has_room_ready_for_the_next_step_at_the_cost_of_one_worker_more():
+    runs = {w: score(replay(RAMP, "node-fleet", Settings(max_nodes=20, ramp_window_s=w))) for w in (300, 0)}
+    ramp, plain = runs[300], runs[0]
+    assert ramp.pending_pod_seconds < 0.7 * plain.pending_pod_seconds
+    assert ramp.peak_nodes == plain.peak_nodes + 1
+    assert ramp.node_hours < 1.05 * plain.node_hours
+
+
 def test_a_launch_that_never_joins_is_replaced_once_late_not_after_the_provision_time():
     # Seed 1: one of the spike's launches never joins.
     model = ClusterModel(never_join_share=0.3, seed=1)

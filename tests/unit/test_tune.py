@@ -37,6 +37,8 @@ SMALL = [
     "TICK_S=10",
     "--grid",
     "FORECAST_MAX_PREWARM=0",
+    "--grid",
+    "RAMP_WINDOW_S=300",
 ]
 DEFAULTS = {
     "SCALE_DOWN_UNNEEDED_TIME_S": "600",
@@ -45,6 +47,7 @@ DEFAULTS = {
     "WARM_POOL_UNNEEDED_TIME_S": "120",
     "TICK_S": "10",
     "FORECAST_MAX_PREWARM": "0",
+    "RAMP_WINDOW_S": "300",
 }
 
 
@@ -84,6 +87,7 @@ def test_json_holds_every_point_of_the_grid_and_says_what_ran(as_json):
         "WARM_POOL_UNNEEDED_TIME_S": ["120"],
         "TICK_S": ["10"],
         "FORECAST_MAX_PREWARM": ["0"],
+        "RAMP_WINDOW_S": ["300"],
     }
     assert answer["replays"] == len(answer["points"]) == 4
     assert answer["processes"] == 2 and answer["seconds"] > 0

@@ -175,6 +175,14 @@ def test_scale_up_starts_stopped_workers_of_the_zone_before_launching():
     assert ReasonCode.WARM_START in d.codes
 
 
+def test_the_ramps_extra_worker_is_started_from_the_pool_too():
+    workers = [worker(0, az="eu-west-1a"), stopped(5, az="eu-west-1a"), stopped(6, az="eu-west-1b")]
+    pods = [*busy("n0", 4, cpu=500), pending("p0", cpu=1500)]
+    d = plan(snapshot(workers, pods), ScalingState(last_scale_up=NOW - 60), POOL.replace(max_nodes=10), NOW)
+    assert ReasonCode.RAMP in d.codes, d.reasons
+    assert set(d.starts) == {"i-0005", "i-0006"} and d.launch_count == 0, "both from the pool, nothing launched"
+
+
 def test_a_stopping_worker_is_not_started_yet():
     workers = [worker(0, az="eu-west-1a"), stopped(5, az="eu-west-1a", state=InstanceState.STOPPING)]
     pods = [*busy("n0", 4), pending("p0", cpu=1500)]

@@ -91,6 +91,11 @@ class Settings:
     """Seconds between cycles. Below 60, each scheduled cycle queues the minute's later ones (at
     tick_s, 2 x tick_s, ... seconds) as delayed messages on the tick queue (TICK_QUEUE_URL), each
     its own short invocation: EventBridge schedules no more often than once a minute."""
+    ramp_window_s: int = 300
+    """A scale-up for pending pods that comes within this long of the last scale-up finds demand
+    still rising, and adds room for the rise to go on for about one launch more: the workers added
+    in this window (this cycle's included) at the same pace for RAMP_LEAD_S (autoscaler/scale_up.py),
+    at least one. Served by the warm pool first, like every launch. 0 turns it off."""
     forecast_max_prewarm: int = 0
     """Workers' worth of room the demand forecast may keep ready ahead of a predicted rise
     (autoscaler/forecast.py); 0 (the default) turns pre-scaling off. It acts only once the cluster's
@@ -228,6 +233,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "warm_pool_unneeded_time_s": (0, DAY),
     "tick_s": (10, 60),
     "warm_pool_max_age_s": (3600, 90 * DAY),
+    "ramp_window_s": (0, 3600),
     "forecast_max_prewarm": (0, 1000),
     "forecast_lead_s": (60, 3600),
     "forecast_unneeded_time_s": (0, DAY),

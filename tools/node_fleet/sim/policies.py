@@ -54,6 +54,7 @@ def cluster_autoscaler_settings(settings: Settings) -> Settings:
         warm_pool_size=0,
         warm_pool_unneeded_time_s=600,
         tick_s=60,
+        ramp_window_s=0,
         forecast_max_prewarm=0,
         forecast_unneeded_time_s=600,
         launch_late_after_s=settings.max_node_provision_time_s,
