@@ -44,10 +44,12 @@ BASE_SETTINGS = {
     "CPU_HIGH_WINDOW_S": "3600",
     "SCALE_DOWN_DELAY_AFTER_ADD_S": "0",
     "GATE_SETTLE_S": "0",
-    # The tests drive every tick themselves, and count the workers a scale-down terminates; the
-    # warm pool's stops and starts have their own tests, which set WARM_POOL_SIZE.
+    # The tests drive every tick themselves, count the workers a scale-down terminates and the
+    # launches a scale-up makes; the warm pool's stops and starts, and the ramp's extra workers,
+    # have their own tests, which set WARM_POOL_SIZE and RAMP_WINDOW_S.
     "TICK_S": "60",
     "WARM_POOL_SIZE": "0",
+    "RAMP_WINDOW_S": "0",
 }
 
 # -- events and contexts ---------------------------------------------------------------------------------

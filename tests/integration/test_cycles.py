@@ -118,6 +118,33 @@ def test_scale_up_for_unschedulable_pods_launches_once_and_the_pods_land(cluster
     assert cluster.ready_workers() == {first, second, node}
 
 
+def test_pods_pending_again_soon_after_a_scale_up_get_one_worker_more_for_the_ramp(cluster):
+    cluster.set(RAMP_WINDOW_S="300")
+    cluster.kubelets.add_workload("sale", replicas=8, cpu_m=600)
+    cluster.wait(lambda: len(cluster.unschedulable()) == 2, what="two pods unschedulable")
+    seeded = set(cluster.alive())
+    first = cluster.tick()
+    assert sum(first["launches"].values()) == 1 and "ramp" not in codes(first), first
+    (new,) = set(cluster.alive()) - seeded
+    cluster.wait(lambda: cluster.kubelets.node_of(new) in cluster.ready_workers(), what="the new worker joins")
+    settle(cluster)
+
+    # Three more: one fits beside the two on the new worker, two wait: the rise goes on.
+    cluster.kubelets.scale("sale", 11)
+    cluster.wait(lambda: len(cluster.unschedulable()) == 2, what="two more pods unschedulable")
+    before = set(cluster.alive())
+    again = cluster.tick()
+    assert again["action"] == "scale_up" and "ramp" in codes(again), again
+    assert sum(again["launches"].values()) == 2, "one for the pods, one for the ramp"
+    launched = set(cluster.alive()) - before
+    assert len(launched) == 2
+    cluster.wait(
+        lambda: all(cluster.kubelets.node_of(i) in cluster.ready_workers() for i in launched), what="both join"
+    )
+    settle(cluster)
+    assert not cluster.unschedulable()
+
+
 def test_scale_down_after_the_unneeded_time_drains_terminates_and_deletes_the_node(cluster):
     light_web_load(cluster, unneeded_s=2)
     cluster.set(WARM_POOL_SIZE="0")  # the warm pool's stop has its own test

@@ -50,9 +50,11 @@ class Timing:
             "MAX_EMPTY_BULK_DELETE": "1",  # one node at a time, to watch them go
             "MAX_DRAINS_IN_PARALLEL": "1",
             # The demo drives its own ticks, and its story is the terminate path with a launch
-            # that never joins; the warm pool's stops and starts have their own stack tests.
+            # that never joins, one launch a wave; the warm pool's stops and starts, and the ramp's
+            # extra workers, have their own stack tests.
             "TICK_S": "60",
             "WARM_POOL_SIZE": "0",
+            "RAMP_WINDOW_S": "0",
         }
 
 
