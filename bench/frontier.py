@@ -1,6 +1,6 @@
 """How close node-fleet's own levers come to issue 13's goal on each workload.
 
-    .venv/bin/python bench/frontier.py [--traces DIR] [--jobs N] [--json FILE]
+    .venv/bin/python bench/frontier.py [--traces DIR] [--only NAME,...] [--jobs N] [--json FILE]
 
 bench/replay.py measures the defaults and each lever alone. This replays node-fleet over a grid of
 its levers on every workload (`node-fleet tune`'s machinery: the Lambda's code path, scored as
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from pathlib import Path
 
 from autoscaler.config import Settings
@@ -27,61 +26,88 @@ from replay import COST_RATIO_GOAL, PENDING_SHARE_GOAL, workloads
 
 GRID = {
     "WARM_POOL_UNNEEDED_TIME_S": ("120", "300", "600"),
-    "RAMP_WINDOW_S": ("0", "300", "900"),
+    "RAMP_WINDOW_S": ("0", "300", "1800"),
     "SCALE_DOWN_UNNEEDED_TIME_S": ("300", "600"),
     "FORECAST_MAX_PREWARM": ("0", "2"),
+    "WARM_POOL_SIZE": ("4", "10"),
 }
 """The levers that trade dollars for waiting, each over its useful range: how long a worker is kept
-before it is stopped or terminated, room ahead of a ramp, and the forecast (36 points)."""
+before it is stopped or terminated, room ahead of a ramp, the forecast, and how many stopped
+workers wait to be started (72 points)."""
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--traces", type=Path, default=Path(__file__).resolve().parents[1] / ".." / "shared" / "traces")
     parser.add_argument("--jobs", type=int, default=tune.default_processes())
+    parser.add_argument("--only", help="these workloads only, comma-separated (default: every one)")
     parser.add_argument("--json", type=Path, help="also write every point to this JSON file")
     args = parser.parse_args()
 
     print("grid: " + "; ".join(f"{k} {', '.join(v)}" for k, v in GRID.items()))
     print(
-        f"{'workload':<11} {'ca-10s $':>9} {'bound $':>8} {'$ cap':>7} {'ca pend':>8} {'best pend':>9} "
-        f"{'share':>6} {'goal':>5}  best point (dollars, ratio)"
+        f"{'workload':<11} {'ca-10s $':>8} {'bound $':>7} {'ca pend':>7} | {'best':>5} {'goal':>4} | "
+        f"{'min ratio':>9} | {'halves ca':>9} {'x ca $':>6} {'ratio':>6}"
     )
     environ = {k: v for k, v in os.environ.items() if k not in GRID}
-    results = []
+    results, bests = [], []
+    only = set(args.only.split(",")) if args.only else None
     for workload in workloads(args.traces):
-        started = time.perf_counter()
+        if only is not None and workload.name not in only:
+            continue
         settings = settings_for(workload, Settings(), None)
         ca = score(replay(workload, "ca-10s", settings))
-        cap = min(ca.dollars, COST_RATIO_GOAL * ca.lower_bound_dollars)
         found = tune.tune(workload, environ, GRID, settings.max_nodes, args.jobs)
-        affordable = [p for p in found.points if p.dollars <= cap]
-        best = min(affordable, key=lambda p: (p.pending_pod_seconds, p.dollars), default=None)
-        share = best.pending_pod_seconds / ca.pending_pod_seconds if best and ca.pending_pod_seconds else None
-        met = share is not None and share <= PENDING_SHARE_GOAL
-        where = (
-            " ".join(f"{k}={v}" for k, v in best.env.items())
-            + f" (${best.dollars:.2f}, {best.dollars / ca.lower_bound_dollars:.3f})"
-            if best
-            else "no point within the dollar cap"
-        )
+        row = summary(found.points, ca.dollars, ca.pending_pod_seconds, ca.lower_bound_dollars)
         print(
-            f"{workload.name:<11} {ca.dollars:>9.2f} {ca.lower_bound_dollars:>8.2f} {cap:>7.2f} "
-            f"{ca.pending_pod_seconds:>8.0f} {best.pending_pod_seconds if best else float('nan'):>9.0f} "
-            f"{share if share is not None else float('nan'):>6.2f} {'met' if met else 'no':>5}  {where}"
-            f"  [{time.perf_counter() - started:.0f}s]"
+            f"{workload.name:<11} {ca.dollars:>8.2f} {ca.lower_bound_dollars:>7.2f} {ca.pending_pod_seconds:>7.0f} | {row}"
         )
+        bests.append(f"{workload.name}: {best_point(found.points, ca.dollars, ca.lower_bound_dollars)}")
         results.append(
             {
                 "workload": workload.name,
                 "ca_10s": {"dollars": ca.dollars, "pending_pod_seconds": ca.pending_pod_seconds},
                 "lower_bound_dollars": ca.lower_bound_dollars,
-                "dollar_cap": cap,
                 "points": [p.to_dict() for p in found.points],
             }
         )
+    print()
+    print("best: the grid point that waits least within both dollar conditions")
+    for line in bests:
+        print(line)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
+
+
+def _affordable(points: list[tune.Point], ca_dollars: float, bound: float) -> list[tune.Point]:
+    return [p for p in points if p.dollars <= min(ca_dollars, COST_RATIO_GOAL * bound)]
+
+
+def summary(points: list[tune.Point], ca_dollars: float, ca_pending: float, bound: float) -> str:
+    """best: the least waiting (as a share of ca-10s's) within both dollar conditions, and whether
+    that meets the goal; min ratio: the cheapest point's cost ratio; halves ca: of the points that
+    wait at most half as long as ca-10s, the cheapest one's dollars against ca-10s's and its ratio.
+    Which of the three conditions binds is read off the last two."""
+    affordable = _affordable(points, ca_dollars, bound)
+    best = min((p.pending_pod_seconds for p in affordable), default=None)
+    share = f"{best / ca_pending:>5.2f}" if best is not None and ca_pending else f"{'-':>5}"
+    met = best is not None and best <= PENDING_SHARE_GOAL * ca_pending
+    cheapest = min(p.dollars for p in points)
+    halving = [p.dollars for p in points if p.pending_pod_seconds <= PENDING_SHARE_GOAL * ca_pending]
+    halves = (
+        f"{'yes':>9} {min(halving) / ca_dollars:>6.3f} {min(halving) / bound:>6.3f}"
+        if halving
+        else f"{'none':>9} {'-':>6} {'-':>6}"
+    )
+    return f"{share} {'met' if met else 'no':>4} | {cheapest / bound:>9.3f} | {halves}"
+
+
+def best_point(points: list[tune.Point], ca_dollars: float, bound: float) -> str:
+    affordable = _affordable(points, ca_dollars, bound)
+    if not affordable:
+        return "none within both dollar conditions"
+    p = min(affordable, key=lambda p: (p.pending_pod_seconds, p.dollars))
+    return " ".join(f"{k}={v}" for k, v in p.env.items()) + f" (${p.dollars:.2f}, {p.pending_pod_seconds:.0f} pod-s)"
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ LEVERS = {
     "nf/stop-10m": {"warm_pool_unneeded_time_s": 600},
     "nf/tick-60": {"tick_s": 60},
     "nf/no-ramp": {"ramp_window_s": 0},
+    "nf/ramp-30m": {"ramp_window_s": 1800},
     "nf/pool-10": {"warm_pool_size": 10},
     "nf/forecast": {"forecast_max_prewarm": 2},
     "nf/forecast+calm": {"forecast_max_prewarm": 2, "forecast_unneeded_time_s": 300},

@@ -42,11 +42,11 @@ GRID: tuple[Lever, ...] = (
     Lever("WARM_POOL_SIZE", ("0", "4", "10"), ("0", "4")),
     Lever("WARM_POOL_UNNEEDED_TIME_S", ("120", "600"), ("120",)),
     Lever("TICK_S", ("10", "60"), ("10", "60")),
-    Lever("RAMP_WINDOW_S", ("0", "300"), ("300",)),
+    Lever("RAMP_WINDOW_S", ("0", "300", "1800"), ("300",)),
     # The forecast acts only on a history that reaches back a day (`--days` of at least 2).
     Lever("FORECAST_MAX_PREWARM", ("0", "2"), ("0",)),
 )
-"""The grid: every combination of these values is replayed (432 points; `--quick` 16). A new setting
+"""The grid: every combination of these values is replayed (648 points; `--quick` 16). A new setting
 is one row. TICK_S has two values: replay time grows with the ticks (a 15 s tick replayed 2.3 to 3
 times slower than 60 s on the sample traces)."""
 
