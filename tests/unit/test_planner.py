@@ -33,6 +33,8 @@ def full(n: int = 3):
 
 
 WS, BUSY = full()
+# Three pods more than the busy workers hold: one new worker's worth.
+RISING = snapshot(WS, BUSY + [pending(f"p{k}") for k in range(3)])
 
 CASES = [
     # -- scale-up -----------------------------------------------------------------------------
@@ -200,7 +202,7 @@ CASES = [
     ),
     case(
         "pods pending again within ramp_window_s of the last scale-up: one worker more for the ramp",
-        snapshot(WS, BUSY + [pending(f"p{k}") for k in range(3)]),
+        RISING,
         state=ScalingState(last_scale_up=NOW - 120),
         action=Action.SCALE_UP,
         launches={A: 1, B: 1},
@@ -208,14 +210,14 @@ CASES = [
     ),
     case(
         "pods pending longer than ramp_window_s after the last scale-up: no more than they need",
-        snapshot(WS, BUSY + [pending(f"p{k}") for k in range(3)]),
+        RISING,
         state=ScalingState(last_scale_up=NOW - 301),
         action=Action.SCALE_UP,
         launches={B: 1},
     ),
     case(
         "ramp_window_s 0 turns the ramp off",
-        snapshot(WS, BUSY + [pending(f"p{k}") for k in range(3)]),
+        RISING,
         state=ScalingState(last_scale_up=NOW - 120),
         settings={"ramp_window_s": 0},
         action=Action.SCALE_UP,
@@ -561,12 +563,7 @@ def test_the_ramp_is_sized_to_the_pace_of_the_windows_additions():
 
 
 def test_the_ramp_stays_within_max_nodes():
-    decision = plan(
-        snapshot(WS, BUSY + [pending(f"p{k}") for k in range(3)]),
-        ScalingState(last_scale_up=NOW - 120),
-        Settings(warm_pool_size=0, max_nodes=4),
-        NOW,
-    )
+    decision = plan(RISING, ScalingState(last_scale_up=NOW - 120), Settings(warm_pool_size=0, max_nodes=4), NOW)
     assert decision.launch_count == 1 and R.AT_MAX in decision.codes, decision.reasons
 
 
