@@ -200,8 +200,9 @@ def scale_up(draft: Draft, found: Estimate) -> dict[str, int]:
 
 
 RAMP_LEAD_S = 30
-"""How long the ramp's extra room is meant to last: about a new worker's launch to Ready (the
-simulator's median is 45 s, its p95 90 s; a start from the warm pool is sooner)."""
+"""How long the ramp's extra room is meant to last: about a start from the warm pool, which serves
+the extra first (the simulator's start to Ready: median 20 s, p95 40 s). Sized for a launch's 60 s,
+it bought about the same waits for more dollars (bench/README.md)."""
 
 
 def ramp(draft: Draft, needed: int) -> int:

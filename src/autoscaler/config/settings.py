@@ -93,9 +93,9 @@ class Settings:
     its own short invocation: EventBridge schedules no more often than once a minute."""
     ramp_window_s: int = 300
     """A scale-up for pending pods that comes within this long of the last scale-up finds demand
-    still rising, and adds room for the rise to go on for about one launch more: the workers added
-    in this window (this cycle's included) at the same pace for RAMP_LEAD_S (autoscaler/scale_up.py),
-    at least one. Served by the warm pool first, like every launch. 0 turns it off."""
+    still rising, and adds room for the rise to go on: the workers added in this window (this
+    cycle's included) at the same pace for RAMP_LEAD_S more (autoscaler/scale_up.py), at least one.
+    Served by the warm pool first, like every launch. 0 turns it off."""
     forecast_max_prewarm: int = 0
     """Workers' worth of room the demand forecast may keep ready ahead of a predicted rise
     (autoscaler/forecast.py); 0 (the default) turns pre-scaling off. It acts only once the cluster's
