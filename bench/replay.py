@@ -24,7 +24,7 @@ from autoscaler.config import Settings
 from autoscaler.pricing import DEFAULT_INSTANCE_TYPE, DEFAULT_PRICES
 from node_fleet.sim import traces
 from node_fleet.sim.engine import replay
-from node_fleet.sim.plot import plot_runs
+from node_fleet.sim.plot import Goal, plot_runs
 from node_fleet.sim.report import score, spot_lines
 from node_fleet.sim.runner import compare, settings_for
 from node_fleet.sim.scenarios import SCENARIOS, scenario
@@ -59,6 +59,7 @@ when the forecast predicts no rise. The forecast acts only once a replay has a d
 PENDING_SHARE_GOAL = 0.5
 """node-fleet's pending pod-seconds at most this share of ca-10s's."""
 COST_RATIO_GOAL = 1.10
+GOAL = Goal("ca-10s", PENDING_SHARE_GOAL, COST_RATIO_GOAL)
 
 
 def workloads(trace_dir: Path):
@@ -116,7 +117,7 @@ def main() -> None:
             )
         if args.plots:
             args.plots.mkdir(parents=True, exist_ok=True)
-            plot_runs(records, scores, args.plots / f"{workload.name}.png")
+            plot_runs(records, scores, args.plots / f"{workload.name}.png", GOAL)
         for line in spot_lines(result.scores):
             print(f"{'':<11} {line}")
         for policy in ("node-fleet", *LEVERS):

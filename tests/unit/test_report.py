@@ -403,6 +403,38 @@ def test_plot_writes_png(tmp_path) -> None:
     assert len(data) > 10_000
 
 
+def test_plot_with_a_goal_adds_a_close_up_of_the_reference_with_the_goal_shaded(tmp_path) -> None:
+    from matplotlib import colormaps
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from node_fleet.sim import plot
+
+    goal = plot.Goal("ca-10s", 0.5, 1.10)
+    base = score(record())
+    spots = [("ca-10s", 4000, 1.14), ("node-fleet", 1500, 1.11), ("nf/lever", 1800, 1.05), ("static", 0, 2.6)]
+    named = [(n, dataclasses.replace(base, policy=n, pending_pod_seconds=x, cost_ratio=y)) for n, x, y in spots]
+    ca = named[0][1]
+    assert goal.box(ca) == (2000, 1.10)
+    assert goal.box(dataclasses.replace(ca, cost_ratio=1.05)) == (2000, 1.05), "never dearer than the reference"
+
+    fig = Figure(figsize=(5, 5), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    shown = plot._goal_panel(ax, goal, ca, named, colormaps["tab10"].colors)
+    assert [name for name, *_ in shown] == ["ca-10s", "node-fleet", "nf/lever"], "static-peak is far off: left out"
+    (region,) = ax.patches
+    corners = region.get_path().transformed(region.get_transform()).vertices
+    x0, _ = ax.transData.inverted().transform(corners.min(axis=0))
+    x1, y1 = ax.transData.inverted().transform(corners.max(axis=0))
+    assert (x0, x1) == pytest.approx((0, 2000)) and y1 == pytest.approx(1.10)
+
+    records = [dataclasses.replace(record(), policy=n) for n, _ in named]
+    path = tmp_path / "goal.png"
+    plot.plot_runs(records, [sc for _, sc in named], path, goal)
+    assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
 def test_plot_labels_of_close_points_neither_overlap_nor_leave_the_panel() -> None:
     """The CA policies and node-fleet often score alike: their labels fan out, each nearest its own point."""
     from matplotlib import colormaps

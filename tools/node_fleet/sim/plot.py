@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from os import PathLike
 from typing import TYPE_CHECKING, Any
 
@@ -21,13 +22,33 @@ _SYMLOG_SPREAD = 50.0
 """Switch the pending-pod-seconds axis to symlog when the values span more than this factor."""
 
 
-def plot_runs(records: list[RunRecord], scores: list[PolicyScore], path: str | PathLike[str]) -> None:
+@dataclass(frozen=True)
+class Goal:
+    """A target against a reference policy: pending pod-seconds at most `pending_share` of the
+    reference's, dollars at most the reference's, and a cost ratio at most `cost_ratio`."""
+
+    reference: str
+    pending_share: float
+    cost_ratio: float
+
+    def box(self, ref: PolicyScore) -> tuple[float, float]:
+        """(the most pending pod-seconds, the highest cost ratio) inside the goal."""
+        return self.pending_share * ref.pending_pod_seconds, min(self.cost_ratio, ref.cost_ratio)
+
+
+def plot_runs(
+    records: list[RunRecord], scores: list[PolicyScore], path: str | PathLike[str], goal: Goal | None = None
+) -> None:
     """Write one PNG (about 1400x1000 px) comparing the policies replayed on the same workload.
 
     Left, stacked on a shared time axis in hours: demand in worker-equivalents (d_cpu / a_cpu)
     with each policy's Ready nodes, then each policy's pending pods. Right: the dollar cost ratio
     against pending-pod-seconds, one labelled point per policy, with the physical limit y = 1.
-    Scores are matched to records by policy name; a record without one is scored here.
+    With a `goal` whose reference policy was replayed, the right column is split: below, the same
+    plane close up around the reference (within twice its pending pod-seconds and 0.15 of its cost
+    ratio), with the goal's region shaded, so the points that crowd together in the whole plane
+    can be read against it. Scores are matched to records by policy
+    name; a record without one is scored here.
     """
     from matplotlib import colormaps
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -43,7 +64,9 @@ def plot_runs(records: list[RunRecord], scores: list[PolicyScore], path: str | P
     grid = fig.add_gridspec(2, 2, width_ratios=(2.2, 1))
     ax_nodes = fig.add_subplot(grid[0, 0])
     ax_pending = fig.add_subplot(grid[1, 0], sharex=ax_nodes)
-    ax_cost = fig.add_subplot(grid[:, 1])
+    reference = next((sc for _, sc in pairs if goal is not None and sc.policy == goal.reference), None)
+    ax_cost = fig.add_subplot(grid[0, 1] if reference is not None else grid[:, 1])
+    ax_goal = fig.add_subplot(grid[1, 1]) if reference is not None else None
 
     if records:
         first = records[0]
@@ -85,12 +108,51 @@ def plot_runs(records: list[RunRecord], scores: list[PolicyScore], path: str | P
     ax_pending.set_ylim(bottom=0)
     ax_pending.grid(alpha=0.3)
 
-    points = _cost_panel(ax_cost, [(rec.policy, sc) for rec, sc in pairs], colors)
+    named = [(rec.policy, sc) for rec, sc in pairs]
+    points = _cost_panel(ax_cost, named, colors)
+    close = _goal_panel(ax_goal, goal, reference, named, colors) if ax_goal is not None else []
 
     fig.suptitle(f"Replay of {workload}" if workload else "Replay", fontsize=14)
     fig.tight_layout()
     _label_points(ax_cost, points)  # after the layout: labels are placed where they will be drawn
+    if ax_goal is not None:
+        _label_points(ax_goal, close)
     fig.savefig(path, dpi=100)
+
+
+def _goal_panel(
+    ax: Axes, goal: Goal, reference: PolicyScore, named: list[tuple[str, PolicyScore]], colors: Sequence[Any]
+) -> list[tuple[str, float, float, Any]]:
+    """The policies within twice the reference's pending pod-seconds and within 0.15 of its cost
+    ratio, on linear axes, with the goal's region shaded. Returns the points to label."""
+    from matplotlib.ticker import MaxNLocator
+
+    max_pending, max_ratio = goal.box(reference)
+    points = []
+    for i, (name, sc) in enumerate(named):
+        x, y = sc.pending_pod_seconds, sc.cost_ratio
+        if math.isfinite(y) and x <= 2.0 * reference.pending_pod_seconds and y <= reference.cost_ratio + 0.15:
+            points.append((name, x, y, colors[i % len(colors)]))
+    x_top = 1.15 * max([max_pending, *(x for _, x, _, _ in points)]) or 1.0
+    ys = [y for _, _, y, _ in points]
+    y_low = min([1.0, max_ratio, *ys]) - 0.01
+    y_top = max([max_ratio, *ys]) + 0.02
+    ax.axvspan(0, max_pending, ymax=(max_ratio - y_low) / (y_top - y_low), color="tab:green", alpha=0.12)
+    ax.axhline(1.0, color="black", linestyle="--", linewidth=1.0)
+    for _, x, y, color in points:
+        ax.scatter([x], [y], s=50, color=color, edgecolor="black", linewidth=0.6, zorder=3)
+    ax.set_xlim(-0.03 * x_top, x_top)
+    ax.set_ylim(y_low, y_top)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5))  # five-digit ticks would run into each other
+    ax.set_xlabel("pending pod-seconds")
+    ax.set_ylabel("cost ratio")
+    ax.set_title(
+        f"Close up around {goal.reference}. Shaded: pending <= {goal.pending_share:g} x its,\n"
+        f"dollars <= its, cost ratio <= {goal.cost_ratio:g}",
+        fontsize=10,
+    )
+    ax.grid(alpha=0.3)
+    return points
 
 
 def _headroom(top: float) -> float:
