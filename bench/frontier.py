@@ -20,9 +20,9 @@ from pathlib import Path
 from autoscaler.config import Settings
 from node_fleet import tune
 from node_fleet.sim.engine import replay
-from node_fleet.sim.report import score
+from node_fleet.sim.report import PolicyScore, score
 from node_fleet.sim.runner import settings_for
-from replay import COST_RATIO_GOAL, PENDING_SHARE_GOAL, workloads
+from replay import GOAL, workloads
 
 GRID = {
     "WARM_POOL_UNNEEDED_TIME_S": ("120", "300", "600"),
@@ -56,13 +56,13 @@ def main() -> None:
         if only is not None and workload.name not in only:
             continue
         settings = settings_for(workload, Settings(), None)
-        ca = score(replay(workload, "ca-10s", settings))
+        ca = score(replay(workload, GOAL.reference, settings))
         found = tune.tune(workload, environ, GRID, settings.max_nodes, args.jobs)
-        row = summary(found.points, ca.dollars, ca.pending_pod_seconds, ca.lower_bound_dollars)
         print(
-            f"{workload.name:<11} {ca.dollars:>8.2f} {ca.lower_bound_dollars:>7.2f} {ca.pending_pod_seconds:>7.0f} | {row}"
+            f"{workload.name:<11} {ca.dollars:>8.2f} {ca.lower_bound_dollars:>7.2f} {ca.pending_pod_seconds:>7.0f} "
+            f"| {summary(found.points, ca)}"
         )
-        bests.append(f"{workload.name}: {best_point(found.points, ca.dollars, ca.lower_bound_dollars)}")
+        bests.append(f"{workload.name}: {best_point(found.points, ca)}")
         results.append(
             {
                 "workload": workload.name,
@@ -79,31 +79,34 @@ def main() -> None:
         args.json.write_text(json.dumps(results, indent=1))
 
 
-def _affordable(points: list[tune.Point], ca_dollars: float, bound: float) -> list[tune.Point]:
-    return [p for p in points if p.dollars <= min(ca_dollars, COST_RATIO_GOAL * bound)]
+def _affordable(points: list[tune.Point], ca: PolicyScore) -> list[tune.Point]:
+    """The points within both dollar conditions: the goal's cost ratio, which is never above ca-10s's."""
+    _, max_ratio = GOAL.box(ca)
+    return [p for p in points if p.dollars <= max_ratio * ca.lower_bound_dollars]
 
 
-def summary(points: list[tune.Point], ca_dollars: float, ca_pending: float, bound: float) -> str:
+def summary(points: list[tune.Point], ca: PolicyScore) -> str:
     """best: the least waiting (as a share of ca-10s's) within both dollar conditions, and whether
     that meets the goal; min ratio: the cheapest point's cost ratio; halves ca: of the points that
     wait at most half as long as ca-10s, the cheapest one's dollars against ca-10s's and its ratio.
     Which of the three conditions binds is read off the last two."""
-    affordable = _affordable(points, ca_dollars, bound)
-    best = min((p.pending_pod_seconds for p in affordable), default=None)
-    share = f"{best / ca_pending:>5.2f}" if best is not None and ca_pending else f"{'-':>5}"
-    met = best is not None and best <= PENDING_SHARE_GOAL * ca_pending
+    max_pending, _ = GOAL.box(ca)
+    bound = ca.lower_bound_dollars
+    best = min((p.pending_pod_seconds for p in _affordable(points, ca)), default=None)
+    share = f"{best / ca.pending_pod_seconds:>5.2f}" if best is not None and ca.pending_pod_seconds else f"{'-':>5}"
+    met = best is not None and best <= max_pending
     cheapest = min(p.dollars for p in points)
-    halving = [p.dollars for p in points if p.pending_pod_seconds <= PENDING_SHARE_GOAL * ca_pending]
+    halving = [p.dollars for p in points if p.pending_pod_seconds <= max_pending]
     halves = (
-        f"{'yes':>9} {min(halving) / ca_dollars:>6.3f} {min(halving) / bound:>6.3f}"
+        f"{'yes':>9} {min(halving) / ca.dollars:>6.3f} {min(halving) / bound:>6.3f}"
         if halving
         else f"{'none':>9} {'-':>6} {'-':>6}"
     )
     return f"{share} {'met' if met else 'no':>4} | {cheapest / bound:>9.3f} | {halves}"
 
 
-def best_point(points: list[tune.Point], ca_dollars: float, bound: float) -> str:
-    affordable = _affordable(points, ca_dollars, bound)
+def best_point(points: list[tune.Point], ca: PolicyScore) -> str:
+    affordable = _affordable(points, ca)
     if not affordable:
         return "none within both dollar conditions"
     p = min(affordable, key=lambda p: (p.pending_pod_seconds, p.dollars))
