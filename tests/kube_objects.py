@@ -208,7 +208,9 @@ def built_controlplane() -> Path:
 
 
 def flux_crds_dir() -> Path:
-    assert FLUX_CRDS.is_dir(), f"the Flux CRDs are missing at {FLUX_CRDS} (../shared/flux-crds next to the clone)"
+    """../shared/flux-crds; the test skips without it (they are read from there, never copied here)."""
+    if not FLUX_CRDS.is_dir():
+        pytest.skip(f"the Flux and Flagger CRDs are not at {FLUX_CRDS}: ../shared/flux-crds next to the clone")
     return FLUX_CRDS
 
 
