@@ -44,6 +44,7 @@ LEVERS = {
     "nf/no-ramp": {"ramp_window_s": 0},
     "nf/ramp-30m": {"ramp_window_s": 1800},
     "nf/pool-10": {"warm_pool_size": 10},
+    "nf/keep-stopped": {"warm_pool_max_stopped_s": 7 * 86_400},
     "nf/forecast": {"forecast_max_prewarm": 2},
     "nf/forecast+calm": {"forecast_max_prewarm": 2, "forecast_unneeded_time_s": 300},
     "nf/5min": {"scale_down_unneeded_time_s": 300},

@@ -52,7 +52,9 @@ class FakeFleet:
         self.calls.append(("stop", instance_id))
         if any(i.id == instance_id for i in self.foreign):
             raise NotOurInstance(f"refusing to stop {instance_id}: not a worker of this cluster")
-        self._set(instance_id, InstanceState.STOPPED)
+        self.instances = [
+            replace(i, state=InstanceState.STOPPED, stopped_at=NOW) if i.id == instance_id else i for i in self.instances
+        ]
 
     def start(self, instance_ids):
         self.calls.append(("start", tuple(instance_ids)))
@@ -60,8 +62,9 @@ class FakeFleet:
             return LaunchResult((), tuple(f"{i}: InsufficientInstanceCapacity" for i in instance_ids))
         stopped = {i.id for i in self.instances if i.state is InstanceState.STOPPED}
         started = tuple(i for i in instance_ids if i in stopped)
-        for instance_id in started:
-            self._set(instance_id, InstanceState.PENDING)
+        self.instances = [
+            replace(i, state=InstanceState.PENDING, stopped_at=None) if i.id in started else i for i in self.instances
+        ]
         return LaunchResult(started, tuple(f"{i}: not a stopped worker" for i in instance_ids if i not in stopped))
 
     def _set(self, instance_id, state):

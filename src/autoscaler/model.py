@@ -124,6 +124,8 @@ class Instance:
     lifecycle: str = "on-demand"  # or "spot"
     private_ip: str | None = None
     private_dns_name: str | None = None
+    stopped_at: float | None = None
+    """When a stopping or stopped worker was stopped, where EC2 says (None: it does not)."""
 
     @property
     def alive(self) -> bool:

@@ -11,6 +11,8 @@ start whose uncordon was lost) is given back here.
 
 Only on-demand workers are kept (a one-time spot instance cannot be stopped), and only within
 warm_pool_max_age_s of their last start: an older one may run an older AMI than a launch would.
+A worker stopped for warm_pool_max_stopped_s is terminated: its volume has billed by then what
+stopping it early saved.
 """
 
 from __future__ import annotations
@@ -137,23 +139,36 @@ def _zone_counts(draft: Draft) -> tuple[Counter[str], Counter[str]]:
 
 
 def tend(draft: Draft) -> None:
-    """The pool's chores each cycle: stopped workers last started over warm_pool_max_age_s ago,
-    and those past its size (run longest ago first), are terminated; Ready workers left cordoned
-    by a drain that is over are given back."""
+    """The pool's chores each cycle: stopped workers last started over warm_pool_max_age_s ago or
+    stopped over warm_pool_max_stopped_s ago, and those past its size (run longest ago first), are
+    terminated; Ready workers left cordoned by a drain that is over are given back."""
     base = draft.base
     fleet, settings = base.fleet, base.settings
     by_age = sorted(fleet.warm, key=lambda i: (i.launched_at, i.id))
     stale = [i.id for i in by_age if base.now - i.launched_at > settings.warm_pool_max_age_s]
-    extra = [i.id for i in by_age if i.id not in stale][: max(len(by_age) - len(stale) - settings.warm_pool_size, 0)]
+    idle = [
+        i.id
+        for i in by_age
+        if i.id not in stale and i.stopped_at is not None and base.now - i.stopped_at > settings.warm_pool_max_stopped_s
+    ]
+    gone = {*stale, *idle}
+    extra = [i.id for i in by_age if i.id not in gone][: max(len(by_age) - len(gone) - settings.warm_pool_size, 0)]
     if stale:
         max_age = settings.warm_pool_max_age_s
         draft.say(ReasonCode.WARM_POOL, f"{', '.join(stale)} terminated: last started over {max_age}s ago")
+    if idle:
+        max_stopped = settings.warm_pool_max_stopped_s
+        draft.say(
+            ReasonCode.WARM_POOL,
+            f"{', '.join(idle)} terminated: stopped over {max_stopped}s ago, its volume has billed what stopping "
+            "it early saved",
+        )
     if extra:
         draft.say(
             ReasonCode.WARM_POOL,
             f"{', '.join(extra)} terminated: {len(fleet.warm)} stopped workers > warm_pool_size {settings.warm_pool_size}",
         )
-    draft.retire = (*stale, *extra)
+    draft.retire = (*stale, *idle, *extra)
     back = sorted(
         node.name
         for node in fleet.binding.node_of.values()

@@ -4,6 +4,7 @@ What only EC2 has (capacity fallback, tags, client tokens, VPC checks) stays in 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,6 +27,8 @@ class Subject:
     foreign: Callable[[], str] | None
     """Starts an instance that is not this cluster's worker and returns its id; None where the
     implementation's world holds only its own workers."""
+    now: Callable[[], float]
+    """The time as the implementation's world keeps it."""
 
 
 def memory() -> Subject:
@@ -35,12 +38,14 @@ def memory() -> Subject:
         fake.foreign.append(Instance("i-foreign", InstanceState.RUNNING, "eu-west-1a", "t3.large", NOW))
         return "i-foreign"
 
-    return Subject(fake, foreign)
+    return Subject(fake, foreign, lambda: NOW)
 
 
 def simulated() -> Subject:
     vc = VirtualCluster(Workload("none", (), 600), ClusterModel(), RunRecord("p", "w", 600, 10, 60, 2000, 7680, 0))
-    return Subject(SimFleet(vc, Clock()), None)
+    clock = Clock()
+    clock.now = 5000.0
+    return Subject(SimFleet(vc, clock), None, lambda: clock.now)
 
 
 def ec2(request: pytest.FixtureRequest) -> Subject:
@@ -64,7 +69,7 @@ def ec2(request: pytest.FixtureRequest) -> Subject:
         )
         return answer["Instances"][0]["InstanceId"]
 
-    return Subject(Ec2Fleet(options, "demo", client=client), foreign)
+    return Subject(Ec2Fleet(options, "demo", client=client), foreign, time.time)
 
 
 @pytest.fixture(params=["memory", "sim", "ec2"])
@@ -121,6 +126,19 @@ def test_a_terminated_worker_is_no_longer_alive_and_terminating_again_is_no_erro
 
     assert set(alive(fleet)) == {kept}
     assert all(i.state is InstanceState.TERMINATED for i in fleet.list_workers() if i.id == gone)
+
+
+def test_a_stopped_worker_is_listed_warm_with_when_it_was_stopped(subject):
+    fleet = subject.fleet
+    stopped, running = fleet.launch(fleet.zones()[0], 2, "cycle-1:a").instance_ids
+    before = subject.now()
+
+    fleet.stop(stopped)
+
+    listed = {i.id: i for i in fleet.list_workers()}
+    assert listed[stopped].warm and not listed[stopped].alive
+    assert before - 1 <= listed[stopped].stopped_at <= subject.now()  # EC2 says it to the second
+    assert listed[running].alive and listed[running].stopped_at is None
 
 
 def test_an_instance_that_is_not_our_worker_is_never_listed_and_never_terminated(subject):

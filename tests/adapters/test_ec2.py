@@ -506,3 +506,46 @@ def test_terminate_a_worker_and_again(aws_ec2_client, aws_network):
 
     assert calls == [1]
     assert [i.alive for i in fleet.list_workers()] == [False]
+
+
+@pytest.mark.parametrize(
+    "reason, expected",
+    [
+        pytest.param(None, "now", id="moto's own: User initiated (... UTC)"),
+        pytest.param("User initiated (2026-12-05 01:02:03 GMT)", 1796432523.0, id="EC2's"),
+        pytest.param("", None, id="empty"),
+        pytest.param("Service initiated", None, id="no time"),
+    ],
+)
+def test_a_stopped_worker_carries_when_it_was_stopped_where_ec2_says(aws_ec2_client, aws_network, reason, expected):
+    """The warm pool terminates a worker stopped too long; a stop EC2 gives no time for has none."""
+    fleet = fleet_for(aws_network, aws_ec2_client)
+    (instance_id,) = fleet.launch(A, 1, "cycle-1:eu-west-1a").instance_ids
+    before = time.time()
+    fleet.stop(instance_id)
+
+    def as_ec2_answers(parsed, **kwargs):
+        for reservation in parsed.get("Reservations", ()):
+            for raw in reservation["Instances"]:
+                raw["StateTransitionReason"] = reason
+
+    if reason is not None:
+        aws_ec2_client.meta.events.register("after-call.ec2.DescribeInstances", as_ec2_answers)
+    (worker,) = fleet.list_workers()
+
+    assert worker.warm
+    if expected == "now":
+        assert before - 1 <= worker.stopped_at <= time.time()
+    else:
+        assert worker.stopped_at == expected
+
+
+def test_a_started_worker_has_no_stop_time(aws_ec2_client, aws_network):
+    fleet = fleet_for(aws_network, aws_ec2_client)
+    (instance_id,) = fleet.launch(A, 1, "cycle-1:eu-west-1a").instance_ids
+    fleet.stop(instance_id)
+    fleet.start([instance_id])
+
+    (worker,) = fleet.list_workers()
+
+    assert worker.alive and worker.stopped_at is None

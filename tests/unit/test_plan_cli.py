@@ -213,6 +213,31 @@ def test_instances_from_a_file_only_this_clusters_workers(tmp_path, capsys, monk
     assert {v["reason"] for v in out["nodes"].values()} == {"not_a_worker"}, "another VPC: none is ours"
 
 
+def test_a_worker_stopped_too_long_in_the_instances_file_is_terminated(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CLUSTER_NAME", "prod")
+    stopped = {
+        "id": "i-0000000000000005",
+        "zone": "eu-west-1a",
+        "state": "stopped",
+        "launched_at": "2025-03-01T08:00:00Z",
+        "stopped_at": "2025-03-01T09:00:00Z",
+        "tags": {CLUSTER_TAG: "prod", ROLE_TAG: WORKER_ROLE},
+    }
+    (tmp_path / "i.json").write_text(json.dumps([stopped]))
+    cluster = str(write_list(tmp_path / "c.json", [*workers("w1")]))
+
+    def reasons(now: str) -> list[str]:
+        assert (
+            main(["plan", "--json", "--now", now, "--cluster", cluster, "--instances", str(tmp_path / "i.json")]) == 0
+        )
+        return [r["detail"] for r in json.loads(capsys.readouterr().out)["reasons"] if r["code"] == "warm_pool"]
+
+    assert not any("stopped over" in r for r in reasons("2025-03-01T11:00:00Z"))
+    assert any(
+        r.startswith("i-0000000000000005 terminated: stopped over 9000s ago") for r in reasons("2025-03-01T12:00:00Z")
+    )
+
+
 def test_the_table_names_the_decision_and_every_worker(tmp_path, capsys):
     items = [*workers("w1", "w2", "w3"), fk.pod("web-1", node="w1")]
     assert main(["plan", "--now", NOW, "--cluster", str(write_list(tmp_path / "c.json", items))]) == 0
@@ -270,6 +295,11 @@ def test_a_missing_file_exits_1(tmp_path, capsys):
         ("no id", [{"zone": "a", "state": "running", "launched_at": NOW}], "id"),
         ("unknown state", [{"id": "i-1", "zone": "a", "state": "on", "launched_at": NOW}], "state"),
         ("bad time", [{"id": "i-1", "zone": "a", "state": "running", "launched_at": "yesterday"}], "launched_at"),
+        (
+            "bad stop time",
+            [{"id": "i-1", "zone": "a", "state": "stopped", "launched_at": NOW, "stopped_at": "x"}],
+            "stopped_at",
+        ),
         ("bad tags", [{"id": "i-1", "zone": "a", "state": "running", "launched_at": NOW, "tags": 3}], "tags"),
     ],
 )

@@ -11,7 +11,7 @@ from node_fleet.sim.traces import load_pods_csv, write_pods_csv
 from node_fleet.sim.workload import Workload
 
 NODE_CPU_M, NODE_MEM_MIB, MAX_NODES = 2000, 7680, 10
-NAMES = ["diurnal", "diurnal-3d", "flash-sale", "batch"]
+NAMES = ["diurnal", "diurnal-3d", "flash-sale", "sale-day", "batch"]
 SEEDS = [1, 2, 3, 17, 123]
 
 
@@ -40,7 +40,7 @@ def first_fit_decreasing(sizes: list[tuple[int, int]], bins: int) -> bool:
 def test_names_and_unknown_scenario():
     assert list(SCENARIOS) == NAMES
     with pytest.raises(
-        ValueError, match="unknown scenario 'black-friday': expected one of diurnal, diurnal-3d, flash-sale, batch"
+        ValueError, match="unknown scenario 'black-friday': expected one of diurnal, diurnal-3d, flash-sale, sale-day, batch"
     ):
         scenario("black-friday")
 
@@ -58,6 +58,7 @@ def test_deterministic_for_a_seed(name):
         pytest.param("diurnal", 86400.0, id="diurnal: one day"),
         pytest.param("diurnal-3d", 3 * 86400.0, id="diurnal-3d: three days"),
         pytest.param("flash-sale", 9000.0, id="flash-sale: 2.5 h"),
+        pytest.param("sale-day", 86400.0, id="sale-day: 24 h"),
         pytest.param("batch", 21600.0, id="batch: 6 h"),
     ],
 )

@@ -28,10 +28,18 @@ POOL = Settings(min_nodes=1, warm_pool_size=2, scale_down_unneeded_time_s=0, sca
 CALM = ScalingState(last_scale_up=NOW - 7200)
 
 
-def stopped(i: int, *, az: str = "eu-west-1a", started_ago: float = 7200.0, state=InstanceState.STOPPED) -> tuple:
+def stopped(
+    i: int,
+    *,
+    az: str = "eu-west-1a",
+    started_ago: float = 7200.0,
+    stopped_ago: float | None = 3000.0,
+    state=InstanceState.STOPPED,
+) -> tuple:
     """A stopped worker and its Node as the kubelet left it: NotReady since it stopped, cordoned
-    with our taint by the drain that stopped it."""
-    inst = Instance(f"i-{i:04d}", state, az, "t3.large", NOW - started_ago)
+    with our taint by the drain that stopped it. `stopped_ago` None: EC2 gave no stop time."""
+    stopped_at = None if stopped_ago is None else NOW - stopped_ago
+    inst = Instance(f"i-{i:04d}", state, az, "t3.large", NOW - started_ago, stopped_at=stopped_at)
     node = Node(f"n{i}", CPU, MEM, inst.id, az, ready=False, cordoned=True, taints=(DRAINING,), ready_since=NOW - 3000)
     return inst, node
 
@@ -201,6 +209,19 @@ def test_a_stopped_worker_last_started_too_long_ago_is_terminated_though_the_poo
     workers = [worker(0), stopped(5, started_ago=week + 60), stopped(6, started_ago=week - 60)]
     d = plan(snapshot(workers, busy("n0", 2)), CALM, POOL, NOW)
     assert d.retire == ("i-0005",)
+
+
+def test_a_worker_stopped_too_long_is_terminated_and_no_other_goes_for_the_pool_size():
+    limit = POOL.warm_pool_max_stopped_s
+    workers = [
+        worker(0),
+        stopped(5, started_ago=limit + 4000, stopped_ago=limit + 60),
+        stopped(6, started_ago=limit + 900, stopped_ago=limit - 60),
+        stopped(7, started_ago=limit + 8000, stopped_ago=None),
+    ]
+    d = plan(snapshot(workers, busy("n0", 2)), CALM, POOL, NOW)
+    assert d.retire == ("i-0005",)
+    assert any("stopped over 9000s ago" in r.detail for r in d.reasons if r.code is ReasonCode.WARM_POOL)
 
 
 def test_a_removed_worker_started_too_long_ago_is_terminated_not_kept():

@@ -134,7 +134,7 @@ def _yaml_loader(yaml: Any) -> type:
 
 def read_instances(path: Path, settings: Settings, environ: Mapping[str, str]) -> tuple[list[Instance], list[Note]]:
     """The workers of this cluster in a JSON list of {"id", "zone", "state", "launched_at",
-    "private_ip", "private_dns_name", "vpc_id", "tags"}; an instance the Fleet port would not
+    "stopped_at", "private_ip", "private_dns_name", "vpc_id", "tags"}; an instance the Fleet port would not
     list (other tags, another VPC) is left out, and a note says so."""
     from autoscaler.adapters.ec2 import CLUSTER_TAG, ROLE_TAG, WORKER_ROLE
 
@@ -183,6 +183,7 @@ def _instance(raw: Mapping[str, Any], where: str) -> Instance:
         _time(raw.get("launched_at"), f"{where}: launched_at"),
         private_ip=_optional_str(raw, "private_ip", where),
         private_dns_name=_optional_str(raw, "private_dns_name", where),
+        stopped_at=None if raw.get("stopped_at") is None else _time(raw["stopped_at"], f"{where}: stopped_at"),
     )
 
 

@@ -16,8 +16,9 @@ ClientToken, and DescribeInstances is only eventually consistent, so each covers
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -319,6 +320,20 @@ def client_token(token: str, market: str, subnet: str, instance_type: str, attem
     return hashlib.sha256(f"{token}|{market}|{subnet}|{instance_type}|{attempt}".encode()).hexdigest()
 
 
+_STOPPED_AT = re.compile(r"\((\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}) (?:GMT|UTC)\)")
+"""The time in a stop's StateTransitionReason: EC2 says "User initiated (2026-12-05 01:02:03 GMT)"
+(moto says UTC)."""
+
+
+def _stopped_at(raw: Mapping[str, Any]) -> float | None:
+    if raw["State"]["Name"] not in (InstanceState.STOPPING.value, InstanceState.STOPPED.value):
+        return None
+    found = _STOPPED_AT.search(raw.get("StateTransitionReason") or "")
+    if found is None:
+        return None
+    return datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC).timestamp()
+
+
 def _instance(raw: Mapping[str, Any]) -> Instance:
     launched: datetime = raw["LaunchTime"]
     return Instance(
@@ -331,6 +346,7 @@ def _instance(raw: Mapping[str, Any]) -> Instance:
         # EC2 answers "" for these once an instance is terminated.
         private_ip=raw.get("PrivateIpAddress") or None,
         private_dns_name=raw.get("PrivateDnsName") or None,
+        stopped_at=_stopped_at(raw),
     )
 
 

@@ -87,6 +87,13 @@ class Settings:
     warm_pool_max_age_s: int = 7 * 86_400
     """A worker is kept in the warm pool only this long after its last start (EC2's LaunchTime):
     an older one may run an older AMI or launch template than new workers would, and goes."""
+    warm_pool_max_stopped_s: int = 9000
+    """A worker stopped this long (by EC2's StateTransitionReason) is terminated. Stopped, it bills
+    its volume; stopping it after warm_pool_unneeded_time_s rather than terminating it after
+    scale_down_unneeded_time_s saved (600 - 120) s of running, and at the default prices
+    (m7g.large $0.0816/h, 40 GiB gp3 $0.0044/h) its volume has billed as much after about 9,000 s:
+    past that, a pool that is not used costs more than no pool. A stop EC2 gives no time for is
+    kept, up to warm_pool_max_age_s."""
     tick_s: int = 10
     """Seconds between cycles. Below 60, each scheduled cycle queues the minute's later ones (at
     tick_s, 2 x tick_s, ... seconds) as delayed messages on the tick queue (TICK_QUEUE_URL), each
@@ -233,6 +240,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "warm_pool_unneeded_time_s": (0, DAY),
     "tick_s": (10, 60),
     "warm_pool_max_age_s": (3600, 90 * DAY),
+    "warm_pool_max_stopped_s": (60, 90 * DAY),
     "ramp_window_s": (0, 3600),
     "forecast_max_prewarm": (0, 1000),
     "forecast_lead_s": (60, 3600),

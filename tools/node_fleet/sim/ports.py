@@ -37,7 +37,15 @@ class SimFleet:
             else:
                 state = InstanceState.RUNNING if i.running_at <= now else InstanceState.PENDING
             out.append(
-                Instance(i.id, state, i.az, self._vc.model.instance_type, i.launched_at, self._vc.lifecycle(i.id))
+                Instance(
+                    i.id,
+                    state,
+                    i.az,
+                    self._vc.model.instance_type,
+                    i.launched_at,
+                    self._vc.lifecycle(i.id),
+                    stopped_at=i.stopped_at,
+                )
             )
         return out
 

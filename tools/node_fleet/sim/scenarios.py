@@ -9,6 +9,8 @@ stays within 10 workers' CPU and memory at all times, with pods from 250 m / 512
   they end, so the fleet churns even when the level holds.
 - `flash-sale`: 2.5 h; a steady 3500 m for an hour, then within a minute five times that for
   30 minutes, then back.
+- `sale-day`: the same sale in a whole day: 22 calm hours after it, where the sale's workers
+  are of no more use (what a warm pool costs when nobody starts from it).
 - `batch`: 6 h; a 2000 m service all along, and every 25–45 minutes a wave of jobs (6000–14000 m
   in all) arriving within 2 minutes, each running 5–20 minutes.
 
@@ -137,19 +139,20 @@ def diurnal(seed: int = 1, days: int = 1) -> Workload:
     )
 
 
-def flash_sale(seed: int = 1) -> Workload:
-    """2.5 h: 3500 m steady; at 1 h, 4 x 3500 m more within a minute, for 30 min; then back."""
-    b = _Builder("flash-sale", seed)
-    horizon = 2.5 * _HOUR
+def flash_sale(seed: int = 1, hours: float = 2.5, name: str = "flash-sale") -> Workload:
+    """2.5 h: 3500 m steady; at 1 h, 4 x 3500 m more within a minute, for 30 min; then back.
+    `hours` draws out the calm after it (`sale-day`: the same sale in a whole day)."""
+    b = _Builder(name, seed)
+    horizon = hours * _HOUR
     base = 3500
     b.fill("web", base, lambda: 0.0)
     spike_at, spike_for = 1 * _HOUR, 0.5 * _HOUR
     for pod in b.fill("sale", 4 * base, lambda: spike_at + b.rng.uniform(0, 60)):
         pod.end = spike_at + spike_for + b.rng.uniform(-60, 120)
     return b.workload(
-        "flash-sale",
+        name,
         horizon,
-        f"seed {seed}: {base} m steady for 2.5 h; 01:00-01:30 a spike to 5x ({5 * base} m) within a minute",
+        f"seed {seed}: {base} m steady for {hours:g} h; 01:00-01:30 a spike to 5x ({5 * base} m) within a minute",
     )
 
 
@@ -178,6 +181,7 @@ SCENARIOS: dict[str, Callable[[int], Workload]] = {
     "diurnal": diurnal,
     "diurnal-3d": lambda seed: diurnal(seed, days=3),
     "flash-sale": flash_sale,
+    "sale-day": lambda seed: flash_sale(seed, hours=24, name="sale-day"),
     "batch": batch,
 }
 
