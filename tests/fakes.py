@@ -53,7 +53,8 @@ class FakeFleet:
         if any(i.id == instance_id for i in self.foreign):
             raise NotOurInstance(f"refusing to stop {instance_id}: not a worker of this cluster")
         self.instances = [
-            replace(i, state=InstanceState.STOPPED, stopped_at=NOW) if i.id == instance_id else i for i in self.instances
+            replace(i, state=InstanceState.STOPPED, stopped_at=NOW) if i.id == instance_id else i
+            for i in self.instances
         ]
 
     def start(self, instance_ids):

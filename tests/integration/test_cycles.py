@@ -179,7 +179,8 @@ def test_scale_down_after_the_unneeded_time_drains_terminates_and_deletes_the_no
     assert [status for _, _, status in evictions] == [201]
 
 
-def test_the_warm_pool_stops_a_removed_worker_then_starts_it_for_pending_pods(cluster):
+def stop_one_into_the_pool(cluster) -> tuple[str, str]:
+    """Two workers under light load, one removed and stopped into a warm pool of 1: its node and instance."""
     light_web_load(cluster, unneeded_s=2)
     cluster.set(WARM_POOL_SIZE="1")
     cluster.tick()
@@ -197,6 +198,11 @@ def test_the_warm_pool_stops_a_removed_worker_then_starts_it_for_pending_pods(cl
     assert cluster.node(gone) is not None and cluster.cordoned(gone), "the Node stays, cordoned, while stopped"
     cluster.wait(lambda: gone not in cluster.ready_workers(), what="the stopped worker's Node NotReady")
     assert cluster.state().drains == ()
+    return gone, gone_id
+
+
+def test_the_warm_pool_stops_a_removed_worker_then_starts_it_for_pending_pods(cluster):
+    gone, gone_id = stop_one_into_the_pool(cluster)
 
     # 3 x 600m next to the web pods' 600m on the worker left: one is left waiting.
     cluster.kubelets.add_workload("sale", replicas=3, cpu_m=600)
@@ -211,6 +217,20 @@ def test_the_warm_pool_stops_a_removed_worker_then_starts_it_for_pending_pods(cl
     cluster.wait(lambda: gone in cluster.ready_workers(), what="the started worker Ready again")
     settle(cluster)
     assert len(cluster.pods_on(gone)) == 1
+
+
+def test_a_worker_stopped_past_the_limit_is_terminated_and_its_node_deleted(cluster):
+    gone, gone_id = stop_one_into_the_pool(cluster)
+    cluster.set(WARM_POOL_MAX_STOPPED_S="60")
+
+    kept = cluster.tick(offset=30)
+    assert cluster.instance_state(gone_id) == "stopped" and "stopped over" not in str(kept["reasons"]), kept
+
+    answer = cluster.tick(offset=90)  # EC2's stop time (moto's StateTransitionReason) 60 s behind
+    assert any("stopped over 60s ago" in r["detail"] for r in answer["reasons"]), answer
+    assert cluster.instance_state(gone_id) in ("shutting-down", "terminated")
+    cluster.tick(offset=91)
+    assert cluster.node(gone) is None
 
 
 def test_a_pdb_with_no_disruption_left_keeps_its_node_and_another_goes(cluster):

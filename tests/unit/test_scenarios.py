@@ -40,7 +40,8 @@ def first_fit_decreasing(sizes: list[tuple[int, int]], bins: int) -> bool:
 def test_names_and_unknown_scenario():
     assert list(SCENARIOS) == NAMES
     with pytest.raises(
-        ValueError, match="unknown scenario 'black-friday': expected one of diurnal, diurnal-3d, flash-sale, sale-day, batch"
+        ValueError,
+        match="unknown scenario 'black-friday': expected one of diurnal, diurnal-3d, flash-sale, sale-day, batch",
     ):
         scenario("black-friday")
 
