@@ -25,7 +25,7 @@ from autoscaler.pricing import DEFAULT_INSTANCE_TYPE, DEFAULT_PRICES
 from node_fleet.sim import traces
 from node_fleet.sim.engine import replay
 from node_fleet.sim.plot import Goal, plot_runs
-from node_fleet.sim.report import score, spot_lines
+from node_fleet.sim.report import WAIT_CAUSES, score, spot_lines, waits_by_cause
 from node_fleet.sim.runner import compare, settings_for
 from node_fleet.sim.scenarios import SCENARIOS, scenario
 
@@ -57,6 +57,8 @@ before. Half the unneeded time (`5min`) is cheaper, but goes against
 the brief's 10 minutes of low CPU for workers that are terminated; `forecast+calm` halves it only
 when the forecast predicts no rise. The forecast acts only once a replay has a day behind it
 (diurnal-3d, nasa's second day, elb's later days)."""
+WAITS_OF = ("ca-10s", "node-fleet", "nf/no-pool", "nf/stop-10m")
+"""The rows whose pods' waits are broken down by what ended them (report.waits_by_cause)."""
 PENDING_SHARE_GOAL = 0.5
 """node-fleet's pending pod-seconds at most this share of ca-10s's."""
 COST_RATIO_GOAL = 1.10
@@ -102,7 +104,7 @@ def main() -> None:
     print(f"prices: {DEFAULT_PRICES.describe(DEFAULT_INSTANCE_TYPE)}")
     print(header)
     print("-" * len(header))
-    results, goals = [], {}
+    results, goals, waits = [], {}, {}
     for workload in workloads(args.traces):
         started = time.perf_counter()
         result = compare(workload, settings_for(workload, Settings(), None))
@@ -123,11 +125,19 @@ def main() -> None:
             print(f"{'':<11} {line}")
         for policy in ("node-fleet", *LEVERS):
             goals[f"{workload.name} {policy}"] = goal_check(scores, policy)
+        for r in records:
+            if r.policy in WAITS_OF:
+                waits[f"{workload.name} {r.policy}"] = waits_by_cause(r.pods, r.horizon_s)
         print(f"{'':<11} (max_nodes {result.settings.max_nodes}, {elapsed:.1f}s for all policies)")
         results.append({**result.to_json(), "levers": [x.to_dict() for x in scores[len(result.scores) :]]})
     print()
     for name, text in goals.items():
         print(f"goal on {name:<29} {text}")
+    print()
+    print(f"{'waited for (pods x mean s)':<29} " + " ".join(f"{c:>15}" for c in WAIT_CAUSES))
+    for name, by_cause in waits.items():
+        cells = (f"{n} x {total / n:.1f}" if n else "0" for n, total in by_cause.values())
+        print(f"{name:<29} " + " ".join(f"{c:>15}" for c in cells))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, allow_nan=False))
 

@@ -11,7 +11,7 @@ import pytest
 from autoscaler.pricing import DEFAULT_PRICES
 from node_fleet.sim.plot import plot_runs
 from node_fleet.sim.record import InstanceLife, PodLife, RunRecord, Sample, ScaleEvent
-from node_fleet.sim.report import PolicyScore, format_table, score, to_json
+from node_fleet.sim.report import PolicyScore, format_table, score, to_json, waits_by_cause
 
 
 def record(
@@ -248,6 +248,24 @@ def test_pending_pod_seconds(pending: list[int], step_s: float, expected: float)
 def test_pending_percentiles(pods: list[PodLife], p50: float, p95: float, max_: float) -> None:
     sc = score(record(pods=pods, horizon_s=3600.0))
     assert (sc.p50_pending_s, sc.p95_pending_s, sc.max_pending_s) == pytest.approx((p50, p95, max_))
+
+
+def test_waits_by_cause_count_pods_and_their_seconds() -> None:
+    pods = [
+        PodLife("at-once", 0.0, 0.0),
+        PodLife("room", 0.0, 5.0, "room"),
+        PodLife("start-1", 10.0, 40.0, "start"),
+        PodLife("start-2", 10.0, 30.0, "start"),
+        PodLife("launch", 0.0, 60.0, "launch"),
+        PodLife("ended-waiting", 100.0, None, ended_at=150.0),
+        PodLife("still-waiting", 3500.0, None),
+    ]
+    assert waits_by_cause(pods, 3600.0) == {
+        "room": (1, 5.0),
+        "start": (2, 50.0),
+        "launch": (1, 60.0),
+        "unserved": (2, 150.0),
+    }
 
 
 def test_unbound_pods_counted() -> None:

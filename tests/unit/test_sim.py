@@ -26,7 +26,7 @@ from node_fleet.sim.engine import peak_lower_bound, replay
 from node_fleet.sim.policies import POLICY_NAMES
 from node_fleet.sim.ports import Clock, SimCluster, SimFleet, SimMetrics
 from node_fleet.sim.record import RunRecord
-from node_fleet.sim.report import score
+from node_fleet.sim.report import score, waits_by_cause
 from node_fleet.sim.scenarios import scenario
 from node_fleet.sim.workload import PodSpec, Workload
 
@@ -78,6 +78,25 @@ def test_the_warm_pool_stops_after_the_first_sale_and_starts_for_the_second():
     assert wait < wait_cold, "a stopped worker is Ready sooner than a new one"
     assert len(warm.instances) < len(cold.instances), "the second sale started the first one's workers"
     assert any(i.stops for i in warm.instances)
+
+
+def causes(record: RunRecord, prefix: str) -> set[str]:
+    return {p.waited_for for p in record.pods if p.name.startswith(prefix)}
+
+
+def test_each_pods_wait_is_put_down_to_the_launch_start_or_room_that_ended_it():
+    warm = replay(TWO_SALES, "node-fleet", Settings(warm_pool_size=10))
+    assert causes(warm, "base") == {""}, "bound at once"
+    assert "launch" in causes(warm, "sale") and "start" not in causes(warm, "sale")
+    assert "start" in causes(warm, "again") and "launch" not in causes(warm, "again")
+    waits = waits_by_cause(warm.pods, warm.horizon_s)
+    starts = [p.bound_at - p.created_at for p in warm.pods if p.waited_for == "start"]
+    assert waits["start"] == (len(starts), pytest.approx(sum(starts))) and waits["unserved"] == (0, 0.0)
+
+    # Stopped longer than allowed, the first sale's workers are gone when the second comes.
+    expired = replay(TWO_SALES, "node-fleet", Settings(warm_pool_size=10, warm_pool_max_stopped_s=600))
+    assert "start" not in causes(expired, "again") and "launch" in causes(expired, "again")
+    assert all(not i.stops or i.terminated_at is not None for i in expired.instances)
 
 
 @pytest.mark.parametrize("policy", POLICY_NAMES)

@@ -193,9 +193,19 @@ class VirtualCluster:
             self.spot.settle(pod.spec.name, now)
             if pod.life is not None and pod.life.bound_at is None:
                 pod.life.bound_at = now
+                if now > pod.life.created_at:
+                    pod.life.waited_for = self._wait_cause(node, pod.life.created_at)
+
+    def _wait_cause(self, node: _VNode, created_at: float) -> str:
+        if node.created_at <= created_at:
+            return "room"
+        life = self.instances[node.instance_id].life
+        return "start" if life is not None and life.stops else "launch"
 
     def _end_pod(self, name: str, now: float) -> None:
         pod = self.pods.pop(name, None)
+        if pod is not None and pod.life is not None:
+            pod.life.ended_at = now
         self.spot.settle(name, now)
         if pod is not None and pod.move is not None:
             self._release(pod, now, graceful=False)

@@ -46,6 +46,11 @@ class PodLife:
     created_at: float
     bound_at: float | None = None
     """First time the pod was bound to a node; None if it never was."""
+    waited_for: str = ""
+    """What its wait for that binding ended on (WAIT_CAUSES in report.py): the node it was bound to
+    joining ('launch') or rejoining from the warm pool ('start') after the pod was created, or room
+    on a node already Ready ('room'). Empty when bound at once, or never."""
+    ended_at: float | None = None
 
 
 @dataclass(slots=True)

@@ -171,6 +171,25 @@ def pod_waits(pods: list[PodLife], horizon_s: float) -> list[float]:
     return waits
 
 
+WAIT_CAUSES = ("room", "start", "launch", "unserved")
+"""What a pod's wait ended on: room on a node already Ready, a stopped worker started, a new worker
+launched, or none (it ended, or the replay did, unbound)."""
+
+
+def waits_by_cause(pods: list[PodLife], horizon_s: float) -> dict[str, tuple[int, float]]:
+    """For each of WAIT_CAUSES, the pods that waited for their first binding and their pod-seconds."""
+    out = dict.fromkeys(WAIT_CAUSES, (0, 0.0))
+    for p in pods:
+        if p.bound_at is None:
+            cause, wait = "unserved", (p.ended_at if p.ended_at is not None else horizon_s) - p.created_at
+        else:
+            cause, wait = p.waited_for, p.bound_at - p.created_at
+        if wait > 0 and cause:
+            count, total = out[cause]
+            out[cause] = (count + 1, total + wait)
+    return out
+
+
 def percentile(sorted_values: list[float], q: float) -> float:
     """Linear-interpolation percentile (numpy's default) of already sorted values; 0.0 if empty."""
     if not sorted_values:
