@@ -42,7 +42,7 @@ LEVERS = {
     "nf/stop-10m": {"warm_pool_unneeded_time_s": 600},
     "nf/tick-60": {"tick_s": 60},
     "nf/no-ramp": {"ramp_window_s": 0},
-    "nf/ramp-30m": {"ramp_window_s": 1800},
+    "nf/ramp-5m": {"ramp_window_s": 300},
     "nf/pool-10": {"warm_pool_size": 10},
     "nf/keep-stopped": {"warm_pool_max_stopped_s": 7 * 86_400},
     "nf/forecast": {"forecast_max_prewarm": 2},
@@ -50,8 +50,9 @@ LEVERS = {
     "nf/5min": {"scale_down_unneeded_time_s": 300},
 }
 """node-fleet with one lever changed from its defaults (late launches replaced after 180 s, a warm
-pool of 4 its workers are stopped into after 2 minutes unneeded, 10 s ticks, room for a ramp to go
-on when pods wait again within 5 minutes of a scale-up, no forecast), and `ca-rules` with all four
+pool of 4 its workers are stopped into after 2 minutes unneeded and kept in for 2.5 hours, 10 s
+ticks, room for a ramp to go on when pods wait again within 30 minutes of a scale-up, no forecast),
+and `ca-rules` with all four
 of its own levers off: Cluster Autoscaler's rules at a 60 s tick, what node-fleet's defaults were
 before. Half the unneeded time (`5min`) is cheaper, but goes against
 the brief's 10 minutes of low CPU for workers that are terminated; `forecast+calm` halves it only

@@ -130,7 +130,7 @@ def test_tune_replays_the_history_from_the_command_line(seeded):
         "--grid",
         "WARM_POOL_UNNEEDED_TIME_S=120",
         "--grid",
-        "RAMP_WINDOW_S=300",
+        "RAMP_WINDOW_S=1800",
     ]
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main([*argv, "--grid", "SCALE_DOWN_UTILIZATION_THRESHOLD=0.5"])

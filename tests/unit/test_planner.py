@@ -211,7 +211,7 @@ CASES = [
     case(
         "pods pending longer than ramp_window_s after the last scale-up: no more than they need",
         RISING,
-        state=ScalingState(last_scale_up=NOW - 301),
+        state=ScalingState(last_scale_up=NOW - Settings().ramp_window_s - 1),
         action=Action.SCALE_UP,
         launches={B: 1},
     ),
@@ -551,13 +551,12 @@ def late(i: int, ago: float = 200):
 
 
 def test_the_ramp_is_sized_to_the_pace_of_the_windows_additions():
-    # 12 workers added in the last 100 s and 1 more needed now: 13 in 300 s, at that pace for
-    # RAMP_LEAD_S (30 s) is 1.3 workers: 2 more.
+    # 12 workers added in the last 100 s and 1 more needed now: 13 in a 300 s window, at that pace
+    # for RAMP_LEAD_S (30 s) is 1.3 workers: 2 more.
     ws = w(12, launched_ago=100)
     pods = [*(p for i in range(12) for p in busy(f"n{i}", 2)), *(pending(f"p{k}") for k in range(3))]
-    decision = plan(
-        snapshot(ws, pods), ScalingState(last_scale_up=NOW - 30), Settings(warm_pool_size=0, max_nodes=30), NOW
-    )
+    settings = Settings(warm_pool_size=0, max_nodes=30, ramp_window_s=300)
+    decision = plan(snapshot(ws, pods), ScalingState(last_scale_up=NOW - 30), settings, NOW)
     assert decision.launch_count == 3 and R.RAMP in decision.codes, decision.reasons
     assert "2 more" in next(r.detail for r in decision.reasons if r.code is R.RAMP)
 

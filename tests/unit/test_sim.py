@@ -438,8 +438,9 @@ def test_the_demand_history_is_the_replays_past_as_prometheus_would_scrape_it():
 
 def test_the_forecast_acts_only_once_the_replay_has_a_day_behind_it_and_then_pods_wait_less():
     w = scenario("diurnal-3d")
-    ahead = replay(w, "node-fleet", Settings(max_nodes=13, forecast_max_prewarm=2))
-    plain = replay(w, "node-fleet", Settings(max_nodes=13))
+    # The ramp off: a 30-minute one already has room ready for diurnal's mornings.
+    ahead = replay(w, "node-fleet", Settings(max_nodes=13, ramp_window_s=0, forecast_max_prewarm=2))
+    plain = replay(w, "node-fleet", Settings(max_nodes=13, ramp_window_s=0))
 
     def launches(record, start, end):
         return [(a.t, a.count) for a in record.actions if a.kind == "launch" and start <= a.t < end]

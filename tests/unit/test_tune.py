@@ -38,7 +38,7 @@ SMALL = [
     "--grid",
     "FORECAST_MAX_PREWARM=0",
     "--grid",
-    "RAMP_WINDOW_S=300",
+    "RAMP_WINDOW_S=1800",
 ]
 DEFAULTS = {
     "SCALE_DOWN_UNNEEDED_TIME_S": "600",
@@ -47,7 +47,7 @@ DEFAULTS = {
     "WARM_POOL_UNNEEDED_TIME_S": "120",
     "TICK_S": "10",
     "FORECAST_MAX_PREWARM": "0",
-    "RAMP_WINDOW_S": "300",
+    "RAMP_WINDOW_S": "1800",
 }
 
 
@@ -87,7 +87,7 @@ def test_json_holds_every_point_of_the_grid_and_says_what_ran(as_json):
         "WARM_POOL_UNNEEDED_TIME_S": ["120"],
         "TICK_S": ["10"],
         "FORECAST_MAX_PREWARM": ["0"],
-        "RAMP_WINDOW_S": ["300"],
+        "RAMP_WINDOW_S": ["1800"],
     }
     assert answer["replays"] == len(answer["points"]) == 4
     assert answer["processes"] == 2 and answer["seconds"] > 0

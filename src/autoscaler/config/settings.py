@@ -98,11 +98,12 @@ class Settings:
     """Seconds between cycles. Below 60, each scheduled cycle queues the minute's later ones (at
     tick_s, 2 x tick_s, ... seconds) as delayed messages on the tick queue (TICK_QUEUE_URL), each
     its own short invocation: EventBridge schedules no more often than once a minute."""
-    ramp_window_s: int = 300
+    ramp_window_s: int = 1800
     """A scale-up for pending pods that comes within this long of the last scale-up finds demand
     still rising, and adds room for the rise to go on: the workers added in this window (this
     cycle's included) at the same pace for RAMP_LEAD_S more (autoscaler/scale_up.py), at least one.
-    Served by the warm pool first, like every launch. 0 turns it off."""
+    Served by the warm pool first, like every launch. 0 turns it off. Half an hour, so that slow
+    rises (a morning adding a worker every 15 to 20 minutes) count too (bench/README.md)."""
     forecast_max_prewarm: int = 0
     """Workers' worth of room the demand forecast may keep ready ahead of a predicted rise
     (autoscaler/forecast.py); 0 (the default) turns pre-scaling off. It acts only once the cluster's
