@@ -43,14 +43,14 @@ LEVERS = {
     "nf/tick-60": {"tick_s": 60},
     "nf/no-ramp": {"ramp_window_s": 0},
     "nf/ramp-5m": {"ramp_window_s": 300},
-    "nf/pool-10": {"warm_pool_size": 10},
+    "nf/pool-4": {"warm_pool_size": 4},
     "nf/keep-stopped": {"warm_pool_max_stopped_s": 7 * 86_400},
     "nf/forecast": {"forecast_max_prewarm": 2},
     "nf/forecast+calm": {"forecast_max_prewarm": 2, "forecast_unneeded_time_s": 300},
     "nf/5min": {"scale_down_unneeded_time_s": 300},
 }
 """node-fleet with one lever changed from its defaults (late launches replaced after 180 s, a warm
-pool of 4 its workers are stopped into after 2 minutes unneeded and kept in for 2.5 hours, 10 s
+pool of 10 its workers are stopped into after 2 minutes unneeded and kept in for 2.5 hours, 10 s
 ticks, room for a ramp to go on when pods wait again within 30 minutes of a scale-up, no forecast),
 and `ca-rules` with all four
 of its own levers off: Cluster Autoscaler's rules at a 60 s tick, what node-fleet's defaults were

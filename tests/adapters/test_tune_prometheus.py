@@ -122,7 +122,7 @@ def test_the_pods_are_read_back_with_their_requests_and_lives(seeded):
 
 def test_tune_replays_the_history_from_the_command_line(seeded):
     out, err = io.StringIO(), io.StringIO()
-    argv = ["tune", "--prometheus", seeded.server.url, "--days", "0.15", "--grid", "WARM_POOL_SIZE=0,4"]
+    argv = ["tune", "--prometheus", seeded.server.url, "--days", "0.15", "--grid", "WARM_POOL_SIZE=0,10"]
     argv += ["--grid", "SCALE_DOWN_UNNEEDED_TIME_S=600", "--grid", "TICK_S=10", "--jobs", "1", "--json"]
     argv += [
         "--grid",

@@ -28,7 +28,7 @@ SMALL = [
     "--grid",
     "SCALE_DOWN_UNNEEDED_TIME_S=300,600",
     "--grid",
-    "WARM_POOL_SIZE=0,4",
+    "WARM_POOL_SIZE=0,10",
     "--grid",
     "SCALE_DOWN_UTILIZATION_THRESHOLD=0.5",
     "--grid",
@@ -43,7 +43,7 @@ SMALL = [
 DEFAULTS = {
     "SCALE_DOWN_UNNEEDED_TIME_S": "600",
     "SCALE_DOWN_UTILIZATION_THRESHOLD": "0.5",
-    "WARM_POOL_SIZE": "4",
+    "WARM_POOL_SIZE": "10",
     "WARM_POOL_UNNEEDED_TIME_S": "120",
     "TICK_S": "10",
     "FORECAST_MAX_PREWARM": "0",
@@ -82,7 +82,7 @@ def test_json_holds_every_point_of_the_grid_and_says_what_ran(as_json):
     assert answer["policy"] == "node-fleet" and answer["workload"] == "azure"
     assert answer["grid"] == {
         "SCALE_DOWN_UNNEEDED_TIME_S": ["300", "600"],
-        "WARM_POOL_SIZE": ["0", "4"],
+        "WARM_POOL_SIZE": ["0", "10"],
         "SCALE_DOWN_UTILIZATION_THRESHOLD": ["0.5"],
         "WARM_POOL_UNNEEDED_TIME_S": ["120"],
         "TICK_S": ["10"],
@@ -93,7 +93,7 @@ def test_json_holds_every_point_of_the_grid_and_says_what_ran(as_json):
     assert answer["processes"] == 2 and answer["seconds"] > 0
     assert answer["rule"] == tune.RULE
     combos = {(p["settings"]["SCALE_DOWN_UNNEEDED_TIME_S"], p["settings"]["WARM_POOL_SIZE"]) for p in answer["points"]}
-    assert combos == {("300", "0"), ("300", "4"), ("600", "0"), ("600", "4")}
+    assert combos == {("300", "0"), ("300", "10"), ("600", "0"), ("600", "10")}
     for p in answer["points"]:
         assert set(p) == {"settings", "dollars", "pending_pod_seconds", "p95_pending_s", "scale_actions", "flaps"}
         assert p["dollars"] > 0 and p["pending_pod_seconds"] >= 0

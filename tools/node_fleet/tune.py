@@ -39,7 +39,7 @@ class Lever:
 GRID: tuple[Lever, ...] = (
     Lever("SCALE_DOWN_UNNEEDED_TIME_S", ("300", "600", "900"), ("300", "600")),
     Lever("SCALE_DOWN_UTILIZATION_THRESHOLD", ("0.5", "0.65", "0.8"), ("0.5", "0.65")),
-    Lever("WARM_POOL_SIZE", ("0", "4", "10"), ("0", "4")),
+    Lever("WARM_POOL_SIZE", ("0", "4", "10"), ("0", "10")),
     Lever("WARM_POOL_UNNEEDED_TIME_S", ("120", "600"), ("120",)),
     Lever("TICK_S", ("10", "60"), ("10", "60")),
     Lever("RAMP_WINDOW_S", ("0", "300", "1800"), ("1800",)),

@@ -74,7 +74,7 @@ class Settings:
     """Scale-down waits this long after a GitOps reconcile or rollout finished."""
     gate_max_hold_s: int = 1800
     """One continuous GitOps hold (including an unreadable gate) lasts at most this long."""
-    warm_pool_size: int = 4
+    warm_pool_size: int = 10
     """Removed on-demand workers are stopped rather than terminated, up to this many, and started
     again before any new worker is launched: a stopped worker bills only its volumes, and starts
     sooner than a new one joins (bench/README.md measures it). 0: every removed worker is
