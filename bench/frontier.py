@@ -135,15 +135,16 @@ def most_met(runs: list[Run]) -> list[tuple[str, list[str], list[str]]]:
     met: dict[str, list[str]] = {}
     cheaper: dict[str, list[str]] = {}
     for r in runs:
-        max_pending, max_ratio = GOAL.box(r.ca)
+        max_pending, _ = GOAL.box(r.ca)
+        affordable = {id(p) for p in _affordable(r.points, r.ca)}
         for p in r.points:
             env = " ".join(f"{k}={v}" for k, v in p.env.items())
             met.setdefault(env, [])
             cheaper.setdefault(env, [])
             if p.dollars <= r.ca.dollars:
                 cheaper[env].append(r.workload)
-                if p.pending_pod_seconds <= max_pending and p.dollars <= max_ratio * r.ca.lower_bound_dollars:
-                    met[env].append(r.workload)
+            if id(p) in affordable and p.pending_pod_seconds <= max_pending:
+                met[env].append(r.workload)
     ranked = sorted(met, key=lambda env: (-len(met[env]), -len(cheaper[env]), env))
     return [(env, met[env], cheaper[env]) for env in ranked]
 

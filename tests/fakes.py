@@ -52,10 +52,7 @@ class FakeFleet:
         self.calls.append(("stop", instance_id))
         if any(i.id == instance_id for i in self.foreign):
             raise NotOurInstance(f"refusing to stop {instance_id}: not a worker of this cluster")
-        self.instances = [
-            replace(i, state=InstanceState.STOPPED, stopped_at=NOW) if i.id == instance_id else i
-            for i in self.instances
-        ]
+        self._set(instance_id, InstanceState.STOPPED, stopped_at=NOW)
 
     def start(self, instance_ids):
         self.calls.append(("start", tuple(instance_ids)))
@@ -63,13 +60,12 @@ class FakeFleet:
             return LaunchResult((), tuple(f"{i}: InsufficientInstanceCapacity" for i in instance_ids))
         stopped = {i.id for i in self.instances if i.state is InstanceState.STOPPED}
         started = tuple(i for i in instance_ids if i in stopped)
-        self.instances = [
-            replace(i, state=InstanceState.PENDING, stopped_at=None) if i.id in started else i for i in self.instances
-        ]
+        for instance_id in started:
+            self._set(instance_id, InstanceState.PENDING, stopped_at=None)
         return LaunchResult(started, tuple(f"{i}: not a stopped worker" for i in instance_ids if i not in stopped))
 
-    def _set(self, instance_id, state):
-        self.instances = [replace(i, state=state) if i.id == instance_id else i for i in self.instances]
+    def _set(self, instance_id, state, **fields):
+        self.instances = [replace(i, state=state, **fields) if i.id == instance_id else i for i in self.instances]
 
 
 @dataclass

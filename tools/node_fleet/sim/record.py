@@ -51,6 +51,7 @@ class PodLife:
     joining ('launch') or rejoining from the warm pool ('start') after the pod was created, or room
     on a node already Ready ('room'). Empty when bound at once, or never."""
     ended_at: float | None = None
+    """When the pod ended; None while it lives (a pod never bound waited until then)."""
 
 
 @dataclass(slots=True)
