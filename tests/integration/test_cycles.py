@@ -264,14 +264,20 @@ def test_a_drain_whose_evictions_stay_refused_is_undone_at_the_timeout(cluster):
 
     # Before each of the drain's evictions, another disruption spends the budget: an operator
     # evicts the db pod on busy (or its replacement), so the API server answers the drain 429.
+    # The kubelets stand still meanwhile: a replacement made Ready between the two evictions
+    # would give the budget back.
     ports = cluster.wiring().ports
     evict = ports.cluster.evict
 
     def after_another_disruption(pod):
-        for other in cluster.pods("db"):
-            if other["spec"].get("nodeName") != light and not other["metadata"].get("deletionTimestamp"):
-                cluster.evict(other)
-        return evict(pod)
+        cluster.kubelets.pause()
+        try:
+            for other in cluster.pods("db"):
+                if other["spec"].get("nodeName") != light and not other["metadata"].get("deletionTimestamp"):
+                    cluster.evict(other)
+            return evict(pod)
+        finally:
+            cluster.kubelets.start()
 
     cluster.monkeypatch.setattr(ports.cluster, "evict", after_another_disruption)
 
