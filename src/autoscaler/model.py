@@ -301,6 +301,9 @@ class ReasonCode(enum.StrEnum):
     """A worker back from the warm pool given back to the scheduler."""
     RAMP = "ramp"
     """Workers added beyond the pending pods' need: they went pending again soon after a scale-up."""
+    SPARE_ROOM = "spare_room"
+    """Room kept for more pods of the median size soon after a scale-up (a worker started for it
+    from the warm pool, or unneeded workers kept)."""
     FORECAST_RAMP = "forecast_ramp"
     """Workers launched ahead of a rise in demand the forecast predicts."""
     FORECAST_CALM = "forecast_calm"

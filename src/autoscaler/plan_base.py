@@ -27,6 +27,7 @@ from autoscaler.model import (
 )
 from autoscaler.placement import Slot
 from autoscaler.room import Room
+from autoscaler.rules import movers
 from autoscaler.scheduling import HOSTNAME_LABEL
 
 # A launch EC2 accepted may take a few seconds to show in DescribeInstances; until then the
@@ -154,6 +155,16 @@ class Base:
         for node in self.snapshot.nodes:
             if node.ready and not node.cordoned and node.name not in self.fleet.draining:
                 room.add(_slot(node), self.pods_by_node.get(node.name, ()))
+        return room
+
+    def room_left(self) -> Room:
+        """The destinations, with the pods of draining nodes placed first-fit: where they will go."""
+        room = self.destinations()
+        for name in sorted(self.fleet.draining):
+            for pod in movers(self.pods_by_node.get(name, ())):
+                slot = room.first_fit(pod)
+                if slot is not None:
+                    room.place(pod, slot)
         return room
 
 

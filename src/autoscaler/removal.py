@@ -15,6 +15,7 @@ from autoscaler.model import Node, NodeVerdict, Pod, ReasonCode
 from autoscaler.placement import Move
 from autoscaler.plan_base import Draft
 from autoscaler.rules import movers, node_blocker, requested_utilization
+from autoscaler.spare import SPARE_NAMESPACE, describe
 
 
 class Removal:
@@ -25,18 +26,15 @@ class Removal:
         base = draft.base
         fleet = base.fleet
         self.pods_by_node = base.pods_by_node
-        self.room = base.destinations()
-        for name in sorted(fleet.draining):
-            for pod in self.movers(name):
-                slot = self.room.first_fit(pod)
-                if slot is not None:
-                    self.room.place(pod, slot)
+        self.room = base.room_left()
         self.budgets = dict(base.snapshot.pdbs)
         self.workers = sorted(fleet.ready_by_instance.values(), key=lambda n: n.name)
         self.remove: list[str] = []
         self._moved: list[Pod] = []
         """The pods of the nodes chosen so far, and where they were placed together."""
         self._moves: list[Move] = []
+        self._spare: list[Pod] = []
+        """Pods that exist only in the plan, whose room the removals must leave (autoscaler/spare.py)."""
         self.unneeded: dict[str, float] = {}
         self.verdicts: dict[str, NodeVerdict] = {}
         for node in fleet.binding.node_of.values():
@@ -105,6 +103,17 @@ class Removal:
                 return f"PodDisruptionBudget {key} allows {self.budgets[key]} disruptions, {n} pods would go"
         return None
 
+    def keep_room(self, pods: Sequence[Pod]) -> bool:
+        """Keep room for `pods` in every later check, if the room left has it now."""
+        self.room.undo(self._moves)
+        moves, stuck = self.room.place_all([*self._moved, *pods])
+        if stuck is None:
+            self._moves, self._spare = moves, list(pods)
+            return True
+        self.room.undo(moves)
+        self._moves, _ = self.room.place_all(self._moved)
+        return False
+
     def fits(self, node: Node) -> NodeVerdict:
         """Would every pod of `node` find a place on the other nodes, in the room the removals
         chosen so far leave? The room is left exactly as it was."""
@@ -120,10 +129,12 @@ class Removal:
             return NodeVerdict(False, "pdb_exhausted", short)
         self.room.undo(self._moves)
         slot = self.room.withdraw(node.name)
-        moves, stuck = self.room.place_all([*self._moved, *own])
+        moves, stuck = self.room.place_all([*self._moved, *own, *self._spare])
         verdict = None
         unsettled = self._unsettled(moves) if stuck is None else None
-        if unsettled is not None:
+        if stuck is not None and stuck.namespace == SPARE_NAMESPACE:
+            verdict = NodeVerdict(False, "spare_room", f"its room is kept for {describe(self._spare)}")
+        elif unsettled is not None:
             verdict = NodeVerdict(
                 False, "no_room", f"{unsettled.key}: its spread or affinity breaks once every drained pod has moved"
             )
@@ -140,7 +151,7 @@ class Removal:
         self.room.undo(moves)
         if slot is not None:
             self.room.restore(slot)
-        self._moves, _ = self.room.place_all(self._moved)  # first-fit on the same room: the same moves
+        self._moves, _ = self.room.place_all([*self._moved, *self._spare])  # first-fit: the same moves
         return verdict or NodeVerdict(True, "unneeded" if own else "empty", f"{len(own)} pods to move")
 
     def _unsettled(self, moves: Sequence[Move]) -> Pod | None:

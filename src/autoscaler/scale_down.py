@@ -10,6 +10,7 @@ from autoscaler.model import Node, NodeVerdict, Pod, Reason, ReasonCode
 from autoscaler.plan_base import Draft
 from autoscaler.removal import Removal
 from autoscaler.rules import requested_utilization
+from autoscaler.spare import describe, spare_pods
 from autoscaler.warm_pool import keepable
 
 
@@ -38,6 +39,13 @@ def scale_down(draft: Draft, pending: int) -> Removal:
         removal.mark("metrics_unknown", why)
         return removal
 
+    spare = spare_pods(draft)
+    if spare and not removal.keep_room(spare):
+        why = f"no room for {describe(spare)} within ramp_window_s of the last scale-up: no worker goes"
+        draft.say(ReasonCode.SPARE_ROOM, why)
+        removal.mark("spare_room", why)
+        return removal
+
     wait_s = unneeded_time_s(draft)
     warm_wait_s = min(wait_s, settings.warm_pool_unneeded_time_s)
     ripe, early = [], []
@@ -62,6 +70,9 @@ def scale_down(draft: Draft, pending: int) -> Removal:
             elif now - removal.unneeded[node.name] >= warm_wait_s:
                 early.append(node)
         removal.verdicts[node.name] = verdict
+    held = sorted(name for name, v in removal.verdicts.items() if v.reason == "spare_room")
+    if held:
+        draft.say(ReasonCode.SPARE_ROOM, f"{', '.join(held)} kept: room for {describe(spare)} after the last scale-up")
 
     blocked = _global_blocker(draft, settings.scale_down_delay_after_add_s)
     # The pool's shorter wait after a scale-up too, never longer than the whole one.

@@ -20,17 +20,17 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
-from autoscaler.model import InstanceState, Node, ReasonCode
+from autoscaler.matching import bind
+from autoscaler.model import Instance, InstanceState, Node, ReasonCode
 from autoscaler.plan_base import Draft
+from autoscaler.rules import first_blocker, movers
 from autoscaler.scheduling import REGION_LABEL, ZONE_LABEL
 
 
 def warm_starts(draft: Draft, launches: Mapping[str, int]) -> tuple[tuple[str, ...], dict[str, int]]:
     """(stopped workers to start, the launches left): each zone's launches are served first by its
     stopped workers, the most recently run first."""
-    stopped = sorted(
-        (i for i in draft.base.fleet.warm if i.state is InstanceState.STOPPED), key=lambda i: (-i.launched_at, i.id)
-    )
+    stopped = stopped_newest_first(draft)
     starts: list[str] = []
     left: dict[str, int] = {}
     for az, count in launches.items():
@@ -41,6 +41,12 @@ def warm_starts(draft: Draft, launches: Mapping[str, int]) -> tuple[tuple[str, .
     if starts:
         draft.say(ReasonCode.WARM_START, f"{', '.join(starts)} started from the warm pool")
     return tuple(starts), left
+
+
+def stopped_newest_first(draft: Draft) -> list[Instance]:
+    """The pool's stopped workers, the most recently run first."""
+    stopped = (i for i in draft.base.fleet.warm if i.state is InstanceState.STOPPED)
+    return sorted(stopped, key=lambda i: (-i.launched_at, i.id))
 
 
 def pool_room(draft: Draft) -> int:
@@ -106,6 +112,15 @@ def kept_warm(draft: Draft, remove: Sequence[str]) -> tuple[str, ...]:
     return tuple(kept)
 
 
+def _holds_a_pod_that_cannot_move(draft: Draft, node: Node | None, instance_id: str) -> bool:
+    """A pod bound to a stopped worker's Node (by nodeName, say) that could not move is kept with
+    it: the worker is never terminated under it, and says why."""
+    why = None if node is None else first_blocker(movers(draft.base.pods_by_node.get(node.name, ())))
+    if why is not None:
+        draft.say(ReasonCode.WARM_POOL, f"{instance_id} kept in the pool, not terminated: {why}")
+    return why is not None
+
+
 UNHEALTHY_ZONE_THRESHOLD = 0.55
 """kube-controller-manager's --unhealthy-zone-threshold (its default; K3s keeps it). A zone with
 more than 2 NotReady nodes, at least this share of its nodes, is partially disrupted, and in a
@@ -144,7 +159,11 @@ def tend(draft: Draft) -> None:
     terminated; Ready workers left cordoned by a drain that is over are given back."""
     base = draft.base
     fleet, settings = base.fleet, base.settings
-    by_age = sorted(fleet.warm, key=lambda i: (i.launched_at, i.id))
+    nodes = bind(base.snapshot.nodes, fleet.warm).node_of
+    by_age = sorted(
+        (i for i in fleet.warm if not _holds_a_pod_that_cannot_move(draft, nodes.get(i.id), i.id)),
+        key=lambda i: (i.launched_at, i.id),
+    )
     stale = [i.id for i in by_age if base.now - i.launched_at > settings.warm_pool_max_age_s]
     idle = [
         i.id

@@ -16,6 +16,7 @@ metrics read "unknown" there, which the paths under test do not need.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -217,6 +218,38 @@ def test_the_warm_pool_stops_a_removed_worker_then_starts_it_for_pending_pods(cl
     cluster.wait(lambda: gone in cluster.ready_workers(), what="the started worker Ready again")
     settle(cluster)
     assert len(cluster.pods_on(gone)) == 1
+
+
+def test_soon_after_a_scale_up_a_stopped_worker_is_started_for_the_spare_room(cluster):
+    gone, gone_id = stop_one_into_the_pool(cluster)
+    (kept,) = set(cluster.stack.seeded_workers) - {gone}
+    cluster.set(RAMP_WINDOW_S="1800")
+    # The web pods' 600m and 2 x 600m on the worker left: 200m free, no room for a 600m pod (the median).
+    cluster.kubelets.add_workload("sale", replicas=2, cpu_m=600)
+    cluster.wait(lambda: len(cluster.pods_on(kept)) == 4, what="the sale pods running beside the web pods")
+    settle(cluster)
+
+    quiet = cluster.tick()
+    assert quiet["starts"] == [] and "spare_room" not in codes(quiet), "no scale-up yet: no window"
+    store = cluster.wiring().ports.state
+    store.save(replace(store.load(), last_scale_up=time.time() - 60))
+
+    answer = cluster.tick()
+    assert answer["action"] == "scale_up" and answer["starts"] == [gone_id], answer
+    assert not answer["launches"] and "spare_room" in codes(answer)
+    assert cluster.instance_state(gone_id) in ("pending", "running")
+    assert cluster.state().last_scale_up < time.time() - 30, "the spare room's start opens no new window"
+    cluster.wait(lambda: gone in cluster.ready_workers(), what="the started worker Ready again")
+    settle(cluster)
+    cluster.stack.wait_for_metrics()
+
+    cluster.tick()
+    time.sleep(2.2)  # past the unneeded time: empty, yet it holds the room
+    cluster.stack.wait_for_metrics()
+    after = cluster.tick()
+    assert after["action"] == "none" and after["starts"] == [], "kept, though the pool is empty now"
+    assert cluster.instance_state(gone_id) == "running"
+    assert any(r["code"] == "spare_room" and r["detail"].startswith(f"{gone} kept") for r in after["reasons"]), after
 
 
 def test_a_worker_stopped_past_the_limit_is_terminated_and_its_node_deleted(cluster):

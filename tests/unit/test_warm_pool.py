@@ -21,7 +21,7 @@ from autoscaler.model import (
 from autoscaler.planner import plan
 from autoscaler.scheduling import ZONE_LABEL, Taint
 from autoscaler.service import observe, run_cycle
-from builders import CPU, MEM, NOW, busy, pending, snapshot, worker
+from builders import CPU, MEM, NOW, busy, pending, pod, snapshot, worker
 from fakes import DRAINING, FakeCluster, FakeFleet, ports
 
 POOL = Settings(min_nodes=1, warm_pool_size=2, scale_down_unneeded_time_s=0, scale_down_delay_after_add_s=0)
@@ -221,7 +221,18 @@ def test_a_worker_stopped_too_long_is_terminated_and_no_other_goes_for_the_pool_
     ]
     d = plan(snapshot(workers, busy("n0", 2)), CALM, POOL, NOW)
     assert d.retire == ("i-0005",)
-    assert any("stopped over 9000s ago" in r.detail for r in d.reasons if r.code is ReasonCode.WARM_POOL)
+    assert any(f"stopped over {limit}s ago" in r.detail for r in d.reasons if r.code is ReasonCode.WARM_POOL)
+
+
+def test_a_stopped_worker_whose_node_holds_a_pod_that_cannot_move_is_never_terminated():
+    # A bare pod bound to the stopped worker's Node by nodeName: it has no controller to make it anew.
+    limit = POOL.warm_pool_max_stopped_s
+    workers = [worker(0), stopped(5, started_ago=POOL.warm_pool_max_age_s + 60, stopped_ago=limit + 60)]
+    d = plan(snapshot(workers, [*busy("n0", 2), pod("bare", "n5", owner_kind=None)]), CALM, POOL, NOW)
+    assert d.retire == (), d.reasons
+    assert any(r.detail == "i-0005 kept in the pool, not terminated: default/bare has no controller" for r in d.reasons)
+    movable = plan(snapshot(workers, [*busy("n0", 2), pod("web", "n5")]), CALM, POOL, NOW)
+    assert movable.retire == ("i-0005",), movable.reasons
 
 
 def test_a_removed_worker_started_too_long_ago_is_terminated_not_kept():

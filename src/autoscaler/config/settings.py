@@ -87,13 +87,15 @@ class Settings:
     warm_pool_max_age_s: int = 7 * 86_400
     """A worker is kept in the warm pool only this long after its last start (EC2's LaunchTime):
     an older one may run an older AMI or launch template than new workers would, and goes."""
-    warm_pool_max_stopped_s: int = 9000
+    warm_pool_max_stopped_s: int = 5400
     """A worker stopped this long (by EC2's StateTransitionReason) is terminated. Stopped, it bills
     its volume; stopping it after warm_pool_unneeded_time_s rather than terminating it after
     scale_down_unneeded_time_s saved (600 - 120) s of running, and at the default prices
     (m7g.large $0.0816/h, 40 GiB gp3 $0.0044/h) its volume has billed as much after about 9,000 s:
-    past that, a pool that is not used costs more than no pool. A stop EC2 gives no time for is
-    kept, up to warm_pool_max_age_s."""
+    past that, a pool that is not used costs more than no pool. Few workers are started again
+    after an hour and a half stopped, so 5,400 s keeps most of the saving (bench/README.md: it met
+    the goal on more workloads than 9,000 or 3,600). A stop EC2 gives no time for is kept, up to
+    warm_pool_max_age_s."""
     tick_s: int = 10
     """Seconds between cycles. Below 60, each scheduled cycle queues the minute's later ones (at
     tick_s, 2 x tick_s, ... seconds) as delayed messages on the tick queue (TICK_QUEUE_URL), each
@@ -104,6 +106,12 @@ class Settings:
     cycle's included) at the same pace for RAMP_LEAD_S more (autoscaler/scale_up.py), at least one.
     Served by the warm pool first, like every launch. 0 turns it off. Half an hour, so that slow
     rises (a morning adding a worker every 15 to 20 minutes) count too (bench/README.md)."""
+    spare_room_pods: int = 1
+    """Within ramp_window_s of the last scale-up, while the warm pool is on, room is kept on the
+    Ready nodes for this many more pods of the median size of those running on the workers: a
+    stopped worker is started when there is none, and no unneeded worker goes that would leave
+    none (autoscaler/spare.py). The next pods of a rise then find room rather than wait for a
+    start. 0 turns it off."""
     forecast_max_prewarm: int = 0
     """Workers' worth of room the demand forecast may keep ready ahead of a predicted rise
     (autoscaler/forecast.py); 0 (the default) turns pre-scaling off. It acts only once the cluster's
@@ -243,6 +251,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "warm_pool_max_age_s": (3600, 90 * DAY),
     "warm_pool_max_stopped_s": (60, 90 * DAY),
     "ramp_window_s": (0, 3600),
+    "spare_room_pods": (0, 100),
     "forecast_max_prewarm": (0, 1000),
     "forecast_lead_s": (60, 3600),
     "forecast_unneeded_time_s": (0, DAY),
