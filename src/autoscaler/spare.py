@@ -45,7 +45,8 @@ def spare_pods(draft: Draft) -> list[Pod]:
 
 
 def describe(pods: Sequence[Pod]) -> str:
-    return f"{len(pods)} more pods of the median size ({pods[0].cpu_m}m CPU, {pods[0].mem_mib}Mi)"
+    count = "one more pod" if len(pods) == 1 else f"{len(pods)} more pods"
+    return f"{count} of the median size ({pods[0].cpu_m}m CPU, {pods[0].mem_mib}Mi)"
 
 
 def spare_starts(draft: Draft, pending: int) -> tuple[str, ...]:

@@ -26,7 +26,7 @@ def test_a_stopped_worker_is_started_when_no_ready_node_has_the_room():
     d = plan(snapshot(workers, full("n0", "n1")), RISING, SPARE, NOW)
     assert d.action is Action.SCALE_UP and d.starts == ("i-0006",) and not d.launches, d.reasons
     assert ReasonCode.SPARE_ROOM in d.codes
-    assert any("500m CPU, 512Mi" in r.detail for r in d.reasons), d.reasons
+    assert any("one more pod of the median size (500m CPU, 512Mi)" in r.detail for r in d.reasons), d.reasons
     assert d.state.last_scale_up == RISING.last_scale_up, "the spare room must not keep its own window open"
 
 
