@@ -31,7 +31,7 @@ from autoscaler.plan_base import LAUNCH_VISIBILITY_GRACE_S, Base, Draft, FleetVi
 from autoscaler.removal import Removal
 from autoscaler.scale_down import room_above_min, scale_down
 from autoscaler.scale_up import estimate, pressure_since, scale_up, spread
-from autoscaler.spare import spare_starts
+from autoscaler.spare import spare_pods, spare_starts
 from autoscaler.warm_pool import kept_warm, tend, warm_starts
 
 
@@ -75,12 +75,13 @@ def _plan(
         starts, launches = warm_starts(draft, launches)
         draft.update(last_scale_up=now, pressure_since=None, unneeded_since={})
         return draft.decide(Action.SCALE_UP, launches=launches, starts=starts, unhelpable=found.unhelpable)
+    spare = spare_pods(draft)
     # Not a scale-up for the window's sake: the spare room must not keep itself going.
-    spare = spare_starts(draft, found.helpable)
-    if spare:
-        return draft.decide(Action.SCALE_UP, starts=spare, unhelpable=found.unhelpable)
+    starts = spare_starts(draft, spare, found.helpable)
+    if starts:
+        return draft.decide(Action.SCALE_UP, starts=starts, unhelpable=found.unhelpable)
 
-    removal = scale_down(draft, found.helpable)
+    removal = scale_down(draft, found.helpable, spare)
     draft.update(unneeded_since=removal.unneeded)
     if not removal.remove and not draft.reasons:
         draft.say(ReasonCode.STEADY, f"{fleet.count} workers, nothing to change")

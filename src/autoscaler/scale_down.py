@@ -10,13 +10,14 @@ from autoscaler.model import Node, NodeVerdict, Pod, Reason, ReasonCode
 from autoscaler.plan_base import Draft
 from autoscaler.removal import Removal
 from autoscaler.rules import requested_utilization
-from autoscaler.spare import describe, spare_pods
+from autoscaler.spare import describe
 from autoscaler.warm_pool import keepable
 
 
-def scale_down(draft: Draft, pending: int) -> Removal:
+def scale_down(draft: Draft, pending: int, spare: Sequence[Pod]) -> Removal:
     """Nodes to remove now, every worker's verdict, and the unneeded-since clock of every node
-    that qualifies. `pending`: the pending pods some worker could host (they hold scale-down)."""
+    that qualifies. `pending`: the pending pods some worker could host (they hold scale-down);
+    `spare`: the pods whose room no removal may take (spare.spare_pods)."""
     base, state = draft.base, draft.state
     fleet, settings, now, snapshot = base.fleet, base.settings, base.now, base.snapshot
     removal = Removal(draft)
@@ -39,7 +40,6 @@ def scale_down(draft: Draft, pending: int) -> Removal:
         removal.mark("metrics_unknown", why)
         return removal
 
-    spare = spare_pods(draft)
     if spare and not removal.keep_room(spare):
         why = f"no room for {describe(spare)} within ramp_window_s of the last scale-up: no worker goes"
         draft.say(ReasonCode.SPARE_ROOM, why)

@@ -49,17 +49,16 @@ def describe(pods: Sequence[Pod]) -> str:
     return f"{count} of the median size ({pods[0].cpu_m}m CPU, {pods[0].mem_mib}Mi)"
 
 
-def spare_starts(draft: Draft, pending: int) -> tuple[str, ...]:
-    """The stopped worker to start when no Ready node has the spare room (none when the pool has
-    none): the most recently run, one at a time (the next cycle looks again once it is Ready). `pending`: the pending pods some
-    worker could host (they come first)."""
+def spare_starts(draft: Draft, pods: Sequence[Pod], pending: int) -> tuple[str, ...]:
+    """The stopped worker to start when no Ready node has room for `pods` (spare_pods; none when
+    the pool has no stopped worker): the most recently run, one at a time (the next cycle looks
+    again once it is Ready). `pending`: the pending pods some worker could host (they come first)."""
     base = draft.base
     fleet, settings = base.fleet, base.settings
-    if pending or fleet.in_flight or fleet.unseen_launches or fleet.count >= settings.max_nodes:
+    if not pods or pending or fleet.in_flight or fleet.unseen_launches or fleet.count >= settings.max_nodes:
         return ()
-    pods = spare_pods(draft)
     stopped = stopped_newest_first(draft)
-    if not pods or not stopped:
+    if not stopped:
         return ()
     _, stuck = base.room_left().place_all(pods)
     if stuck is None:

@@ -112,13 +112,19 @@ def kept_warm(draft: Draft, remove: Sequence[str]) -> tuple[str, ...]:
     return tuple(kept)
 
 
-def _holds_a_pod_that_cannot_move(draft: Draft, node: Node | None, instance_id: str) -> bool:
-    """A pod bound to a stopped worker's Node (by nodeName, say) that could not move is kept with
-    it: the worker is never terminated under it, and says why."""
-    why = None if node is None else first_blocker(movers(draft.base.pods_by_node.get(node.name, ())))
-    if why is not None:
-        draft.say(ReasonCode.WARM_POOL, f"{instance_id} kept in the pool, not terminated: {why}")
-    return why is not None
+def _immovable_pod(draft: Draft, node: Node | None) -> str | None:
+    """Why a pod bound to a stopped worker's Node (by nodeName, say) could not move, if one could
+    not: the worker is never terminated under it."""
+    return None if node is None else first_blocker(movers(draft.base.pods_by_node.get(node.name, ())))
+
+
+def _expired(draft: Draft, instance: Instance) -> bool:
+    """Started over warm_pool_max_age_s ago, or stopped over warm_pool_max_stopped_s ago."""
+    now, settings = draft.base.now, draft.base.settings
+    stopped_at = instance.stopped_at
+    return now - instance.launched_at > settings.warm_pool_max_age_s or (
+        stopped_at is not None and now - stopped_at > settings.warm_pool_max_stopped_s
+    )
 
 
 UNHEALTHY_ZONE_THRESHOLD = 0.55
@@ -160,16 +166,13 @@ def tend(draft: Draft) -> None:
     base = draft.base
     fleet, settings = base.fleet, base.settings
     nodes = bind(base.snapshot.nodes, fleet.warm).node_of
-    by_age = sorted(
-        (i for i in fleet.warm if not _holds_a_pod_that_cannot_move(draft, nodes.get(i.id), i.id)),
-        key=lambda i: (i.launched_at, i.id),
-    )
+    held = {i.id: why for i in fleet.warm if (why := _immovable_pod(draft, nodes.get(i.id))) is not None}
+    by_age = sorted((i for i in fleet.warm if i.id not in held), key=lambda i: (i.launched_at, i.id))
+    due = [i for i in fleet.warm if i.id in held and _expired(draft, i)]
+    for i in sorted(due, key=lambda i: i.id):
+        draft.say(ReasonCode.WARM_POOL, f"{i.id} kept in the pool, not terminated: {held[i.id]}")
     stale = [i.id for i in by_age if base.now - i.launched_at > settings.warm_pool_max_age_s]
-    idle = [
-        i.id
-        for i in by_age
-        if i.id not in stale and i.stopped_at is not None and base.now - i.stopped_at > settings.warm_pool_max_stopped_s
-    ]
+    idle = [i.id for i in by_age if i.id not in stale and _expired(draft, i)]
     gone = {*stale, *idle}
     extra = [i.id for i in by_age if i.id not in gone][: max(len(by_age) - len(gone) - settings.warm_pool_size, 0)]
     if stale:
