@@ -123,7 +123,7 @@ def test_the_pods_are_read_back_with_their_requests_and_lives(seeded):
 def test_tune_replays_the_history_from_the_command_line(seeded):
     out, err = io.StringIO(), io.StringIO()
     argv = ["tune", "--prometheus", seeded.server.url, "--days", "0.15", "--grid", "WARM_POOL_SIZE=0,10"]
-    argv += ["--grid", "SCALE_DOWN_UNNEEDED_TIME_S=600", "--grid", "TICK_S=10", "--jobs", "1", "--json"]
+    argv += ["--grid", "SCALE_DOWN_UNNEEDED_TIME_S=600", "--grid", "TICK_S=15", "--jobs", "1", "--json"]
     argv += [
         "--grid",
         "FORECAST_MAX_PREWARM=0",
@@ -133,7 +133,7 @@ def test_tune_replays_the_history_from_the_command_line(seeded):
         "RAMP_WINDOW_S=1800",
     ]
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([*argv, "--grid", "SCALE_DOWN_UTILIZATION_THRESHOLD=0.5"])
+        code = main([*argv, "--grid", "SCALE_DOWN_UTILIZATION_THRESHOLD=0.65"])
     assert code == exits.OK, err.getvalue()
     answer = json.loads(out.getvalue())
     assert answer["workload"] == "prometheus" and answer["description"].startswith(f"{len(EXPECTED)} pods")

@@ -61,8 +61,10 @@ def wk(i: int, labels: dict | None = None, **kw):
 
 
 def decide(snap, state: ScalingState | None = None, **settings):
-    """Cluster Autoscaler's own cases: it terminates what it removes, so no warm pool here."""
-    return plan(snap, state or ScalingState(), Settings().replace(**{"warm_pool_size": 0, **settings}), NOW)
+    """Cluster Autoscaler's own cases: it terminates what it removes, so no warm pool here, and its
+    utilization threshold is 0.5."""
+    ca = {"warm_pool_size": 0, "scale_down_utilization_threshold": 0.5}
+    return plan(snap, state or ScalingState(), Settings().replace(**{**ca, **settings}), NOW)
 
 
 def fill(node: str, *, prefix: str = "f", cpu: int = 1000) -> list:

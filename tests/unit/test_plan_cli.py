@@ -232,9 +232,9 @@ def test_a_worker_stopped_too_long_in_the_instances_file_is_terminated(tmp_path,
         )
         return [r["detail"] for r in json.loads(capsys.readouterr().out)["reasons"] if r["code"] == "warm_pool"]
 
-    assert not any("stopped over" in r for r in reasons("2025-03-01T10:00:00Z"))
+    assert not any("stopped over" in r for r in reasons("2025-03-01T09:59:00Z"))
     assert any(
-        r.startswith("i-0000000000000005 terminated: stopped over 5400s ago") for r in reasons("2025-03-01T11:00:00Z")
+        r.startswith("i-0000000000000005 terminated: stopped over 3600s ago") for r in reasons("2025-03-01T10:01:00Z")
     )
 
 

@@ -266,6 +266,7 @@ CASES = [
         "requested utilization at the threshold keeps a node",
         snapshot(w(3), busy("n0", 1) + busy("n1", 1) + busy("n2", 2)),
         state=ScalingState(unneeded_since={"n2": NOW - 700}),
+        settings={"scale_down_utilization_threshold": 0.5},
         action=Action.NONE,
     ),
     case(
@@ -477,7 +478,7 @@ def test_plan(snap, state, overrides, action, launches, remove, codes, terminate
 
 
 def test_unneeded_clock_starts_now_and_is_kept():
-    snap = snapshot(w(3), busy("n0", 2) + busy("n1", 2))
+    snap = snapshot(w(3), busy("n0", 3) + busy("n1", 3))
     first = plan(snap, ScalingState(), Settings(), NOW)
     assert first.state.unneeded_since == {"n2": NOW}
     later = plan(snap, first.state, Settings(), NOW + 300)
@@ -486,7 +487,7 @@ def test_unneeded_clock_starts_now_and_is_kept():
 
 def test_unneeded_clock_resets_when_the_node_is_needed_again():
     state = ScalingState(unneeded_since={"n2": NOW - 500})
-    decision = plan(snapshot(w(3), busy("n0", 2) + busy("n1", 2) + busy("n2", 2)), state, Settings(), NOW)
+    decision = plan(snapshot(w(3), busy("n0", 3) + busy("n1", 3) + busy("n2", 3)), state, Settings(), NOW)
     assert "n2" not in decision.state.unneeded_since
 
 

@@ -30,11 +30,11 @@ SMALL = [
     "--grid",
     "WARM_POOL_SIZE=0,10",
     "--grid",
-    "SCALE_DOWN_UTILIZATION_THRESHOLD=0.5",
+    "SCALE_DOWN_UTILIZATION_THRESHOLD=0.65",
     "--grid",
     "WARM_POOL_UNNEEDED_TIME_S=120",
     "--grid",
-    "TICK_S=10",
+    "TICK_S=15",
     "--grid",
     "FORECAST_MAX_PREWARM=0",
     "--grid",
@@ -42,10 +42,10 @@ SMALL = [
 ]
 DEFAULTS = {
     "SCALE_DOWN_UNNEEDED_TIME_S": "600",
-    "SCALE_DOWN_UTILIZATION_THRESHOLD": "0.5",
+    "SCALE_DOWN_UTILIZATION_THRESHOLD": "0.65",
     "WARM_POOL_SIZE": "10",
     "WARM_POOL_UNNEEDED_TIME_S": "120",
-    "TICK_S": "10",
+    "TICK_S": "15",
     "FORECAST_MAX_PREWARM": "0",
     "RAMP_WINDOW_S": "1800",
 }
@@ -83,9 +83,9 @@ def test_json_holds_every_point_of_the_grid_and_says_what_ran(as_json):
     assert answer["grid"] == {
         "SCALE_DOWN_UNNEEDED_TIME_S": ["300", "600"],
         "WARM_POOL_SIZE": ["0", "10"],
-        "SCALE_DOWN_UTILIZATION_THRESHOLD": ["0.5"],
+        "SCALE_DOWN_UTILIZATION_THRESHOLD": ["0.65"],
         "WARM_POOL_UNNEEDED_TIME_S": ["120"],
-        "TICK_S": ["10"],
+        "TICK_S": ["15"],
         "FORECAST_MAX_PREWARM": ["0"],
         "RAMP_WINDOW_S": ["1800"],
     }
@@ -152,7 +152,7 @@ def test_text_marks_the_points_and_ends_with_env_lines_the_settings_loader_reads
     rec = answer["recommended"]["settings"]  # --jobs 1 and 2 replay the same
     assert settings.scale_down_unneeded_time_s == int(rec["SCALE_DOWN_UNNEEDED_TIME_S"])
     assert settings.warm_pool_size == int(rec["WARM_POOL_SIZE"])
-    assert settings.tick_s == 10 and settings.scale_down_utilization_threshold == 0.5
+    assert settings.tick_s == 15 and settings.scale_down_utilization_threshold == 0.65
 
 
 def test_a_grid_value_out_of_range_fails_before_any_replay_naming_the_variable():

@@ -72,7 +72,7 @@ def test_a_stop_that_could_leave_a_zone_disrupted_terminates_instead():
 def test_a_large_zone_takes_more_stopped_workers():
     # 12 nodes in the zone: 4 stopped and one failure make 5 of 12 NotReady, under 55 %.
     workers = [zoned(i, "eu-west-1a") for i in range(12)]
-    pods = [p for i in range(8) for p in busy(f"n{i}", 2)]
+    pods = [p for i in range(8) for p in busy(f"n{i}", 3)]
     d = plan(snapshot(workers, pods), CALM, POOL.replace(warm_pool_size=4, max_nodes=20), NOW)
     assert len(d.remove) == 4 and d.warm == d.remove, d.reasons
 

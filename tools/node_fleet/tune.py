@@ -41,7 +41,7 @@ GRID: tuple[Lever, ...] = (
     Lever("SCALE_DOWN_UTILIZATION_THRESHOLD", ("0.5", "0.65", "0.8"), ("0.5", "0.65")),
     Lever("WARM_POOL_SIZE", ("0", "4", "10"), ("0", "10")),
     Lever("WARM_POOL_UNNEEDED_TIME_S", ("120", "600"), ("120",)),
-    Lever("TICK_S", ("10", "60"), ("10", "60")),
+    Lever("TICK_S", ("15", "60"), ("15", "60")),
     Lever("RAMP_WINDOW_S", ("0", "300", "1800"), ("1800",)),
     # The forecast acts only on a history that reaches back a day (`--days` of at least 2).
     Lever("FORECAST_MAX_PREWARM", ("0", "2"), ("0",)),
