@@ -22,7 +22,7 @@ TARGET_PEAK = 50
 
 def fifty_node_day() -> Workload:
     base = scenario("diurnal")
-    copies = math.ceil(TARGET_PEAK / peak_lower_bound(base, Settings(), 10))
+    copies = math.ceil(TARGET_PEAK / peak_lower_bound(base, Settings()))
     pods = tuple(replace(p, name=f"{p.name}-{k}") for k in range(copies) for p in base.pods)
     return Workload(f"diurnal x{copies}", pods, base.horizon_s, base.description)
 

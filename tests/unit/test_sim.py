@@ -109,7 +109,7 @@ def test_every_policy_runs_and_serves_the_workload(policy):
 
 def test_static_peak_boots_the_peak_and_never_acts():
     record = replay(SPIKE, "static-peak", Settings())
-    assert record.samples[0].ready_nodes == peak_lower_bound(SPIKE, Settings(), 10) == 6
+    assert record.samples[0].ready_nodes == peak_lower_bound(SPIKE, Settings()) == 6
     assert record.actions == []
 
 
@@ -118,6 +118,7 @@ def test_static_peak_boots_the_peak_and_never_acts():
     [
         ("node-fleet", 60.0, 90),  # 5400 s of minute ticks, each one run of the Lambda
         ("node-fleet", 30.0, 180),
+        ("node-fleet", 15.0, 360),  # between the world's 10 s steps too
         ("ca-10s", 10.0, 0),  # a pod on the server node: no charge of its own
         ("target-tracking", 60.0, 0),
     ],
@@ -132,6 +133,16 @@ def test_workers_are_the_templates_default_type():
     record = replay(SPIKE, "node-fleet", Settings())
     assert record.instance_type == "m7g.large"
     assert all(i.lifecycle == "on-demand" for i in record.instances)
+
+
+def test_a_tick_between_two_steps_runs_at_its_own_time_on_the_same_world_steps():
+    """The world steps every 10 s whatever the tick: a 15 s ticker whose ticks advanced the world
+    would bind its pods on finer steps than a 10 s one, and wait less for that alone."""
+    record = replay(SPIKE, "node-fleet", Settings(tick_s=15), tick_s=60)
+    assert record.step_s == 10 and record.tick_s == 15
+    assert [s.t for s in record.samples[:4]] == [0, 10, 20, 30]
+    acted = {a.t % 30 for a in record.actions}
+    assert acted <= {0, 15} and 15 in acted, sorted(acted)
 
 
 def test_ca_policies_keep_their_own_tick():

@@ -16,7 +16,9 @@ from node_fleet.sim.spot import NO_SPOT, SpotModel, deliver
 from node_fleet.sim.workload import Workload
 
 STEP_S = 10.0
-"""The world advances in steps of this size (pods arrive, bind and end; samples are taken)."""
+"""The world advances in steps of this size (pods arrive, bind and end; samples are taken), the same
+for every policy: a policy that ticked between steps and advanced the world at its ticks would bind
+its pods sooner than the others for that alone."""
 
 
 def replay(
@@ -40,12 +42,11 @@ def replay(
     tick_s = FIXED_TICKS.get(policy, tick_s)
     if policy in LAMBDA_POLICIES:
         tick_s = min(tick_s, settings.tick_s)  # TICK_S: each of a minute's ticks its own invocation
-    step_s = tick_s / math.ceil(tick_s / STEP_S)  # at most STEP_S, and a whole number of steps a tick
     record = RunRecord(
         policy=policy,
         workload=workload.name,
         horizon_s=workload.horizon_s,
-        step_s=step_s,
+        step_s=STEP_S,
         tick_s=tick_s,
         node_cpu_m=model.node_cpu_m,
         node_mem_mib=model.node_mem_mib,
@@ -53,24 +54,26 @@ def replay(
         instance_type=model.instance_type,
     )
     vc = VirtualCluster(workload, model, record)
-    vc.boot(
-        peak_lower_bound(workload, settings, step_s) if policy == "static-peak" else _warm_start(workload, settings)
-    )
+    vc.boot(peak_lower_bound(workload, settings) if policy == "static-peak" else _warm_start(workload, settings))
     clock = Clock()
     ports = Ports(SimFleet(vc, clock), SimCluster(vc, clock), SimMetrics(vc), MemoryStateStore())
     act = make_policy(policy, settings)
     on_lambda = policy in LAMBDA_POLICIES
-    steps = int(workload.horizon_s // step_s)
-    ticks_every = max(1, round(tick_s / step_s))
+    steps = int(workload.horizon_s // STEP_S)
+    ticks = 0
     for k in range(steps):
-        now = k * step_s
+        now = k * STEP_S
         clock.now = now
         vc.step(now)
         for instance_id in vc.spot.new_warnings if on_lambda else ():
             deliver(ports, settings, now, instance_id)  # EC2's warning through EventBridge, at once
             record.lambda_invocations += 1
-        if k % ticks_every == 0:
-            act(ports, now)
+        # The ticks up to the next step, each at its own time: one between two steps sees the world
+        # as the last step left it (up to a step late, never early).
+        while (tick_at := ticks * tick_s) < now + STEP_S:
+            clock.now = tick_at
+            act(ports, tick_at)
+            ticks += 1
             if on_lambda:
                 record.lambda_invocations += 1
         if progress is not None and k % 500 == 0:
@@ -87,7 +90,7 @@ def _warm_start(workload: Workload, settings: Settings) -> int:
     return max(settings.min_nodes, min(settings.max_nodes, need))
 
 
-def peak_lower_bound(workload: Workload, settings: Settings, step_s: float) -> int:
+def peak_lower_bound(workload: Workload, settings: Settings) -> int:
     """The peak over the replay of N*(t) = max(min, ceil(d_cpu/a_cpu), ceil(d_mem/a_mem))."""
     events: list[tuple[float, int, int]] = []
     for p in workload.pods:

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 
 from autoscaler.config import Settings
 from autoscaler.pricing import DEFAULT_PRICES, Prices
-from node_fleet.sim.engine import STEP_S, peak_lower_bound, replay
+from node_fleet.sim.engine import peak_lower_bound, replay
 from node_fleet.sim.policies import POLICY_NAMES
 from node_fleet.sim.record import RunRecord
 from node_fleet.sim.report import PolicyScore, score, to_json
@@ -52,7 +52,7 @@ class Comparison:
 def settings_for(workload: Workload, base: Settings, max_nodes: int | None) -> Settings:
     """`base` with max_nodes given, or sized to the workload's peak (see HEADROOM)."""
     if max_nodes is None:
-        peak = peak_lower_bound(workload, base, STEP_S)
+        peak = peak_lower_bound(workload, base)
         max_nodes = max(base.max_nodes, math.ceil(peak * HEADROOM))
     return base.replace(max_nodes=max_nodes)
 
