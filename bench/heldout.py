@@ -31,7 +31,7 @@ from node_fleet.sim.report import score
 from node_fleet.sim.runner import settings_for
 from node_fleet.sim.scenarios import scenario
 from node_fleet.sim.traces import ServiceModel
-from replay import COST_RATIO_GOAL, GOAL, PENDING_SHARE_GOAL, TRACE_FILES
+from replay import GOAL, TRACE_FILES, goal_conditions
 
 _DAY_S = 86_400
 
@@ -113,20 +113,8 @@ def check(item: tuple[str, str, str, dict, Path]) -> dict:
         "cost_ratio": ours.cost_ratio,
         "ca_cost_ratio": ca.cost_ratio,
         "ideal_cost_ratio": ideal.cost_ratio,
-        "missed": missed(ours, ca),
+        "missed": [name for name, ok, _ in goal_conditions(ours, ca) if not ok],
     }
-
-
-def missed(ours, ca) -> list[str]:
-    """The goal's conditions node-fleet misses against ca-10s (none: met)."""
-    out = []
-    if ours.pending_pod_seconds > PENDING_SHARE_GOAL * ca.pending_pod_seconds:
-        out.append("waiting")
-    if ours.dollars > ca.dollars:
-        out.append("dollars")
-    if ours.cost_ratio > COST_RATIO_GOAL:
-        out.append("ratio")
-    return out
 
 
 def main() -> None:
