@@ -312,6 +312,36 @@ def test_an_evicted_pod_may_land_again_where_its_old_self_still_terminates():
     assert vc.room.slots["node-i-00000001"].cpu_m == 2000
 
 
+def test_an_evicted_jobs_pod_starts_its_work_over_and_a_replicas_keeps_its_end():
+    # Both ran 400 s of their 600 s when evicted: the Job's new pod needs all 600 s again (it ends
+    # at 1000 s), the replica's replacement ends at 600 s as the workload says.
+    pods = [PodSpec("job", 0, 600, 500, 512, owner_kind="Job"), PodSpec("web", 0, 600, 500, 512)]
+    vc = _booted(pods, nodes=1, grace_period_s=30)
+    for name in ("job", "web"):
+        vc.evict(name, 400.0)
+    for t in range(410, 1010, 10):
+        vc.step(float(t))
+        assert ("web" in vc.pods) == (t < 600) and ("job" in vc.pods) == (t < 1000), t
+    # The rerun is the eviction's waste, not the workload's demand: the lower bound ends at 600 s.
+    assert [s.demand_cpu_m for s in vc.record.samples if s.t in (590.0, 600.0, 990.0)] == [1000, 0, 0]
+
+
+def test_a_jobs_pod_lost_with_its_node_starts_over_too():
+    vc = _booted([PodSpec("job", 0, 600, 500, 512, owner_kind="Job")], nodes=2)
+    node = vc.pods["job"].node
+    vc.terminate(node.removeprefix("node-"), 300.0)
+    for t in range(310, 900, 10):
+        vc.step(float(t))
+    assert "job" in vc.pods and vc.pods["job"].node not in (None, node)
+    vc.step(900.0)  # 300 s run, lost, and 600 s again
+    assert "job" not in vc.pods
+
+
+def test_a_batch_scenarios_jobs_are_jobs_and_its_service_is_replicas():
+    kinds = {p.name.split("-")[1]: p.owner_kind for p in scenario("batch").pods}
+    assert kinds == {"svc": "ReplicaSet", "job": "Job"}
+
+
 def test_a_dropped_node_takes_its_terminating_pods_out_of_the_spread_counts():
     """Zones a, b, a, b. s1 is evicted from the zone-b node, which goes before its grace period
     ends; s1 comes back on the other zone-b node, so s2 may join zone a (1 pod each)."""

@@ -27,7 +27,7 @@ from node_fleet.sim.traces import (
 )
 from node_fleet.sim.workload import DEFAULT_USAGE, PodSpec, TraceError, Workload
 
-HEADER = "name,start_s,end_s,cpu_m,mem_mib,usage"
+HEADER = "name,start_s,end_s,cpu_m,mem_mib,usage,owner_kind"
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
@@ -48,16 +48,21 @@ def test_pods_csv_reads_pods_defaults_and_horizon(tmp_path):
     path = write(
         tmp_path,
         "mix.csv",
-        f"{HEADER}\nweb-1,0,600,500,1024,0.25\nweb-2,30.5,,250,512,\n\nbatch-1,100,1200.5,1000,2048,1\n",
+        f"{HEADER}\nweb-1,0,600,500,1024,0.25,\nweb-2,30.5,,250,512,,ReplicaSet\n\nbatch-1,100,1200.5,1000,2048,1,Job\n",
     )
     w = load_pods_csv(path)
     assert w.name == "mix"
     assert w.pods == (
         PodSpec("web-1", 0.0, 600.0, 500, 1024, 0.25),
         PodSpec("web-2", 30.5, None, 250, 512, DEFAULT_USAGE),
-        PodSpec("batch-1", 100.0, 1200.5, 1000, 2048, 1.0),
+        PodSpec("batch-1", 100.0, 1200.5, 1000, 2048, 1.0, owner_kind="Job"),
     )
     assert w.horizon_s == 1200.5 + HORIZON_MARGIN_S
+
+
+def test_pods_csv_owner_kind_column_is_optional(tmp_path):
+    w = load_pods_csv(write(tmp_path, "p.csv", "name,start_s,end_s,cpu_m,mem_mib,usage\na,0,,100,200,0.5\n"))
+    assert [p.owner_kind for p in w.pods] == ["ReplicaSet"]
 
 
 def test_pods_csv_usage_column_is_optional(tmp_path):
@@ -70,27 +75,30 @@ def test_pods_csv_usage_column_is_optional(tmp_path):
 @pytest.mark.parametrize(
     ("row", "line_field", "expected"),
     [
-        pytest.param(",0,,100,200,0.5", "line 3, field name", "a non-empty name", id="empty name"),
-        pytest.param("a,0,,100,200,0.5", "line 3, field name", "unique name (already on line 2)", id="duplicate"),
-        pytest.param("b,-1,,100,200,0.5", "line 3, field start_s", "finite number >= 0", id="negative start"),
-        pytest.param("b,soon,,100,200,0.5", "line 3, field start_s", "got 'soon'", id="start not a number"),
-        pytest.param("b,nan,,100,200,0.5", "line 3, field start_s", "finite number", id="start nan"),
-        pytest.param("b,inf,,100,200,0.5", "line 3, field start_s", "finite number", id="start inf"),
-        pytest.param("b,10,10,100,200,0.5", "line 3, field end_s", "a number > start_s (10)", id="end = start"),
-        pytest.param("b,10,5,100,200,0.5", "line 3, field end_s", "> start_s", id="end before start"),
-        pytest.param("b,10,later,100,200,0.5", "line 3, field end_s", "got 'later'", id="end not a number"),
-        pytest.param("b,0,,abc,200,0.5", "line 3, field cpu_m", "positive integer, got 'abc'", id="cpu abc"),
-        pytest.param("b,0,,0,200,0.5", "line 3, field cpu_m", "positive integer, got '0'", id="cpu zero"),
-        pytest.param("b,0,,1.5,200,0.5", "line 3, field cpu_m", "positive integer, got '1.5'", id="cpu fraction"),
-        pytest.param("b,0,,100,-4,0.5", "line 3, field mem_mib", "positive integer, got '-4'", id="mem negative"),
-        pytest.param("b,0,,100,200,1.5", "line 3, field usage", "a number in [0, 1], got '1.5'", id="usage > 1"),
-        pytest.param("b,0,,100,200,-0.1", "line 3, field usage", "[0, 1]", id="usage < 0"),
-        pytest.param("b,0,,100,200,most", "line 3, field usage", "got 'most'", id="usage not a number"),
-        pytest.param("b,0,,100", "line 3", "expected 6 fields, got 4", id="short row"),
+        pytest.param(",0,,100,200,0.5,", "line 3, field name", "a non-empty name", id="empty name"),
+        pytest.param("a,0,,100,200,0.5,", "line 3, field name", "unique name (already on line 2)", id="duplicate"),
+        pytest.param("b,-1,,100,200,0.5,", "line 3, field start_s", "finite number >= 0", id="negative start"),
+        pytest.param("b,soon,,100,200,0.5,", "line 3, field start_s", "got 'soon'", id="start not a number"),
+        pytest.param("b,nan,,100,200,0.5,", "line 3, field start_s", "finite number", id="start nan"),
+        pytest.param("b,inf,,100,200,0.5,", "line 3, field start_s", "finite number", id="start inf"),
+        pytest.param("b,10,10,100,200,0.5,", "line 3, field end_s", "a number > start_s (10)", id="end = start"),
+        pytest.param("b,10,5,100,200,0.5,", "line 3, field end_s", "> start_s", id="end before start"),
+        pytest.param("b,10,later,100,200,0.5,", "line 3, field end_s", "got 'later'", id="end not a number"),
+        pytest.param("b,0,,abc,200,0.5,", "line 3, field cpu_m", "positive integer, got 'abc'", id="cpu abc"),
+        pytest.param("b,0,,0,200,0.5,", "line 3, field cpu_m", "positive integer, got '0'", id="cpu zero"),
+        pytest.param("b,0,,1.5,200,0.5,", "line 3, field cpu_m", "positive integer, got '1.5'", id="cpu fraction"),
+        pytest.param("b,0,,100,-4,0.5,", "line 3, field mem_mib", "positive integer, got '-4'", id="mem negative"),
+        pytest.param("b,0,,100,200,1.5,", "line 3, field usage", "a number in [0, 1], got '1.5'", id="usage > 1"),
+        pytest.param("b,0,,100,200,-0.1,", "line 3, field usage", "[0, 1]", id="usage < 0"),
+        pytest.param("b,0,,100,200,most,", "line 3, field usage", "got 'most'", id="usage not a number"),
+        pytest.param(
+            "b,0,,100,200,0.5,CronJob", "line 3, field owner_kind", "ReplicaSet, Job or empty, got 'CronJob'", id="kind"
+        ),
+        pytest.param("b,0,,100", "line 3", "expected 7 fields, got 4", id="short row"),
     ],
 )
 def test_pods_csv_bad_row_names_file_line_field(tmp_path, row, line_field, expected):
-    path = write(tmp_path, "pods.csv", f"{HEADER}\na,0,,100,200,0.5\n{row}\n")
+    path = write(tmp_path, "pods.csv", f"{HEADER}\na,0,,100,200,0.5,\n{row}\n")
     with pytest.raises(TraceError) as err:
         load_pods_csv(path)
     message = str(err.value)
@@ -101,7 +109,9 @@ def test_pods_csv_bad_row_names_file_line_field(tmp_path, row, line_field, expec
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        pytest.param("", "empty file, expected the header 'name,start_s,end_s,cpu_m,mem_mib,usage'", id="empty"),
+        pytest.param(
+            "", "empty file, expected the header 'name,start_s,end_s,cpu_m,mem_mib,usage,owner_kind'", id="empty"
+        ),
         pytest.param("\n\n", "empty file", id="blank lines only"),
         pytest.param("name,start,end,cpu,mem\na,0,,1,1\n", "line 1: expected the header", id="wrong header"),
         pytest.param("start_s,name,end_s,cpu_m,mem_mib,usage\n", "got 'start_s,name,", id="reordered header"),
@@ -125,12 +135,12 @@ def test_pods_csv_round_trip(tmp_path):
         PodSpec("a", 0.0, 60.0, 250, 512, 0.6),
         PodSpec("b,with comma", 1.0 / 3.0, None, 1000, 2048, 0.123456789),
         PodSpec('c"quoted', 12.25, 7200.125, 750, 1536, 0.0),
-        PodSpec("d", 86399.0, None, 1, 1, 1.0),
+        PodSpec("d", 86399.0, None, 1, 1, 1.0, owner_kind="Job"),
     )
     path = tmp_path / "out.csv"
     write_pods_csv(Workload("w", pods, 9e4), path)
     assert path.read_text().splitlines()[0] == HEADER
-    assert "a,0,60,250,512,0.6" in path.read_text().splitlines()
+    assert "a,0,60,250,512,0.6,ReplicaSet" in path.read_text().splitlines()
     again = load_pods_csv(path)
     assert again.pods == pods
     assert again.horizon_s == 86399.0 + HORIZON_MARGIN_S
@@ -545,7 +555,7 @@ def test_alibaba_header_must_have_the_columns(tmp_path):
 
 
 def test_load_dispatches_with_defaults_and_overrides(tmp_path):
-    pods = write(tmp_path, "p.csv", f"{HEADER}\na,0,60,100,100,0.5\n")
+    pods = write(tmp_path, "p.csv", f"{HEADER}\na,0,60,100,100,0.5,Job\n")
     assert load(pods, "pods") == load_pods_csv(pods)
     inv = write(tmp_path, "inv.csv", azure_text([[600, 1200, 60]]))
     assert load(inv, "azure") == from_azure(inv, TRACE_DEFAULTS["azure"]["model"])

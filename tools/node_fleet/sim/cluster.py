@@ -5,7 +5,7 @@ What it models, all seeded and deterministic: launch-to-running and running-to-R
 per-second billing from `running`, a first-fit scheduler on the planner's own placement
 predicate (`room.Room`: resources, pods per node, selectors, affinity, taints, ports,
 spread), evictions that free the node only after the pod's grace period while the controller
-recreates the pod at once, and a Prometheus view that lags by the scrape interval plus the rate
+recreates the pod at once (a Job's pod then does its work over), and a Prometheus view that lags by the scrape interval plus the rate
 window.
 
 The warm pool: a stopped worker keeps its Node (NotReady, out of the scheduler's reach) and bills
@@ -105,6 +105,9 @@ class _VPod:
     """Where it is bound, and the room it takes there."""
     unschedulable_since: float | None = None
     life: PodLife | None = None
+    demand_until: float | None = None
+    """The workload's own end of the pod: a Job's pod started over runs past it, and that rerun is
+    the policy's waste, not demand (the lower bound reads demand)."""
 
     @property
     def node(self) -> str | None:
@@ -166,11 +169,12 @@ class VirtualCluster:
                 "default",
                 spec.cpu_m,
                 spec.mem_mib,
+                owner_kind=spec.owner_kind,
                 grace_period_s=self.model.grace_period_s,
                 labels=spec.labels,
                 placement=spec.placement,
             )
-            self.pods[spec.name] = _VPod(spec, pod, spec.start_s, life=life)
+            self.pods[spec.name] = _VPod(spec, pod, spec.start_s, life=life, demand_until=spec.end_s)
             if spec.end_s is not None:
                 bisect.insort(self._ends, (spec.end_s, spec.name))
         self._schedule(now)
@@ -230,8 +234,9 @@ class VirtualCluster:
             self._history.popleft()
         demand_cpu = demand_mem = pending = 0
         for p in self.pods.values():
-            demand_cpu += p.spec.cpu_m
-            demand_mem += p.spec.mem_mib
+            if p.demand_until is None or now < p.demand_until:
+                demand_cpu += p.spec.cpu_m
+                demand_mem += p.spec.mem_mib
             pending += p.move is None
         self.record.samples.append(
             Sample(
@@ -366,6 +371,7 @@ class VirtualCluster:
             pod.move = None
             pod.unschedulable_since = None
             self.spot.displace(pod_name, node.instance_id, now)
+            self._start_over(pod, now)
 
     def evict(self, name: str, now: float) -> EvictionOutcome:
         pod = self.pods.get(name)
@@ -377,7 +383,19 @@ class VirtualCluster:
         self._release(pod, now, graceful=True)
         pod.pod = replace(pod.pod)
         pod.unschedulable_since = None
+        self._start_over(pod, now)
         return EvictionOutcome.EVICTED
+
+    def _start_over(self, pod: _VPod, now: float) -> None:
+        """A Job's pod recreated (evicted, or lost with its node) does the work again from the start:
+        it ends its whole length after now, counted from here as a first run is from its creation.
+        A ReplicaSet's ends when it would have."""
+        spec = pod.spec
+        if spec.owner_kind != "Job" or spec.end_s is None:
+            return
+        self._ends.remove((spec.end_s, spec.name))
+        pod.spec = replace(spec, start_s=now, end_s=now + spec.end_s - spec.start_s)
+        bisect.insort(self._ends, (pod.spec.end_s, spec.name))
 
     def metrics_at(self, now: float) -> tuple[float | None, dict[str, float]]:
         """What Prometheus would answer now: the reading of `metrics_lag_s` ago."""

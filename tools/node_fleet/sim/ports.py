@@ -110,6 +110,7 @@ class SimCluster:
                 p.pod.cpu_m,
                 p.pod.mem_mib,
                 node=p.node,
+                owner_kind=p.pod.owner_kind,
                 unschedulable_since=p.unschedulable_since,
                 grace_period_s=p.pod.grace_period_s,
                 labels=p.pod.labels,

@@ -12,7 +12,8 @@ stays within 10 workers' CPU and memory at all times, with pods from 250 m / 512
 - `sale-day`: the same sale in a whole day: 22 calm hours after it, where the sale's workers
   are of no more use (what a warm pool costs when nobody starts from it).
 - `batch`: 6 h; a 2000 m service all along, and every 25–45 minutes a wave of jobs (6000–14000 m
-  in all) arriving within 2 minutes, each running 5–20 minutes.
+  in all) arriving within 2 minutes, each running 5–20 minutes: Job pods, which start over when
+  evicted.
 
 `scenario(name, seed)` builds one; `SCENARIOS` maps the names to the builders.
 """
@@ -47,6 +48,7 @@ class _Live:
     mem: int
     usage: float
     end: float | None = None
+    owner_kind: str = "ReplicaSet"
 
 
 class _Builder:
@@ -62,19 +64,34 @@ class _Builder:
         cpu, mem, _ = self.rng.choices(sizes, weights=[s[2] for s in sizes])[0]
         return cpu, mem
 
-    def add(self, kind: str, start: float, cpu: int, mem: int, usage: tuple[float, float] = (0.4, 0.8)) -> _Live:
-        pod = _Live(f"{self.prefix}-{kind}-{len(self.pods):04d}", float(round(start)), cpu, mem, 0.0)
+    def add(
+        self,
+        kind: str,
+        start: float,
+        cpu: int,
+        mem: int,
+        usage: tuple[float, float] = (0.4, 0.8),
+        owner_kind: str = "ReplicaSet",
+    ) -> _Live:
+        pod = _Live(f"{self.prefix}-{kind}-{len(self.pods):04d}", float(round(start)), cpu, mem, 0.0, None, owner_kind)
         pod.usage = round(self.rng.uniform(*usage), 3)
         self.pods.append(pod)
         return pod
 
-    def fill(self, kind: str, total_cpu: int, start: Callable[[], float], **kw: tuple[float, float]) -> list[_Live]:
+    def fill(
+        self,
+        kind: str,
+        total_cpu: int,
+        start: Callable[[], float],
+        usage: tuple[float, float] = (0.4, 0.8),
+        owner_kind: str = "ReplicaSet",
+    ) -> list[_Live]:
         """Pods of random sizes adding up to exactly `total_cpu` (a multiple of 250 m)."""
         out = []
         left = total_cpu
         while left > 0:
             cpu, mem = self.size(max_cpu=left)
-            out.append(self.add(kind, start(), cpu, mem, **kw))
+            out.append(self.add(kind, start(), cpu, mem, usage, owner_kind))
             left -= cpu
         return out
 
@@ -82,7 +99,7 @@ class _Builder:
         specs = []
         for p in self.pods:
             end = None if p.end is None or p.end >= horizon else float(round(max(p.end, p.start + 60)))
-            specs.append(PodSpec(p.name, p.start, end, p.cpu, p.mem, p.usage))
+            specs.append(PodSpec(p.name, p.start, end, p.cpu, p.mem, p.usage, owner_kind=p.owner_kind))
         specs.sort(key=lambda s: (s.start_s, s.name))
         return Workload(name=name, pods=tuple(specs), horizon_s=horizon, description=description)
 
@@ -166,7 +183,7 @@ def batch(seed: int = 1) -> Workload:
     while wave + 22 * 60 <= horizon:
         total = 250 * b.rng.randint(24, 56)  # 6000..14000 m
         start = wave
-        for pod in b.fill("job", total, lambda s=start: s + b.rng.uniform(0, 120), usage=(0.5, 0.8)):
+        for pod in b.fill("job", total, lambda s=start: s + b.rng.uniform(0, 120), usage=(0.5, 0.8), owner_kind="Job"):
             pod.end = pod.start + b.rng.uniform(5, 20) * 60
         waves += 1
         wave += b.rng.uniform(25, 45) * 60

@@ -5,22 +5,25 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from node_fleet.sim.workload import DEFAULT_USAGE, PodSpec, TraceError, Workload
+from node_fleet.sim.workload import DEFAULT_USAGE, OWNER_KINDS, PodSpec, TraceError, Workload
 
 from .reading import bad, finite, names_the_file, num, open_text, pods_horizon, positive_int, read_header
 
-POD_CSV_COLUMNS = ("name", "start_s", "end_s", "cpu_m", "mem_mib", "usage")
-"""Header of the pod CSV; the `usage` column may be left out (every pod then uses DEFAULT_USAGE)."""
+POD_CSV_COLUMNS = ("name", "start_s", "end_s", "cpu_m", "mem_mib", "usage", "owner_kind")
+"""Header of the pod CSV. The last two columns may be left out, `owner_kind` alone or both: every
+pod then uses DEFAULT_USAGE, and is a ReplicaSet's."""
+_HEADERS = (list(POD_CSV_COLUMNS), list(POD_CSV_COLUMNS[:-1]), list(POD_CSV_COLUMNS[:-2]))
 
 
 @names_the_file
 def load_pods_csv(path: str | Path) -> Workload:
-    """Read the project's pod CSV: header `name,start_s,end_s,cpu_m,mem_mib,usage`.
+    """Read the project's pod CSV: header `name,start_s,end_s,cpu_m,mem_mib,usage,owner_kind`.
 
-    `usage` is optional (column absent or cell empty: DEFAULT_USAGE, 0.6); an empty `end_s` means the
-    pod runs to the end of the replay. Every row is checked: name non-empty and unique, start_s a
-    finite number >= 0, end_s (when given) finite and > start_s, cpu_m and mem_mib positive integers,
-    usage in [0, 1]. Blank lines are skipped.
+    `usage` is optional (column absent or cell empty: DEFAULT_USAGE, 0.6), and so is `owner_kind`
+    (absent or empty: ReplicaSet; a Job's pod evicted starts its work over). An empty `end_s` means
+    the pod runs to the end of the replay. Every row is checked: name non-empty and unique, start_s
+    a finite number >= 0, end_s (when given) finite and > start_s, cpu_m and mem_mib positive
+    integers, usage in [0, 1], owner_kind one of OWNER_KINDS. Blank lines are skipped.
 
     The workload is named after the file's stem. Its horizon is the latest start or end of any pod
     plus HORIZON_MARGIN_S (900 s), so the replay also shows the cluster shrinking afterwards; the
@@ -33,10 +36,10 @@ def load_pods_csv(path: str | Path) -> Workload:
     with open_text(path) as f:
         reader = csv.reader(f)
         header = read_header(path, reader, POD_CSV_COLUMNS)
-        if header != list(POD_CSV_COLUMNS) and header != list(POD_CSV_COLUMNS[:-1]):
+        if header not in _HEADERS:
             raise TraceError(
                 f"{path} line {reader.line_num}: expected the header {','.join(POD_CSV_COLUMNS)!r} "
-                f"(the usage column is optional), got {','.join(header)!r}"
+                f"(the owner_kind column, or both it and usage, may be left out), got {','.join(header)!r}"
             )
         width = len(header)
         for row in reader:
@@ -66,7 +69,10 @@ def load_pods_csv(path: str | Path) -> Workload:
                 usage = finite(where, "usage", cells["usage"])
                 if not 0.0 <= usage <= 1.0:
                     bad(where, "usage", "a number in [0, 1]", cells["usage"])
-            pods.append(PodSpec(name, start, end, cpu, mem, usage))
+            owner_kind = cells.get("owner_kind") or OWNER_KINDS[0]
+            if owner_kind not in OWNER_KINDS:
+                bad(where, "owner_kind", f"one of {', '.join(OWNER_KINDS)} or empty", owner_kind)
+            pods.append(PodSpec(name, start, end, cpu, mem, usage, owner_kind=owner_kind))
     if not pods:
         raise TraceError(f"{path}: no pods after the header")
     return Workload(
@@ -88,4 +94,4 @@ def write_pods_csv(workload: Workload, path: str | Path) -> None:
         writer.writerow(POD_CSV_COLUMNS)
         for p in workload.pods:
             end = "" if p.end_s is None else num(p.end_s)
-            writer.writerow([p.name, num(p.start_s), end, p.cpu_m, p.mem_mib, num(p.usage)])
+            writer.writerow([p.name, num(p.start_s), end, p.cpu_m, p.mem_mib, num(p.usage), p.owner_kind])
