@@ -126,6 +126,7 @@ fuzz: $(STAMP)
 bench: $(STAMP) sam
 	$(BIN)/python bench/speed.py
 	$(BIN)/python bench/replay.py
+	$(BIN)/python bench/floor.py
 	$(BIN)/python bench/coldstart.py
 	$(BIN)/python bench/bundle.py
 	$(BIN)/python bench/cycle.py

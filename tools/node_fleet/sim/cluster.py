@@ -5,8 +5,8 @@ What it models, all seeded and deterministic: launch-to-running and running-to-R
 per-second billing from `running`, a first-fit scheduler on the planner's own placement
 predicate (`room.Room`: resources, pods per node, selectors, affinity, taints, ports,
 spread), evictions that free the node only after the pod's grace period while the controller
-recreates the pod at once (a Job's pod then does its work over), and a Prometheus view that lags by the scrape interval plus the rate
-window.
+recreates the pod at once (a Job's pod then does its work over), and a Prometheus view that lags
+by the scrape interval plus the rate window.
 
 The warm pool: a stopped worker keeps its Node (NotReady, out of the scheduler's reach) and bills
 only its volume; started again, it runs after 5 to 15 s and is Ready after a lognormal median 20 s,
