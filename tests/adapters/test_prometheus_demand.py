@@ -59,6 +59,15 @@ def test_the_history_holds_the_requests_of_running_and_pending_pods_only(served)
     assert h.at(end - 3 * DAY_S) is None  # no history there: missing, never zero
 
 
+@pytest.mark.parametrize("fraction_ms", [0.4, 0.6])
+def test_todays_level_is_read_at_now_whichever_way_its_milliseconds_round(served, fraction_ms):
+    url, end = served
+    now = end + 7 + fraction_ms / 1000
+    h = PrometheusMetrics(PrometheusOptions(url=url)).demand(now, history_read(600))
+    newest = max(t for t, _, _ in h.samples)
+    assert now - 0.001 < newest <= now  # the point at now, not the one a step before
+
+
 def test_yesterdays_job_makes_todays_forecast_rise(served):
     url, end = served
     h = PrometheusMetrics(PrometheusOptions(url=url)).demand(end, history_read(600))
