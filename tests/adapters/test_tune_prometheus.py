@@ -46,7 +46,7 @@ class PodHistory:
 PODS = (
     PodHistory("shop", "web-0", "u-web", (0, HISTORY_S), 0, ((0.25, 0.5), (0.25, 0.5)), scrapers=("ksm-0", "ksm-1")),
     # Waits 10 minutes for capacity, runs 40, then Succeeded: its series stay, phase Succeeded.
-    PodHistory("jobs", "batch-1", "u-batch", (3600, 6600), 4200, ((1.5, 3.0),)),
+    PodHistory("jobs", "batch-1", "u-batch", (3600, 6600), 4200, ((1.5, 3.0),), "Job"),
     # A StatefulSet pod deleted after 30 minutes, its replacement (same name, new uid) back at 90.
     PodHistory("db", "pg-0", "u-pg-a", (0, 1800), 0, ((0.5, 2.0),), "StatefulSet", deleted=1800),
     PodHistory("db", "pg-0", "u-pg-b", (5400, HISTORY_S), 5400, ((0.5, 2.0),), "StatefulSet"),
@@ -118,6 +118,13 @@ def test_the_pods_are_read_back_with_their_requests_and_lives(seeded):
             assert pod.end_s is not None and abs(pod.end_s - end) <= STEP_S, (name, pod.end_s)
     assert abs(workload.horizon_s - HISTORY_S) <= STEP_S
     assert workload.name == "prometheus" and seeded.server.url in workload.description
+    # The Job's pod starts over if the replay evicts it; the others are replicas.
+    assert {name: pod.owner_kind for name, pod in pods.items()} == {
+        "shop/web-0": "ReplicaSet",
+        "jobs/batch-1": "Job",
+        "db/pg-0": "ReplicaSet",
+        "db/pg-0#2": "ReplicaSet",
+    }
 
 
 def test_tune_replays_the_history_from_the_command_line(seeded):

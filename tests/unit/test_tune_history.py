@@ -31,8 +31,13 @@ def test_each_life_of_a_pod_is_a_pod_with_the_most_it_requested():
         gone: {**_series(0, 300, 1.0), **_series(900, 1200, 1.0)},  # absent 300..900: two lives
     }
     mem = {web: _series(0, 1200, 512 * MIB), gone: {**_series(0, 300, MIB + 1), **_series(900, 1200, MIB + 1)}}
-    workload = to_workload({"cpu": cpu, "memory": mem}, Window(END + 1200, days=1, step_s=STEP), "test")
+    workload = to_workload({"cpu": cpu, "memory": mem}, Window(END + 1200, days=1, step_s=STEP), "test", {gone})
     pods = {p.name: p for p in workload.pods}
+    assert {name: p.owner_kind for name, p in pods.items()} == {
+        "shop/web-0": "ReplicaSet",
+        "db/pg-0": "Job",
+        "db/pg-0#2": "Job",
+    }
     assert set(pods) == {"shop/web-0", "db/pg-0", "db/pg-0#2"}
     assert (pods["shop/web-0"].cpu_m, pods["shop/web-0"].mem_mib) == (500, 512)
     assert (pods["shop/web-0"].start_s, pods["shop/web-0"].end_s) == (0, None)  # still there at the end

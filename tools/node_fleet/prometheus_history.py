@@ -7,7 +7,8 @@ the most CPU and memory it ever requested. Pending pods count as demand, as benc
 replay, not the history, decides how long each one waits. Left out: DaemonSet pods and static pods (they
 go with their node, and every worker the replay adds brings its own). Counted as worker demand although
 they may not be: pods on the K3s server node. CPU usage is not read: every pod uses DEFAULT_USAGE of its
-request, as pod CSV rows without a usage column do.
+request, as pod CSV rows without a usage column do. A pod a Job owns (kube_pod_owner) is replayed as a
+Job's, which starts its work over when the replay evicts it; every other as a replica.
 
 How it asks: through the deployed adapter's `Transport` (its retries, timeouts, deadline and TLS; the
 PROMETHEUS_* variables apply, no credentials, as for `node-fleet plan`), one query_range a day of history
@@ -49,6 +50,8 @@ QUERIES = {
 """Per live pod, the sum of its containers' requests (cores; bytes); the max per container first, so a
 kube-state-metrics scraped by two jobs is not counted twice. Init containers are left out, as
 kube-state-metrics has them in a metric of their own."""
+JOB_OWNED = 'max by (namespace, pod, uid) (kube_pod_owner{owner_kind="Job"})'
+"""The pods a Job owns."""
 # Bulk reads of days of history take longer than one cycle's queries: the widest the options allow,
 # unless the environment says otherwise.
 _BULK_TIMEOUTS = {"connect_timeout_s": 10.0, "read_timeout_s": 60.0, "deadline_s": 60.0}
@@ -95,9 +98,10 @@ def read_workload(url: str, window: Window, environ: Mapping[str, str]) -> Workl
         samples = {
             resource: _read(transport, url, expr, window, options.deadline_s) for resource, expr in QUERIES.items()
         }
+        jobs = frozenset(_read(transport, url, JOB_OWNED, window, options.deadline_s))
     finally:
         transport.close()
-    return to_workload(samples, window, f"Prometheus at {url}")
+    return to_workload(samples, window, f"Prometheus at {url}", jobs)
 
 
 def _read(
@@ -130,10 +134,14 @@ def _read(
 
 
 def to_workload(
-    samples: Mapping[str, Mapping[tuple[str, ...], Mapping[float, float]]], window: Window, source: str
+    samples: Mapping[str, Mapping[tuple[str, ...], Mapping[float, float]]],
+    window: Window,
+    source: str,
+    jobs: frozenset[tuple[str, ...]] = frozenset(),
 ) -> Workload:
     """Pods from each series' samples (see the module's docstring); `samples` maps "cpu" and "memory" to
-    series key -> {unix time: cores or bytes}. Times become seconds from the first sample of any pod."""
+    series key -> {unix time: cores or bytes}, and `jobs` holds the keys of the pods a Job owns. Times
+    become seconds from the first sample of any pod."""
     cpu, mem = samples["cpu"], samples["memory"]
     keys = sorted(set(cpu) | set(mem))
     times = [t for k in keys for t in (*cpu.get(k, {}), *mem.get(k, {}))]
@@ -157,7 +165,8 @@ def to_workload(
             names[name] += 1
             name += f"#{names[name]}" if names[name] > 1 else ""
             end = None if run[-1] >= last else run[-1] + step - origin
-            pods.append(PodSpec(name, run[0] - origin, end, cpu_m, mem_mib))
+            owner_kind = "Job" if key in jobs else "ReplicaSet"
+            pods.append(PodSpec(name, run[0] - origin, end, cpu_m, mem_mib, owner_kind=owner_kind))
     if not pods:
         raise HistoryError(f"{source}: every pod found requests nothing (expected {EXPECTED})")
     hours = (last + step - origin) / 3600
