@@ -19,7 +19,6 @@ Nothing secret (token, password, CA) appears in a log line, an exception, a reas
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -102,12 +101,9 @@ class PrometheusMetrics:
         """The forecast's history: one range query over every lag (`queries.demand_expr`); None,
         with a warning, when it cannot be read."""
         deadline = time.monotonic() + self._options.deadline_s
-        # Prometheus keeps milliseconds: from `now` rounded up, the point at now would land after it
-        # and be dropped, leaving today's level a step old (or unknown, on a series that young).
-        at = math.floor(now * 1000) / 1000
         try:
             data = self._transport.range(
-                demand_expr(read.lags_s), at - read.before_s, at + read.after_s, read.step_s, deadline
+                demand_expr(read.lags_s), now - read.before_s, now + read.after_s, read.step_s, deadline
             )
             return judge_demand(data, now, read.step_s)
         except QueryError as e:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 import time
@@ -77,13 +78,13 @@ class Transport:
     def instant(self, expr: str, now: float, deadline: float) -> dict[str, Any]:
         """POST one instant query evaluated at `now`, answered by `deadline` (monotonic); the answer's
         `data`, or QueryError."""
-        return self._ask("query", {"query": expr, "time": f"{now:.3f}"}, deadline)
+        return self._ask("query", {"query": expr, "time": _at(now)}, deadline)
 
     def range(self, expr: str, start: float, end: float, step_s: float, deadline: float) -> dict[str, Any]:
         """POST one range query evaluated every `step_s` from `start` to `end`; as `instant`."""
         return self._ask(
             "query_range",
-            {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step_s:g}"},
+            {"query": expr, "start": _at(start), "end": _at(end), "step": f"{step_s:g}"},
             deadline,
         )
 
@@ -206,3 +207,9 @@ def _retries_used(response: requests.Response) -> int:
 def _clip(text: object) -> str:
     flat = " ".join(str(text).split())
     return flat if len(flat) <= _MAX_DETAIL else flat[: _MAX_DETAIL - 1] + "…"
+
+
+def _at(t: float) -> str:
+    """A time as Prometheus keeps it, in whole milliseconds, never after `t`: rounded up, a range's
+    point at now would land past now and be dropped by the reader."""
+    return f"{math.floor(t * 1000) / 1000:.3f}"
