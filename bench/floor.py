@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import itertools
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -31,33 +32,28 @@ from node_fleet.sim.engine import STEP_S
 from node_fleet.sim.record import Sample
 from node_fleet.sim.report import lower_bound_nodes
 from node_fleet.sim.runner import settings_for
-from node_fleet.sim.scenarios import SCENARIOS, scenario
+from node_fleet.sim.scenarios import SCENARIOS
 from node_fleet.sim.workload import Workload
 from replay import TRACE_FILES
 
 Room = list[float]  # cpu_m, mem_mib, pods taken on one node
+Capacity = tuple[int, int, int]  # a node's cpu_m, mem_mib, pods
+Fit = Callable[[list[Room], Capacity], int]
+"""Which of the nodes a pod fits on (their rooms, oldest node first) it goes to: an index."""
 
-
-def _first_fit(fits: list[int], nodes: dict[int, Room], cap: tuple[int, int, int]) -> int:
-    return fits[0]
-
-
-def _best_fit(fits: list[int], nodes: dict[int, Room], cap: tuple[int, int, int]) -> int:
-    return max(fits, key=lambda n: nodes[n][0] / cap[0] + nodes[n][1] / cap[1])
-
-
-FITS: dict[str, Callable[[list[int], dict[int, Room], tuple[int, int, int]], int]] = {
-    "first fit": _first_fit,
-    "best fit": _best_fit,
+FITS: dict[str, Fit] = {
+    "first fit": lambda fits, cap: 0,
+    "best fit": lambda fits, cap: max(range(len(fits)), key=lambda k: fits[k][0] / cap[0] + fits[k][1] / cap[1]),
 }
 
 
-def node_lives(workload: Workload, cap: tuple[int, int, int], fit) -> list[tuple[float, float]]:
+def node_lives(workload: Workload, cap: Capacity, fit: Fit) -> list[tuple[float, float]]:
     """(from, to) of every node the packer uses: pods in order of creation, never moved."""
     nodes: dict[int, Room] = {}
     born: dict[int, float] = {}
     ends: list[tuple[float, int, int]] = []  # (end, pod index, node)
     lives = []
+    new_ids = itertools.count()
     horizon = workload.horizon_s
 
     def leave_until(t: float) -> None:
@@ -81,8 +77,10 @@ def node_lives(workload: Workload, cap: tuple[int, int, int], fit) -> list[tuple
             for n, room in nodes.items()
             if room[0] + pod.cpu_m <= cap[0] and room[1] + pod.mem_mib <= cap[1] and room[2] < cap[2]
         ]
-        n = fit(fits, nodes, cap) if fits else len(lives) + len(nodes) + 1
-        if not fits:
+        if fits:
+            n = fits[fit([nodes[n] for n in fits], cap)]
+        else:
+            n = next(new_ids)
             nodes[n], born[n] = [0.0, 0.0, 0.0], pod.start_s
         room = nodes[n]
         room[0] += pod.cpu_m
@@ -93,7 +91,7 @@ def node_lives(workload: Workload, cap: tuple[int, int, int], fit) -> list[tuple
     return lives
 
 
-def ratio(workload: Workload, settings: Settings, fit) -> float:
+def ratio(workload: Workload, settings: Settings, fit: Fit) -> float:
     """The packer's node-seconds over the lower bound's, both on the simulator's 10 s steps."""
     steps = int(workload.horizon_s // STEP_S)
     alive, cpu, mem = [0] * (steps + 1), [0] * (steps + 1), [0] * (steps + 1)
@@ -139,7 +137,7 @@ def main() -> None:
     items += [(name, name, {}) for name in TRACE_FILES if (args.traces / TRACE_FILES[name]).exists()]
     print(f"{'workload':<14} " + " ".join(f"{name:>9}" for name in FITS))
     for label, kind, opts in items:
-        workload = build(kind, opts, args.traces) if kind in TRACE_FILES else scenario(kind, **opts)
+        workload = build(kind, opts, args.traces)
         settings = settings_for(workload, Settings(), None)
         print(f"{label:<14} " + " ".join(f"{ratio(workload, settings, fit):>9.3f}" for fit in FITS.values()))
 
