@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from autoscaler.config.prometheus import ENV_DEADLINE, ENV_TIMEOUT, PrometheusOptions
-from node_fleet.sim.workload import PodSpec, TraceError, Workload
+from node_fleet.sim.workload import JOB, REPLICA_SET, PodSpec, TraceError, Workload
 
 if TYPE_CHECKING:
     from autoscaler.adapters.prometheus.transport import Transport
@@ -50,7 +50,7 @@ QUERIES = {
 """Per live pod, the sum of its containers' requests (cores; bytes); the max per container first, so a
 kube-state-metrics scraped by two jobs is not counted twice. Init containers are left out, as
 kube-state-metrics has them in a metric of their own."""
-JOB_OWNED = 'max by (namespace, pod, uid) (kube_pod_owner{owner_kind="Job"})'
+JOB_OWNED = f'max by (namespace, pod, uid) (kube_pod_owner{{owner_kind="{JOB}"}})'
 """The pods a Job owns."""
 # Bulk reads of days of history take longer than one cycle's queries: the widest the options allow,
 # unless the environment says otherwise.
@@ -165,7 +165,7 @@ def to_workload(
             names[name] += 1
             name += f"#{names[name]}" if names[name] > 1 else ""
             end = None if run[-1] >= last else run[-1] + step - origin
-            owner_kind = "Job" if key in jobs else "ReplicaSet"
+            owner_kind = JOB if key in jobs else REPLICA_SET
             pods.append(PodSpec(name, run[0] - origin, end, cpu_m, mem_mib, owner_kind=owner_kind))
     if not pods:
         raise HistoryError(f"{source}: every pod found requests nothing (expected {EXPECTED})")

@@ -33,7 +33,7 @@ from autoscaler.room import Room
 from autoscaler.scheduling import HOSTNAME_LABEL, ZONE_LABEL, Taint
 from node_fleet.sim.record import InstanceLife, PodLife, RunRecord, Sample, ScaleEvent
 from node_fleet.sim.spot import NO_SPOT, SpotMarket, SpotModel
-from node_fleet.sim.workload import PodSpec, Workload
+from node_fleet.sim.workload import JOB, PodSpec, Workload
 
 ZONES = ("sim-a", "sim-b")
 DRAINING = Taint(DRAINING_TAINT_KEY, "true", "NoSchedule")
@@ -391,7 +391,7 @@ class VirtualCluster:
         it ends its whole length after now, counted from here as a first run is from its creation.
         A ReplicaSet's ends when it would have."""
         spec = pod.spec
-        if spec.owner_kind != "Job" or spec.end_s is None:
+        if spec.owner_kind != JOB or spec.end_s is None:
             return
         self._ends.remove((spec.end_s, spec.name))
         pod.spec = replace(spec, start_s=now, end_s=now + spec.end_s - spec.start_s)

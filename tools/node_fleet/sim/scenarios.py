@@ -25,7 +25,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from node_fleet.sim.workload import PodSpec, Workload
+from node_fleet.sim.workload import JOB, REPLICA_SET, PodSpec, Workload
 
 __all__ = ["POD_SIZES", "SCENARIOS", "batch", "diurnal", "flash_sale", "scenario"]
 
@@ -48,7 +48,7 @@ class _Live:
     mem: int
     usage: float
     end: float | None = None
-    owner_kind: str = "ReplicaSet"
+    owner_kind: str = REPLICA_SET
 
 
 class _Builder:
@@ -71,7 +71,7 @@ class _Builder:
         cpu: int,
         mem: int,
         usage: tuple[float, float] = (0.4, 0.8),
-        owner_kind: str = "ReplicaSet",
+        owner_kind: str = REPLICA_SET,
     ) -> _Live:
         pod = _Live(f"{self.prefix}-{kind}-{len(self.pods):04d}", float(round(start)), cpu, mem, 0.0, None, owner_kind)
         pod.usage = round(self.rng.uniform(*usage), 3)
@@ -84,7 +84,7 @@ class _Builder:
         total_cpu: int,
         start: Callable[[], float],
         usage: tuple[float, float] = (0.4, 0.8),
-        owner_kind: str = "ReplicaSet",
+        owner_kind: str = REPLICA_SET,
     ) -> list[_Live]:
         """Pods of random sizes adding up to exactly `total_cpu` (a multiple of 250 m)."""
         out = []
@@ -183,7 +183,7 @@ def batch(seed: int = 1) -> Workload:
     while wave + 22 * 60 <= horizon:
         total = 250 * b.rng.randint(24, 56)  # 6000..14000 m
         start = wave
-        for pod in b.fill("job", total, lambda s=start: s + b.rng.uniform(0, 120), usage=(0.5, 0.8), owner_kind="Job"):
+        for pod in b.fill("job", total, lambda s=start: s + b.rng.uniform(0, 120), usage=(0.5, 0.8), owner_kind=JOB):
             pod.end = pod.start + b.rng.uniform(5, 20) * 60
         waves += 1
         wave += b.rng.uniform(25, 45) * 60

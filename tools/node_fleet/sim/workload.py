@@ -9,7 +9,8 @@ from autoscaler.scheduling import NO_CONSTRAINTS, Placement
 
 DEFAULT_USAGE = 0.6
 
-OWNER_KINDS = ("ReplicaSet", "Job")
+REPLICA_SET, JOB = "ReplicaSet", "Job"
+OWNER_KINDS = (REPLICA_SET, JOB)
 """The controllers the simulator tells apart (PodSpec.owner_kind)."""
 
 
@@ -27,7 +28,7 @@ class PodSpec:
     placement: Placement = NO_CONSTRAINTS
     """Selectors, affinity, tolerations, spread...: the virtual scheduler and the planner both
     place the pod by them (room.Room)."""
-    owner_kind: str = "ReplicaSet"
+    owner_kind: str = REPLICA_SET
     """The controller that recreates it when it is evicted. A ReplicaSet's pod is one replica of a
     service: its replacement ends when it would have. A Job's pod is work in progress: its
     replacement starts the work over and runs its whole length again."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from node_fleet.sim.workload import DEFAULT_USAGE, OWNER_KINDS, PodSpec, TraceError, Workload
+from node_fleet.sim.workload import DEFAULT_USAGE, OWNER_KINDS, REPLICA_SET, PodSpec, TraceError, Workload
 
 from .reading import bad, finite, names_the_file, num, open_text, pods_horizon, positive_int, read_header
 
@@ -69,7 +69,7 @@ def load_pods_csv(path: str | Path) -> Workload:
                 usage = finite(where, "usage", cells["usage"])
                 if not 0.0 <= usage <= 1.0:
                     bad(where, "usage", "a number in [0, 1]", cells["usage"])
-            owner_kind = cells.get("owner_kind") or OWNER_KINDS[0]
+            owner_kind = cells.get("owner_kind") or REPLICA_SET
             if owner_kind not in OWNER_KINDS:
                 bad(where, "owner_kind", f"one of {', '.join(OWNER_KINDS)} or empty", owner_kind)
             pods.append(PodSpec(name, start, end, cpu, mem, usage, owner_kind=owner_kind))
